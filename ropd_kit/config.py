@@ -1,0 +1,213 @@
+"""One RunConfig for a whole ROPD run: built from a notebook's `parameters` cell, passed to every stage.
+
+Endpoints are named by base_url, model and the *name* of the environment variable holding the API key, never the
+key itself, so a config can be printed, saved next to a run, or become a papermill parameter without leaking it.
+`base_url="local"` means "the local llama-server of the offline default": `serve.local_endpoints(config)` starts it
+and returns a config whose endpoints point at it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+LOCAL = "local"
+
+# Registry names of the offline models (ropd_kit.models.MODELS).
+DEFAULT_TEACHER = "qwen2.5-coder-1.5b-instruct"
+DEFAULT_STUDENT = "qwen2.5-coder-0.5b-instruct"
+FAST_MODEL = "smollm2-135m-instruct"
+
+Role = Literal["teacher", "rubricator", "verifier", "student"]
+StructuredOutput = Literal["auto", "json_schema", "json_object", "none"]
+Method = Literal["ropd", "lopd", "rlvr", "judge", "sft"]
+
+
+def cache_root() -> Path:
+    """Where built binaries, model files, the LLM cache and the teacher reference index live (outside the repo)."""
+    return Path(os.environ.get("ROPD_CACHE", Path.home() / ".cache" / "ropd-kit"))
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the field and the value."""
+
+
+class EndpointConfig(BaseModel):
+    """An OpenAI-compatible chat endpoint for one role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = LOCAL
+    model: str = DEFAULT_TEACHER
+    api_key_env: str | None = Field(
+        default=None, description="Name of the environment variable that holds the API key (never the key)."
+    )
+    max_concurrency: int = Field(default=8, ge=1, le=1024)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=4, ge=0, le=20)
+    structured_output: StructuredOutput = "auto"
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _looks_like_a_name(cls, v: str | None) -> str | None:
+        # A key pasted here by mistake would end up in papermill outputs; refuse anything that is not a variable name.
+        if v is not None and (not v.replace("_", "").isalnum() or not (v[0].isalpha() or v[0] == "_")):
+            raise ValueError(
+                "api_key_env must be the NAME of an environment variable (e.g. 'OPENAI_API_KEY'), not a key value"
+            )
+        return v
+
+    @property
+    def is_local(self) -> bool:
+        return self.base_url == LOCAL
+
+    def api_key(self) -> str:
+        """The key from the environment; local servers accept any non-empty key."""
+        if self.api_key_env is None:
+            return "not-needed"
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise ConfigError(f"environment variable {self.api_key_env!r} (api_key_env for {self.base_url}) is not set")
+        return value
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs. Field names are what notebooks use as papermill parameters."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    run_dir: str = "runs/demo"
+    seed: int = 0
+
+    # Tasks
+    tasks_path: str = "data/arith_train.jsonl"
+    eval_tasks_path: str = "data/arith_test.jsonl"
+    n_tasks: int | None = Field(default=None, ge=1, description="Use the first n tasks (None: all).")
+
+    # Endpoints of the black-box roles (teacher refs, rubric induction, verification) and of the student sampler.
+    teacher: EndpointConfig = Field(default_factory=EndpointConfig)
+    rubricator: EndpointConfig = Field(default_factory=EndpointConfig)
+    verifier: EndpointConfig = Field(default_factory=EndpointConfig)
+    student: EndpointConfig = Field(default_factory=lambda: EndpointConfig(model=DEFAULT_STUDENT))
+
+    # Teacher references
+    n_teacher_refs: int = Field(default=4, ge=1, le=64)
+    teacher_temperature: float = Field(default=0.7, ge=0, le=2)
+    teacher_top_p: float = Field(default=0.95, gt=0, le=1)
+    teacher_max_tokens: int = Field(default=512, ge=8)
+
+    # Student rollouts (one group per task)
+    n_rollouts: int = Field(default=8, ge=2, le=256)
+    rollout_temperature: float = Field(default=1.0, ge=0, le=2)
+    rollout_top_p: float = Field(default=1.0, gt=0, le=1)
+    rollout_max_tokens: int = Field(default=384, ge=8)
+
+    # Rubric induction
+    min_criteria: int = Field(default=4, ge=1, le=12)
+    max_criteria: int = Field(default=12, ge=1, le=12)
+    rubricator_temperature: float = Field(default=0.3, ge=0, le=2)
+    rubricator_max_tokens: int = Field(default=1024, ge=64)
+    rubric_attempts: int = Field(default=3, ge=1, le=10, description="Tries per rubric, the parse error fed back.")
+    rubric_student_samples: int = Field(
+        default=4, ge=0, le=64, description="How many of the group's rollouts the Rubricator sees."
+    )
+    pitfalls: bool = Field(default=False, description="Allow negative 'pitfall' criteria (points -1/-2).")
+
+    # Verification
+    verifier_temperature: float = Field(default=0.0, ge=0, le=2)
+    verifier_max_tokens: int = Field(default=1024, ge=32)
+    verify_attempts: int = Field(default=2, ge=1, le=10, description="Tries for the batched call before per-answer calls.")
+    max_answers_per_call: int = Field(default=12, ge=1, le=64, description="Chunk size of a batched verifier call.")
+    max_answer_chars: int = Field(default=4000, ge=100, description="Answers are cut to this length before judging.")
+    strip_thinking: bool = Field(default=True, description="Drop reasoning before </think> before judging.")
+    truncated_rollouts: Literal["judge", "zero"] = Field(
+        default="judge", description="'zero': a rollout cut by max_tokens scores 0 without being judged."
+    )
+    score_eps: float = Field(default=1e-6, gt=0)
+
+    # LLM client
+    cache_dir: str | None = Field(default=None, description="Disk cache of LLM calls (None: <cache_root>/llm).")
+    use_cache: bool = True
+    ref_index_dir: str | None = Field(
+        default=None, description="Teacher reference index (None: <cache_root>/teacher_refs); URL-independent."
+    )
+    teacher_prompt_version: str = "v1"
+
+    # Local server (offline default)
+    server_parallel: int = Field(default=4, ge=1, le=64)
+    server_ctx_size: int = Field(default=16384, ge=512)
+    server_threads: int | None = None
+
+    # Training (train.py)
+    method: Method = "ropd"
+    student_model: str = DEFAULT_STUDENT
+    lopd_teacher_model: str = DEFAULT_TEACHER
+    max_steps: int = Field(default=10, ge=1)
+    prompts_per_step: int = Field(default=2, ge=1)
+    learning_rate: float = Field(default=1e-5, gt=0)
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    kl_beta: float = Field(default=0.0, ge=0)
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    max_prompt_tokens: int = Field(default=512, ge=16)
+    save_steps: int = Field(default=5, ge=1)
+    eval_steps: int | None = Field(default=None, ge=1)
+    eval_k: int = Field(default=1, ge=1)
+    n_eval_tasks: int | None = Field(default=None, ge=1)
+    resume: bool = False
+    max_judge_failure_rate: float = Field(default=0.5, ge=0, le=1)
+    use_unsloth: Literal["auto", "never", "always"] = "auto"
+
+    @model_validator(mode="after")
+    def _criteria_range(self) -> "RunConfig":
+        if self.min_criteria > self.max_criteria:
+            raise ValueError(f"min_criteria ({self.min_criteria}) > max_criteria ({self.max_criteria})")
+        return self
+
+    @property
+    def path(self) -> Path:
+        return Path(self.run_dir)
+
+    def endpoint(self, role: Role) -> EndpointConfig:
+        return getattr(self, role)
+
+    @classmethod
+    def from_params(cls, **params: Any) -> "RunConfig":
+        """Build from flat notebook parameters.
+
+        Endpoint fields may be given flat, as `<role>_<field>` (e.g. `teacher_base_url`, `verifier_api_key_env`),
+        which is what a papermill `parameters` cell can hold; unknown names raise with the name in the message.
+        """
+        nested: dict[str, Any] = {}
+        endpoint_fields = set(EndpointConfig.model_fields)
+        roles = ("teacher", "rubricator", "verifier", "student")
+        for key, value in params.items():
+            role = next((r for r in roles if key.startswith(r + "_") and key[len(r) + 1 :] in endpoint_fields), None)
+            if role is not None:
+                nested.setdefault(role, {})[key[len(role) + 1 :]] = value
+            else:
+                nested[key] = value
+        for role in roles:
+            if isinstance(nested.get(role), dict):
+                # Flat endpoint fields override the defaults of that role only.
+                base = cls.model_fields[role].get_default(call_default_factory=True).model_dump()
+                nested[role] = {**base, **nested[role]}
+        unknown = sorted(set(nested) - set(cls.model_fields))
+        if unknown:
+            raise ConfigError(f"unknown RunConfig parameter(s): {', '.join(unknown)}")
+        return cls(**nested)
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the config (no secrets: only variable names) next to the run's records."""
+        target = Path(path) if path else self.path / "config.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(self.model_dump(), indent=2) + "\n")
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        return cls(**json.loads(Path(path).read_text()))

@@ -1,0 +1,308 @@
+"""Stages 1–5 of ROPD over a run directory: tasks → teacher refs → rollouts → rubrics → verdicts (with scores).
+
+Each stage is a function that reads the previous stage's JSONL file from the run directory and writes its own, so a
+notebook can run (and re-run) one stage per cell. `judge_group_async` is the per-group chain (rubric induction, then
+blind verification, then s_i) that both the stage functions and `reward.RubricReward` call: one rubric per
+(task, step), shared by every rollout of the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import rundir
+from .config import RunConfig
+from .data import Task, load_tasks, write_tasks
+from .llm import Clients, make_clients, run_sync
+from .rubrics import induce_rubric_async
+from .scoring import weighted_pass_rate
+from .verify import verify_group_async
+
+
+@dataclass
+class GroupJudgement:
+    """What judging one group produced. `scores` are the student rollouts' s_i in rollout order, or None."""
+
+    task_id: str
+    step: int
+    rubric_record: dict
+    verdict_records: list[dict]
+    scores: list[float] | None
+    teacher_scores: list[float | None]
+    failed: bool
+    error: str | None = None
+    raw_records: list[dict] = field(default_factory=list)
+    verifier_calls: int = 0
+
+
+def _group_seed(config: RunConfig, task_id: str, step: int) -> int:
+    # The blind order must differ across groups yet be reproducible, so that a replayed step hits the cache.
+    digest = hashlib.sha256(f"{config.seed}:{task_id}:{step}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def _score_or_none(points: list[int], judgement: list[bool] | None, config: RunConfig) -> float | None:
+    if judgement is None:
+        return None
+    return weighted_pass_rate(points, [judgement], eps=config.score_eps, pitfalls=config.pitfalls)[0]
+
+
+async def judge_group_async(
+    task: Task,
+    teacher_refs: list[str],
+    rollouts: list[str],
+    clients: Clients,
+    config: RunConfig,
+    *,
+    step: int,
+    truncated: list[bool] | None = None,
+) -> GroupJudgement:
+    """Induce one rubric from the teacher refs and this group's rollouts, verify all answers blind, score them.
+
+    Never raises for model or endpoint misbehaviour: a group that cannot be judged comes back with `failed=True`,
+    `scores=None` and the reason in `error`, so the trainer can give it zero advantage and count it.
+    """
+    outcome = await induce_rubric_async(task.prompt, teacher_refs, rollouts, clients.rubricator, config)
+    raw = [
+        {"task_id": task.id, "step": step, "role": "rubricator", "attempt": i, "text": text}
+        for i, text in enumerate(outcome.raw)
+    ]
+    rubric_record: dict[str, Any] = {
+        "task_id": task.id,
+        "step": step,
+        "criteria": [c.model_dump() for c in outcome.rubric.criteria] if outcome.rubric else [],
+        "model": clients.rubricator.endpoint.model,
+        "n_teacher": len(teacher_refs),
+        "n_student": len(rollouts),
+        "attempts": outcome.attempts,
+        "error": outcome.error,
+    }
+    if outcome.rubric is None:
+        return GroupJudgement(
+            task.id, step, rubric_record, [], None, [None] * len(teacher_refs), True,
+            error=f"rubric: {outcome.error}", raw_records=raw,
+        )
+
+    verdicts = await verify_group_async(
+        task.prompt,
+        outcome.rubric,
+        teacher_refs,
+        rollouts,
+        clients.verifier,
+        config,
+        seed=_group_seed(config, task.id, step),
+        truncated=truncated,
+    )
+    raw += [
+        {"task_id": task.id, "step": step, "role": "verifier", "attempt": i, "text": text}
+        for i, text in enumerate(verdicts.raw)
+    ]
+    points = outcome.rubric.points
+    position = {key: i + 1 for i, key in enumerate(verdicts.order)}  # 1-based, as shown to the verifier
+    records: list[dict] = []
+    teacher_scores: list[float | None] = []
+    student_scores: list[float | None] = []
+    for source, judgements, scores in (
+        ("teacher", verdicts.teacher, teacher_scores),
+        ("student", verdicts.student, student_scores),
+    ):
+        for idx, judgement in enumerate(judgements):
+            score = _score_or_none(points, judgement, config)
+            if source == "student" and truncated and truncated[idx] and config.truncated_rollouts == "zero":
+                score = 0.0
+            scores.append(score)
+            records.append(
+                {
+                    "task_id": task.id,
+                    "step": step,
+                    "answer_key": f"{source}-{idx}",
+                    "source": source,
+                    "answer_idx": idx,
+                    "position": position.get((source, idx)),
+                    "judgements": judgement,
+                    "score": score,
+                }
+            )
+    failed = verdicts.failed or any(s is None for s in student_scores)
+    return GroupJudgement(
+        task.id,
+        step,
+        rubric_record,
+        records,
+        None if failed else [float(s) for s in student_scores],
+        teacher_scores,
+        failed,
+        error=f"verify: {verdicts.error}" if failed else None,
+        raw_records=raw,
+        verifier_calls=verdicts.calls,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage functions over a run directory (what notebooks 01–03 and `make demo` call)
+
+
+def stage_tasks(config: RunConfig) -> list[Task]:
+    """Stage 0: validate the task file and copy the selected tasks into the run directory."""
+    tasks = load_tasks(config.tasks_path, limit=config.n_tasks)
+    write_tasks(config.path / rundir.TASKS, tasks)
+    config.save()
+    return tasks
+
+
+def run_tasks(config: RunConfig) -> list[Task]:
+    path = config.path / rundir.TASKS
+    return load_tasks(path) if path.exists() else stage_tasks(config)
+
+
+def _grouped(records: list[dict], key: str = "task_id") -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in records:
+        out.setdefault(r[key], []).append(r)
+    return out
+
+
+async def stage_teacher_refs_async(config: RunConfig, clients: Clients) -> list[dict]:
+    """Stage 1: K teacher references per task (replayed from the reference index when present)."""
+    from .teacher import ReferenceIndex, collect_references_async
+
+    tasks = run_tasks(config)
+    index = ReferenceIndex.for_config(config)
+    records = await collect_references_async(tasks, clients.teacher, config, index)
+    rundir.write_jsonl(config.path / rundir.TEACHER_REFS, records)
+    return records
+
+
+async def stage_rollouts_async(config: RunConfig, clients: Clients, *, step: int = 0) -> list[dict]:
+    """Stage 2: a group of student rollouts per task (the training loop swaps in the policy's own samples)."""
+    from .rollouts import sample_rollouts_async
+
+    tasks = run_tasks(config)
+    records = await sample_rollouts_async(tasks, clients.student, config, step=step)
+    rundir.write_jsonl(config.path / rundir.ROLLOUTS, records)
+    return records
+
+
+async def stage_judge_async(config: RunConfig, clients: Clients, *, step: int = 0, progress: bool = True) -> list[GroupJudgement]:
+    """Stages 3–5 for every task at once: rubric per group, blind verdicts, scores. Writes rubrics/verdicts files."""
+    from tqdm.auto import tqdm
+
+    tasks = {t.id: t for t in run_tasks(config)}
+    refs = _grouped(rundir.read_jsonl(config.path / rundir.TEACHER_REFS))
+    rolls = _grouped([r for r in rundir.read_jsonl(config.path / rundir.ROLLOUTS) if r.get("step", 0) == step])
+    missing = sorted(set(tasks) - set(rolls))
+    if missing:
+        raise FileNotFoundError(
+            f"{config.path / rundir.ROLLOUTS}: no rollouts for step {step} of task(s) {', '.join(missing[:5])}"
+            " — run the rollouts stage first"
+        )
+
+    async def one(task_id: str) -> GroupJudgement:
+        task_refs = sorted((r for r in refs.get(task_id, []) if r.get("text")), key=lambda r: r["ref_idx"])
+        group = sorted(rolls[task_id], key=lambda r: r["rollout_idx"])
+        return await judge_group_async(
+            tasks[task_id],
+            [r["text"] for r in task_refs],
+            [r["text"] for r in group],
+            clients,
+            config,
+            step=step,
+            truncated=[bool(r.get("truncated")) for r in group],
+        )
+
+    bar = tqdm(total=len(tasks), desc="judge groups", disable=not progress)
+
+    async def tracked(task_id: str) -> GroupJudgement:
+        result = await one(task_id)
+        bar.update(1)
+        return result
+
+    try:
+        results = await asyncio.gather(*(tracked(t) for t in tasks))
+    finally:
+        bar.close()
+    write_judgements(config.path, results, replace=True)
+    return results
+
+
+def write_judgements(run_path: Path, results: list[GroupJudgement], *, replace: bool = False) -> None:
+    """Write (or append, during training) the rubrics, verdicts and raw judge output of judged groups."""
+    put = rundir.write_jsonl if replace else rundir.append_jsonl
+    put(run_path / rundir.RUBRICS, [r.rubric_record for r in results])
+    put(run_path / rundir.VERDICTS, [v for r in results for v in r.verdict_records])
+    put(run_path / rundir.JUDGE_RAW, [x for r in results for x in r.raw_records])
+
+
+def judge_summary(results: list[GroupJudgement], clients: Clients | None = None) -> dict[str, Any]:
+    """Counts a person wants after a judging pass: failures, rubric sizes, score spread, LLM usage."""
+    import statistics
+
+    judged = [r for r in results if not r.failed]
+    student = [s for r in judged for s in (r.scores or [])]
+    teacher = [s for r in results for s in r.teacher_scores if s is not None]
+    summary: dict[str, Any] = {
+        "groups": len(results),
+        "groups_failed": len(results) - len(judged),
+        "rubric_failures": sum(1 for r in results if not r.rubric_record["criteria"]),
+        "mean_criteria": statistics.fmean([len(r.rubric_record["criteria"]) for r in judged]) if judged else None,
+        "student_score_mean": statistics.fmean(student) if student else None,
+        "teacher_score_mean": statistics.fmean(teacher) if teacher else None,
+        "verifier_calls": sum(r.verifier_calls for r in results),
+        "failures": {r.task_id: r.error for r in results if r.failed},
+    }
+    if clients is not None:
+        summary["usage"] = clients.stats.snapshot()
+    return summary
+
+
+async def run_stages_async(config: RunConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Stages 1–5 end to end on `config` (whose endpoints are already resolved). Returns the judge summary."""
+    t0 = time.perf_counter()
+    stage_tasks(config)
+    async with make_clients(config) as clients:
+        timings = {}
+        t = time.perf_counter()
+        await stage_teacher_refs_async(config, clients)
+        timings["teacher_refs_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        await stage_rollouts_async(config, clients)
+        timings["rollouts_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        results = await stage_judge_async(config, clients, progress=progress)
+        timings["judge_s"] = time.perf_counter() - t
+        summary = judge_summary(results, clients)
+    summary["timings"] = {**timings, "total_s": time.perf_counter() - t0}
+    (config.path / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def run_stages(config: RunConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Sync wrapper of `run_stages_async`, usable from a script or a notebook cell."""
+    return run_sync(run_stages_async(config, progress=progress))
+
+
+# Sync wrappers for notebooks: each opens clients, runs one stage, closes them.
+def _with_clients(config: RunConfig, stage, **kwargs):
+    async def go():
+        async with make_clients(config) as clients:
+            return await stage(config, clients, **kwargs)
+
+    return run_sync(go())
+
+
+def teacher_refs_stage(config: RunConfig) -> list[dict]:
+    return _with_clients(config, stage_teacher_refs_async)
+
+
+def rollouts_stage(config: RunConfig, *, step: int = 0) -> list[dict]:
+    return _with_clients(config, stage_rollouts_async, step=step)
+
+
+def judge_stage(config: RunConfig, *, step: int = 0, progress: bool = True) -> list[GroupJudgement]:
+    return _with_clients(config, stage_judge_async, step=step, progress=progress)
