@@ -1,0 +1,53 @@
+"""RunConfig: flat notebook parameters, secrets by name only, clear errors."""
+
+import json
+
+import pytest
+
+from ropd_kit.config import ConfigError, EndpointConfig, RunConfig
+
+
+def test_from_params_routes_flat_endpoint_fields_to_their_role():
+    config = RunConfig.from_params(
+        run_dir="runs/x", teacher_base_url="http://h:1/v1", teacher_model="big", verifier_api_key_env="MY_KEY"
+    )
+    assert config.teacher.base_url == "http://h:1/v1"
+    assert config.teacher.model == "big"
+    assert config.verifier.api_key_env == "MY_KEY"
+    # Roles that were not named keep their own defaults.
+    assert config.rubricator.base_url == "local"
+    assert config.student.model == RunConfig().student.model
+
+
+def test_unknown_parameter_is_named():
+    with pytest.raises(ConfigError, match="n_rolouts"):
+        RunConfig.from_params(n_rolouts=4)
+
+
+def test_api_key_env_refuses_a_key_value():
+    with pytest.raises(ValueError, match="NAME of an environment variable"):
+        EndpointConfig(api_key_env="sk-abc123-def")
+
+
+def test_api_key_read_from_environment(monkeypatch):
+    endpoint = EndpointConfig(api_key_env="ROPD_TEST_KEY_X")
+    monkeypatch.delenv("ROPD_TEST_KEY_X", raising=False)
+    with pytest.raises(ConfigError, match="ROPD_TEST_KEY_X"):
+        endpoint.api_key()
+    monkeypatch.setenv("ROPD_TEST_KEY_X", "sk-sentinel-123")
+    assert endpoint.api_key() == "sk-sentinel-123"
+
+
+def test_saved_config_holds_no_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROPD_TEST_KEY_Y", "sk-sentinel-456")
+    config = RunConfig(run_dir=str(tmp_path / "run"), teacher=EndpointConfig(api_key_env="ROPD_TEST_KEY_Y"))
+    path = config.save()
+    text = path.read_text()
+    assert "sk-sentinel-456" not in text
+    assert json.loads(text)["teacher"]["api_key_env"] == "ROPD_TEST_KEY_Y"
+    assert RunConfig.load(path) == config
+
+
+def test_criteria_bounds_checked():
+    with pytest.raises(ValueError, match="min_criteria"):
+        RunConfig(min_criteria=8, max_criteria=4)
