@@ -1,0 +1,593 @@
+"""Analysis of finished ROPD runs: is the rubric reward aligned with correctness, and is ROPD cheaper than LOPD?
+
+Three questions from the paper, each a pure function over run directories that returns a pandas frame, plus a plotly
+figure builder for the same numbers (notebooks 05 and 06, and the batch report):
+
+- Signal alignment: ROC AUC of each reward signal against ground-truth correctness of the student's rollouts
+  (`signal_frame` -> `signal_auc`, `roc_figure`). Signals: the rubric reward (verdicts.jsonl `score`), the
+  teacher log-likelihood of the rollout (`teacher_logprob`, mean token log-prob under a white-box teacher), and a
+  teacher-as-judge score when one is given.
+- Efficiency: accuracy against samples seen and wall time per method (`efficiency_frame`), the samples needed to
+  reach a target accuracy (`samples_to_target`) and the ratio between two methods (`efficiency_ratio`).
+- Mimicry: how close the student's rollouts are to the teacher across training (mean teacher log-prob per step,
+  `mimicry_frame`) beside accuracy.
+
+Figures are written with `save_figure` as self-contained HTML (plotly.js inlined: reports are read offline).
+Nothing here calls an LLM endpoint; the only model is the optional white-box teacher of `teacher_logprob`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import rundir
+from .evaluate import eval_curve, is_correct
+
+if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
+    import plotly.graph_objects as go
+
+ONE_CLASS = "undefined (one class)"
+NO_DATA = "undefined (no rows)"
+
+# Figure labels, one word per idea (the same names as the frame columns).
+SIGNAL_LABELS = {"score": "rubric reward", "logprob": "teacher log-prob", "judge": "teacher-as-judge"}
+AXIS_LABELS = {"samples_seen": "samples seen", "wall_s": "wall time (s)", "step": "step"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Signal alignment (AUC)
+
+
+def signal_auc(frame: pd.DataFrame, signals: Sequence[str], label: str = "correct") -> pd.DataFrame:
+    """ROC AUC of each signal column against the boolean `label` column.
+
+    Rows where the signal or the label is missing are dropped per signal (counted in `n_missing`). A sample with
+    only one class has no AUC: `auc` is NaN and `note` says "undefined (one class)" (sklearn's warning is not
+    raised). Returns one row per signal: signal, auc, n, n_pos, n_neg, n_missing, note.
+
+    >>> f = pd.DataFrame({"score": [0.9, 0.2, 0.7, 0.1], "correct": [True, False, True, False]})
+    >>> float(signal_auc(f, ["score"]).loc[0, "auc"])
+    1.0
+    """
+    from sklearn.metrics import roc_auc_score
+
+    if label not in frame.columns:
+        raise KeyError(f"signal_auc: label column {label!r} not in frame (columns: {list(frame.columns)})")
+    rows = []
+    for signal in signals:
+        if signal not in frame.columns:
+            raise KeyError(f"signal_auc: signal column {signal!r} not in frame (columns: {list(frame.columns)})")
+        y, s, n_missing = _label_and_signal(frame, signal, label)
+        n_pos = int(y.sum())
+        n_neg = int(len(y) - n_pos)
+        if len(y) == 0:
+            auc, note = math.nan, NO_DATA
+        elif n_pos == 0 or n_neg == 0:
+            auc, note = math.nan, ONE_CLASS
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                auc, note = float(roc_auc_score(y, s)), ""
+        rows.append(
+            {"signal": signal, "auc": auc, "n": int(len(y)), "n_pos": n_pos, "n_neg": n_neg,
+             "n_missing": n_missing, "note": note}
+        )
+    return pd.DataFrame(rows, columns=["signal", "auc", "n", "n_pos", "n_neg", "n_missing", "note"])
+
+
+def _label_and_signal(frame: pd.DataFrame, signal: str, label: str) -> tuple[np.ndarray, np.ndarray, int]:
+    s = pd.to_numeric(frame[signal], errors="coerce").astype(float)
+    y = frame[label].astype("boolean")
+    keep = s.notna() & y.notna() & np.isfinite(s.fillna(0.0))
+    return y[keep].to_numpy(dtype=bool), s[keep].to_numpy(dtype=float), int((~keep).sum())
+
+
+def roc_figure(frame: pd.DataFrame, signals: Sequence[str], label: str = "correct") -> "go.Figure":
+    """ROC curves of the signals against `label`, AUC in the legend; a one-class signal is listed, not drawn."""
+    import plotly.graph_objects as go
+    from sklearn.metrics import roc_curve
+
+    aucs = signal_auc(frame, signals, label).set_index("signal")
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance (0.50)")
+    )
+    for signal in signals:
+        row = aucs.loc[signal]
+        name = SIGNAL_LABELS.get(signal, signal)
+        if math.isnan(row["auc"]):
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{name}: {row['note']}"))
+            continue
+        y, s, _ = _label_and_signal(frame, signal, label)
+        fpr, tpr, _ = roc_curve(y, s)
+        fig.add_trace(
+            go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name}: AUC {row['auc']:.2f} (n={row['n']})")
+        )
+    fig.update_layout(
+        title=f"Reward signals vs ground truth ({label})",
+        xaxis_title="false positive rate",
+        yaxis_title="true positive rate",
+        xaxis={"range": [0, 1]},
+        yaxis={"range": [0, 1.02], "scaleanchor": "x"},
+        width=620,
+        height=560,
+    )
+    return fig
+
+
+def _last(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    # Appended files may hold a record twice (a resumed or replayed step): the later line wins.
+    return frame.drop_duplicates(subset=keys, keep="last") if len(frame) else frame
+
+
+def signal_frame(
+    run_dir: str | Path,
+    *,
+    step: int | None = None,
+    judge: pd.DataFrame | Iterable[Mapping[str, Any]] | None = None,
+    logprob: pd.DataFrame | Iterable[Mapping[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """One row per student rollout of every judged group: its rubric reward and whether it is correct.
+
+    Joins rollouts.jsonl (text) with verdicts.jsonl (student `score`, matched by answer_idx, the rollout's place in
+    its group) and tasks.jsonl (ground truth). Rollouts of a group whose judging failed keep `score` NaN, so they
+    are counted as missing rather than dropped. `correct` is NA for tasks without an answer.
+
+    Extra signals join on (task_id, step, rollout_idx): `judge` records carry a `judge` (or `score`) column, the
+    teacher-as-judge score; `logprob` records a `logprob` column (see `add_teacher_logprob` to compute it here).
+    Columns: task_id, step, rollout_idx, score, correct, prompt, text, truncated (+ judge, logprob).
+    """
+    path = Path(run_dir)
+    rollouts = rundir.read_frame(path / rundir.ROLLOUTS)
+    rubrics = rundir.read_frame(path / rundir.RUBRICS)
+    verdicts = rundir.read_frame(path / rundir.VERDICTS)
+    tasks = rundir.read_frame(path / rundir.TASKS)
+    for name, frame in ((rundir.ROLLOUTS, rollouts), (rundir.RUBRICS, rubrics), (rundir.TASKS, tasks)):
+        if frame.empty:
+            raise FileNotFoundError(f"{path / name}: missing or empty; signal_frame needs judged rollouts")
+
+    rollouts = _last(rollouts.assign(step=rollouts.get("step", 0)), ["task_id", "step", "rollout_idx"])
+    rollouts = rollouts.sort_values(["task_id", "step", "rollout_idx"], kind="stable")
+    # verdict answer_idx = position in the group sorted by rollout_idx (how pipeline.stage_judge_async lists them)
+    rollouts["answer_idx"] = rollouts.groupby(["task_id", "step"]).cumcount()
+    judged = rubrics[["task_id", "step"]].drop_duplicates()
+    frame = rollouts.merge(judged, on=["task_id", "step"], how="inner")
+    if step is not None:
+        frame = frame[frame["step"] == step]
+
+    if not verdicts.empty:
+        student = _last(verdicts[verdicts["source"] == "student"], ["task_id", "step", "answer_idx"])
+        frame = frame.merge(
+            student[["task_id", "step", "answer_idx", "score"]], on=["task_id", "step", "answer_idx"], how="left"
+        )
+    else:
+        frame = frame.assign(score=np.nan)
+    frame["score"] = pd.to_numeric(frame["score"], errors="coerce").astype(float)
+
+    if "answer" not in tasks.columns:
+        tasks = tasks.assign(answer=None)
+    tasks = _last(tasks, ["id"]).rename(columns={"id": "task_id", "answer": "ground_truth"})
+    frame = frame.merge(tasks[["task_id", "prompt", "ground_truth"]], on="task_id", how="left")
+    frame["correct"] = pd.array(
+        [
+            None if gt is None or (isinstance(gt, float) and math.isnan(gt)) else bool(is_correct(str(gt), text or ""))
+            for gt, text in zip(frame["ground_truth"], frame["text"])
+        ],
+        dtype="boolean",
+    )
+    if "truncated" not in frame.columns:
+        frame["truncated"] = False
+    columns = ["task_id", "step", "rollout_idx", "score", "correct", "prompt", "text", "truncated"]
+    frame = frame[columns].reset_index(drop=True)
+    for name, extra in (("judge", judge), ("logprob", logprob)):
+        if extra is not None:
+            frame = _join_signal(frame, extra, name)
+    return frame
+
+
+def _join_signal(frame: pd.DataFrame, extra: Any, name: str) -> pd.DataFrame:
+    extra = pd.DataFrame(extra)
+    if name not in extra.columns:
+        if "score" not in extra.columns:
+            raise KeyError(f"{name} records need a {name!r} (or 'score') column; got {list(extra.columns)}")
+        extra = extra.rename(columns={"score": name})
+    keys = ["task_id", "step", "rollout_idx"]
+    missing = [k for k in keys if k not in extra.columns]
+    if missing:
+        raise KeyError(f"{name} records need columns {keys}; missing {missing}")
+    extra = _last(extra[keys + [name]], keys)
+    out = frame.drop(columns=[name], errors="ignore").merge(extra, on=keys, how="left")
+    out[name] = pd.to_numeric(out[name], errors="coerce").astype(float)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Teacher log-likelihood (white-box teacher, transformers)
+
+
+def load_teacher(name: str | None = None, *, dtype: str = "bfloat16"):
+    """(model, tokenizer) of an offline model (default: the 1.5B teacher) from its cached transformers folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .config import DEFAULT_TEACHER
+    from .models import hf_folder
+
+    folder = hf_folder(name or DEFAULT_TEACHER)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
+    model.eval()
+    return model, tokenizer
+
+
+def _prompt_ids(tokenizer, prompt: str | list[dict], chat_template: bool) -> list[int]:
+    if chat_template and getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if not isinstance(prompt, str):
+        prompt = "\n\n".join(m["content"] for m in prompt)
+    return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+
+
+def student_prompts(task_ids: Iterable[str], prompts: Iterable[str]) -> list[list[dict]]:
+    """The chat each rollout was sampled from (`rollouts.student_messages`), so the teacher scores the same turn."""
+    from .data import Task
+    from .rollouts import student_messages
+
+    return [student_messages(Task(id=str(t), prompt=p)) for t, p in zip(task_ids, prompts)]
+
+
+def teacher_logprob(
+    prompts: Sequence[str | list[dict]],
+    answers: Sequence[str],
+    model,
+    tokenizer,
+    *,
+    batch_size: int = 4,
+    max_answer_tokens: int | None = None,
+    chat_template: bool = True,
+) -> list[float]:
+    """Mean token log-prob of each answer given its prompt under a white-box teacher (the LOPD signal).
+
+    A prompt is a chat (list of messages, e.g. `student_prompts(...)`) or a string taken as one user turn; it is
+    rendered with the tokenizer's chat template and the generation prompt, the answer's tokens follow as the
+    assistant turn, and only the answer's tokens are scored. An empty answer
+    has no tokens and gets NaN. Runs batched under `torch.inference_mode()`; CPU is fine for small batches.
+    """
+    import torch
+
+    if len(prompts) != len(answers):
+        raise ValueError(f"teacher_logprob: {len(prompts)} prompts but {len(answers)} answers")
+    encoded: list[tuple[list[int], list[int]]] = []
+    for prompt, answer in zip(prompts, answers):
+        p_ids = _prompt_ids(tokenizer, prompt, chat_template)
+        a_ids = list(tokenizer(answer or "", add_special_tokens=False)["input_ids"])
+        if max_answer_tokens is not None:
+            a_ids = a_ids[:max_answer_tokens]
+        if not p_ids and a_ids:  # the first token needs some context to be predicted from
+            p_ids, a_ids = a_ids[:1], a_ids[1:]
+        encoded.append((p_ids, a_ids))
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    device = next(model.parameters()).device
+    results = [math.nan] * len(encoded)
+    todo = sorted((i for i, (_, a) in enumerate(encoded) if a), key=lambda i: -sum(map(len, encoded[i])))
+    with torch.inference_mode():
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            seqs = [encoded[i][0] + encoded[i][1] for i in batch]
+            width = max(map(len, seqs))
+            keep = max(len(encoded[i][1]) for i in batch) + 1
+            # Left padding puts every answer at the end, so one `logits_to_keep` window covers all of them and the
+            # full-vocabulary logits of the prompts are never materialised.
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, seq in enumerate(seqs):
+                ids[row, width - len(seq) :] = torch.tensor(seq)
+                mask[row, width - len(seq) :] = 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
+            try:
+                logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+            except TypeError:  # a model class without logits_to_keep
+                logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -keep:]
+            for row, i in enumerate(batch):
+                n = len(encoded[i][1])
+                # logits at position t predict token t+1: the last n+1 logits (minus the final one) score the answer
+                logp = torch.log_softmax(logits[row, -n - 1 : -1].float(), dim=-1)
+                target = ids[row, -n:].unsqueeze(-1)
+                results[i] = float(logp.gather(-1, target).mean())
+    return results
+
+
+def add_teacher_logprob(
+    frame: pd.DataFrame, model, tokenizer, *, column: str = "logprob", **kwargs: Any
+) -> pd.DataFrame:
+    """A copy of a frame with `prompt` and `text` columns (e.g. `signal_frame`'s) plus the teacher log-prob."""
+    out = frame.copy()
+    prompts = student_prompts(out["task_id"], out["prompt"])
+    out[column] = teacher_logprob(prompts, list(out["text"].fillna("")), model, tokenizer, **kwargs)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Efficiency (accuracy vs samples seen / wall time) and mimicry
+
+
+def run_method(run_dir: str | Path) -> str:
+    """The training method of a run: config.json's `method`, else train_log.jsonl's, else 'unknown'."""
+    path = Path(run_dir)
+    config = path / "config.json"
+    if config.exists():
+        try:
+            method = json.loads(config.read_text()).get("method")
+        except json.JSONDecodeError as exc:
+            raise rundir.RecordError(f"{config}: not valid JSON ({exc.msg})") from exc
+        if method:
+            return str(method)
+    for record in rundir.iter_jsonl(path / rundir.TRAIN_LOG):
+        if record.get("method"):
+            return str(record["method"])
+    return "unknown"
+
+
+def _progress(path: Path) -> pd.DataFrame:
+    """step -> samples_seen, wall_s from train_log.jsonl (step 0, before training, is 0 samples and 0 s)."""
+    log = rundir.read_frame(path / rundir.TRAIN_LOG)
+    base = pd.DataFrame({"step": [0], "samples_seen": [0.0], "wall_s": [0.0]})
+    if log.empty:
+        return base
+    for column in ("step", "samples_seen", "wall_s"):
+        if column not in log.columns:
+            raise KeyError(f"{path / rundir.TRAIN_LOG}: records have no {column!r} field")
+    log = _last(log[["step", "samples_seen", "wall_s"]], ["step"])
+    log = pd.concat([base[~base["step"].isin(log["step"])], log]).astype({"samples_seen": float, "wall_s": float})
+    return log.sort_values("step").reset_index(drop=True)
+
+
+def _at_steps(progress: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
+    # An eval step between two logged steps takes the last logged progress before it.
+    steps = steps.astype({"step": "int64"}).sort_values("step")
+    return pd.merge_asof(steps, progress.astype({"step": "int64"}), on="step", direction="backward")
+
+
+RunDirs = Iterable[str | Path] | Mapping[str, str | Path]
+
+
+def _named(run_dirs: RunDirs) -> list[tuple[str, Path]]:
+    """(run name, path) pairs: a mapping names its runs, otherwise a run is named after its directory."""
+    if isinstance(run_dirs, Mapping):
+        return [(str(name), Path(path)) for name, path in run_dirs.items()]
+    return [(Path(path).name, Path(path)) for path in run_dirs]
+
+
+def efficiency_frame(run_dirs: RunDirs) -> pd.DataFrame:
+    """Accuracy per evaluated step of each run, with the samples seen and wall time spent to get there.
+
+    `run_dirs` is a list of run directories (each named after its directory) or a mapping name -> directory.
+
+    Accuracy is `evaluate.pass_at_1` of the step's eval.jsonl records (pass@1 averaged over the k samples); an
+    eval step between two logged training steps takes the progress of the last logged one, step 0 is 0 and 0 s.
+    Columns: run, method, step, samples_seen, wall_s, accuracy, n_tasks.
+    """
+    frames = []
+    for name, path in _named(run_dirs):
+        curve = eval_curve(path)
+        if curve.empty:
+            continue
+        curve = curve[["step", "pass@1", "n_tasks"]].rename(columns={"pass@1": "accuracy"})
+        curve = _at_steps(_progress(path), curve)
+        frames.append(curve.assign(run=name, method=run_method(path)))
+    columns = ["run", "method", "step", "samples_seen", "wall_s", "accuracy", "n_tasks"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def samples_to_target(frame: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Per method: the first evaluated step whose accuracy reaches `target`, and its samples seen and wall time.
+
+    Several runs of one method (seeds) are averaged step by step first. A method that never reaches the target
+    has `reached=False` and NaN costs. Columns: method, target, reached, step, samples_seen, wall_s, accuracy, n_runs.
+    """
+    rows = []
+    for method, group in frame.groupby("method", sort=True):
+        curve = (
+            group.groupby("step", as_index=False)
+            .agg(samples_seen=("samples_seen", "mean"), wall_s=("wall_s", "mean"), accuracy=("accuracy", "mean"))
+            .sort_values("step")
+        )
+        hit = curve[curve["accuracy"] >= target - 1e-12]
+        n_runs = int(group["run"].nunique())
+        if hit.empty:
+            rows.append({"method": method, "target": target, "reached": False, "step": np.nan,
+                         "samples_seen": np.nan, "wall_s": np.nan, "accuracy": curve["accuracy"].max(),
+                         "n_runs": n_runs})
+        else:
+            first = hit.iloc[0]
+            rows.append({"method": method, "target": target, "reached": True, "step": int(first["step"]),
+                         "samples_seen": float(first["samples_seen"]), "wall_s": float(first["wall_s"]),
+                         "accuracy": float(first["accuracy"]), "n_runs": n_runs})
+    columns = ["method", "target", "reached", "step", "samples_seen", "wall_s", "accuracy", "n_runs"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def efficiency_ratio(
+    frame: pd.DataFrame, target: float, method_a: str = "lopd", method_b: str = "ropd", *, x: str = "samples_seen"
+) -> float:
+    """How many times more samples (or seconds, x="wall_s") `method_a` needs than `method_b` to reach `target`.
+
+    NaN when either method is absent, never reaches the target, or `method_b` reaches it at no cost (step 0).
+    """
+    costs = samples_to_target(frame, target).set_index("method")
+    if method_a not in costs.index or method_b not in costs.index:
+        return math.nan
+    a, b = costs.loc[method_a, x], costs.loc[method_b, x]
+    if pd.isna(a) or pd.isna(b) or b <= 0:
+        return math.nan
+    return float(a) / float(b)
+
+
+def _method_colors(methods: Iterable[str]) -> dict[str, str]:
+    import plotly.colors
+
+    palette = plotly.colors.qualitative.Plotly
+    return {m: palette[i % len(palette)] for i, m in enumerate(sorted(set(methods)))}
+
+
+def efficiency_figure(frame: pd.DataFrame, x: str = "samples_seen", *, target: float | None = None) -> "go.Figure":
+    """Accuracy against samples seen (or wall time, `x="wall_s"`), one line per run, one colour per method."""
+    import plotly.graph_objects as go
+
+    if x not in AXIS_LABELS:
+        raise ValueError(f"efficiency_figure: x must be one of {sorted(AXIS_LABELS)}, got {x!r}")
+    colors = _method_colors(frame["method"]) if len(frame) else {}
+    fig = go.Figure()
+    shown: set[str] = set()
+    for (method, run), group in frame.sort_values("step").groupby(["method", "run"], sort=True):
+        fig.add_trace(
+            go.Scatter(
+                x=group[x], y=group["accuracy"], mode="lines+markers", name=method, legendgroup=method,
+                showlegend=method not in shown, line={"color": colors[method]},
+                hovertext=[f"{run} step {s}" for s in group["step"]], hoverinfo="text+x+y",
+            )
+        )
+        shown.add(method)
+    if target is not None:
+        fig.add_hline(y=target, line_dash="dash", line_color="grey", annotation_text=f"target {target:.2f}")
+    fig.update_layout(
+        title=f"Accuracy vs {AXIS_LABELS[x]}", xaxis_title=AXIS_LABELS[x], yaxis_title="accuracy (pass@1)",
+        yaxis={"range": [0, 1.02]}, width=720, height=440,
+    )
+    return fig
+
+
+def rollout_logprobs(
+    run_dir: str | Path,
+    model,
+    tokenizer,
+    *,
+    steps: Iterable[int] | None = None,
+    max_per_step: int | None = None,
+    seed: int = 0,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """Teacher log-prob of the student's rollouts, per rollout (task_id, step, rollout_idx, logprob).
+
+    `max_per_step` scores a seeded random subset of each step's rollouts, which keeps a CPU run short.
+    """
+    path = Path(run_dir)
+    rollouts = rundir.read_frame(path / rundir.ROLLOUTS)
+    tasks = rundir.read_frame(path / rundir.TASKS)
+    columns = ["task_id", "step", "rollout_idx", "logprob"]
+    if rollouts.empty:
+        return pd.DataFrame(columns=columns)
+    rollouts = _last(rollouts.assign(step=rollouts.get("step", 0)), ["task_id", "step", "rollout_idx"])
+    if steps is not None:
+        rollouts = rollouts[rollouts["step"].isin(list(steps))]
+    if max_per_step is not None:
+        rng = random.Random(seed)
+        picked = []
+        for _, group in rollouts.groupby("step", sort=True):
+            index = list(group.index)
+            picked += sorted(rng.sample(index, min(max_per_step, len(index))))
+        rollouts = rollouts.loc[picked]
+    prompts = dict(zip(tasks["id"], tasks["prompt"]))
+    unknown = sorted(set(rollouts["task_id"]) - set(prompts))
+    if unknown:
+        raise KeyError(f"{path / rundir.ROLLOUTS}: task ids not in {rundir.TASKS}: {unknown[:5]}")
+    out = rollouts[["task_id", "step", "rollout_idx"]].copy()
+    chats = student_prompts(rollouts["task_id"], [prompts[t] for t in rollouts["task_id"]])
+    out["logprob"] = teacher_logprob(chats, list(rollouts["text"].fillna("")), model, tokenizer, **kwargs)
+    return out.reset_index(drop=True)
+
+
+def mimicry_frame(
+    run_dirs: RunDirs,
+    model=None,
+    tokenizer=None,
+    *,
+    logprobs: Mapping[str, pd.DataFrame] | None = None,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """Per run and step: the mean teacher log-prob of the student's rollouts beside the step's accuracy.
+
+    `run_dirs` as for `efficiency_frame`. Give a white-box teacher (`model`, `tokenizer`; extra keywords go to
+    `rollout_logprobs`), or `logprobs`, a mapping run name -> `rollout_logprobs` frame computed before. Accuracy is NaN at steps that were not evaluated.
+    Columns: run, method, step, samples_seen, wall_s, teacher_logprob, n_rollouts, accuracy.
+    """
+    frames = []
+    for name, path in _named(run_dirs):
+        if logprobs is not None and name in logprobs:
+            scored = pd.DataFrame(logprobs[name])
+        elif model is not None and tokenizer is not None:
+            scored = rollout_logprobs(path, model, tokenizer, **kwargs)
+        else:
+            raise ValueError(f"mimicry_frame: no logprobs for run {name!r} and no teacher model to compute them")
+        if scored.empty:
+            continue
+        per_step = scored.groupby("step", as_index=False).agg(
+            teacher_logprob=("logprob", "mean"), n_rollouts=("logprob", "count")
+        )
+        per_step = _at_steps(_progress(path), per_step)
+        acc = efficiency_frame({name: path})
+        if len(acc):
+            per_step = per_step.merge(acc[["step", "accuracy"]], on="step", how="left")
+        else:
+            per_step = per_step.assign(accuracy=np.nan)
+        frames.append(per_step.assign(run=name, method=run_method(path)))
+    columns = ["run", "method", "step", "samples_seen", "wall_s", "teacher_logprob", "n_rollouts", "accuracy"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def mimicry_figure(frame: pd.DataFrame, x: str = "step") -> "go.Figure":
+    """Teacher log-prob of the student's rollouts (solid, left axis) and accuracy (dotted, right axis) per run."""
+    import plotly.graph_objects as go
+
+    if x not in AXIS_LABELS:
+        raise ValueError(f"mimicry_figure: x must be one of {sorted(AXIS_LABELS)}, got {x!r}")
+    colors = _method_colors(frame["method"]) if len(frame) else {}
+    fig = go.Figure()
+    for (method, run), group in frame.sort_values("step").groupby(["method", "run"], sort=True):
+        color = colors[method]
+        fig.add_trace(
+            go.Scatter(x=group[x], y=group["teacher_logprob"], mode="lines+markers", name=f"{run}: teacher log-prob",
+                       legendgroup=run, line={"color": color})
+        )
+        evaluated = group[group["accuracy"].notna()]
+        fig.add_trace(
+            go.Scatter(x=evaluated[x], y=evaluated["accuracy"], mode="lines+markers", name=f"{run}: accuracy",
+                       legendgroup=run, line={"color": color, "dash": "dot"}, yaxis="y2")
+        )
+    fig.update_layout(
+        title="Mimicry: the student's rollouts under the teacher, beside accuracy",
+        xaxis_title=AXIS_LABELS[x],
+        yaxis={"title": "mean teacher log-prob per token"},
+        yaxis2={"title": "accuracy (pass@1)", "overlaying": "y", "side": "right", "range": [0, 1.02]},
+        width=760, height=440,
+    )
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def save_figure(fig: "go.Figure", path: str | Path) -> Path:
+    """Write a figure as one self-contained HTML file (plotly.js inlined: no network needed to open it)."""
+    target = Path(path)
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"save_figure writes HTML (no kaleido/PNG here); got path {target}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(target, include_plotlyjs=True, full_html=True)
+    return target

@@ -1,0 +1,742 @@
+"""The LLM edge of ROPD: one async OpenAI-compatible client per black-box role (teacher, rubricator, verifier,
+and the student sampler), used by teacher references, rubric induction and blind verification.
+
+In: chat messages plus sampling settings. Out: a `ChatResult` (text, token counts, finish reason, cached flag) or an
+`LLMError` whose `.kind` says what went wrong after retries. Around every call:
+
+- Retries on 429 / 5xx / timeouts / dropped connections are the `openai` client's own (exponential backoff with
+  jitter, `Retry-After` honoured up to two minutes); `EndpointConfig.max_retries` sets how many. An empty completion
+  is retried here, the same way, `empty_attempts` times in all.
+- Every real HTTP request, internal retries included, is counted per role by an httpx event hook on the client's
+  transport, so `UsageStats` shows what the endpoint actually saw.
+- A persistent disk cache (`LLMCache`, diskcache) keyed by endpoint, model, messages, sampling settings and sample
+  index: a repeated run makes zero HTTP requests. Failures and empty completions are never stored, and neither is
+  the API key nor any header.
+- Structured output: JSON schema where the endpoint accepts it, else JSON mode, else plain text; the mode that works
+  is remembered per client (and in the cache directory). Callers always parse the text themselves.
+
+Sync code (scripts, notebook cells) runs coroutines with `run_sync`, which also works inside Jupyter's running loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Iterable, TypeVar
+from urllib.parse import urlsplit
+
+from .config import ConfigError, EndpointConfig, RunConfig, cache_root
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+FAILURE_KINDS = ("rate_limit", "server", "timeout", "connection", "bad_request", "empty", "auth")
+COUNTERS = ("calls", "http_requests", "cache_hits", "retries", "failures", "prompt_tokens", "completion_tokens")
+ROLES = ("teacher", "rubricator", "verifier", "student")
+STRUCTURED_MODES = ("json_schema", "json_object", "none")
+# Finish reasons whose text is a complete answer to the request (a "length" cut is still what the model wrote).
+CACHEABLE_FINISH = ("stop", "length")
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+
+# --------------------------------------------------------------------------------------------------- errors/results
+class LLMError(RuntimeError):
+    """A chat call that failed after its retries. `kind` is one of FAILURE_KINDS; the message never holds a key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        role: str,
+        base_url: str,
+        status: int | None = None,
+        model: str | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.role = role
+        self.base_url = base_url
+        self.status = status
+        self.model = model
+        self.attempts = attempts
+
+    def __reduce__(self):  # keyword-only arguments need this to survive pickling (e.g. across processes)
+        return (_rebuild_llm_error, (str(self), self.kind, self.role, self.base_url, self.status, self.model,
+                                     self.attempts))
+
+
+def _rebuild_llm_error(message, kind, role, base_url, status, model, attempts) -> LLMError:
+    return LLMError(message, kind=kind, role=role, base_url=base_url, status=status, model=model, attempts=attempts)
+
+
+@dataclass
+class ChatResult:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+    cached: bool
+
+    @property
+    def truncated(self) -> bool:
+        """The model hit max_tokens: the text may be cut mid-answer."""
+        return self.finish_reason == "length"
+
+
+# ------------------------------------------------------------------------------------------------------------- usage
+def _zero() -> dict[str, Any]:
+    row: dict[str, Any] = {name: 0 for name in COUNTERS}
+    row["failures_by_kind"] = {}
+    return row
+
+
+class UsageStats:
+    """Per-role counters, safe to update from several threads and event loops at once.
+
+    calls: logical `chat` calls (cache hits included) · http_requests: real requests sent, retries included ·
+    cache_hits · retries: requests beyond the first within one call · failures: calls that raised LLMError (also
+    by kind) · prompt_tokens / completion_tokens: as reported by the endpoint for real requests (not cache hits).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[str, dict[str, Any]] = {}
+
+    def register(self, role: str) -> None:
+        """Make `role` appear (with zeros) in snapshots before it has done anything."""
+        with self._lock:
+            self._rows.setdefault(role, _zero())
+
+    def record(self, role: str, **increments: int) -> None:
+        unknown = set(increments) - set(COUNTERS)
+        if unknown:
+            raise ValueError(f"unknown usage counter(s) {sorted(unknown)}; known: {COUNTERS}")
+        with self._lock:
+            row = self._rows.setdefault(role, _zero())
+            for name, value in increments.items():
+                row[name] += int(value)
+
+    def record_call(self, role: str) -> None:
+        self.record(role, calls=1)
+
+    def record_http_request(self, role: str) -> None:
+        self.record(role, http_requests=1)
+
+    def record_retry(self, role: str) -> None:
+        self.record(role, retries=1)
+
+    def record_cache_hit(self, role: str) -> None:
+        self.record(role, cache_hits=1)
+
+    def record_tokens(self, role: str, prompt_tokens: int, completion_tokens: int) -> None:
+        self.record(role, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+    def record_failure(self, role: str, kind: str) -> None:
+        with self._lock:
+            row = self._rows.setdefault(role, _zero())
+            row["failures"] += 1
+            row["failures_by_kind"][kind] = row["failures_by_kind"].get(kind, 0) + 1
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """{role: {counter: int, ..., "failures_by_kind": {kind: int}}} — a deep copy, JSON-serialisable."""
+        with self._lock:
+            return {
+                role: {**row, "failures_by_kind": dict(row["failures_by_kind"])} for role, row in self._rows.items()
+            }
+
+    def totals(self, snapshot: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The counters summed over roles (of `snapshot`, or of now)."""
+        snap = self.snapshot() if snapshot is None else snapshot
+        return _sum_rows(snap.values())
+
+    def since(self, before: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """What happened after `before` (an earlier `snapshot()`), per role."""
+        return usage_delta(before, self.snapshot())
+
+    def as_records(self, snapshot: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """One flat record per role (`pandas.DataFrame(stats.as_records())`), failures split into failures_<kind>."""
+        snap = self.snapshot() if snapshot is None else snapshot
+        return [_flat(role, row) for role, row in snap.items()]
+
+    def reset(self) -> None:
+        with self._lock:
+            for role in self._rows:
+                self._rows[role] = _zero()
+
+    def __repr__(self) -> str:
+        t = self.totals()
+        return f"UsageStats(roles={sorted(self._rows)}, calls={t['calls']}, http_requests={t['http_requests']})"
+
+
+def _sum_rows(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    total = _zero()
+    for row in rows:
+        for name in COUNTERS:
+            total[name] += row.get(name, 0)
+        for kind, n in row.get("failures_by_kind", {}).items():
+            total["failures_by_kind"][kind] = total["failures_by_kind"].get(kind, 0) + n
+    return total
+
+
+def _flat(role: str, row: dict[str, Any]) -> dict[str, Any]:
+    record: dict[str, Any] = {"role": role, **{name: row.get(name, 0) for name in COUNTERS}}
+    by_kind = row.get("failures_by_kind", {})
+    for kind in FAILURE_KINDS:
+        record[f"failures_{kind}"] = by_kind.get(kind, 0)
+    return record
+
+
+def usage_delta(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per-role difference of two snapshots (after - before); roles new in `after` count from zero."""
+    out: dict[str, dict[str, Any]] = {}
+    for role, row in after.items():
+        prev = before.get(role, _zero())
+        diff: dict[str, Any] = {name: row.get(name, 0) - prev.get(name, 0) for name in COUNTERS}
+        kinds = set(row.get("failures_by_kind", {})) | set(prev.get("failures_by_kind", {}))
+        diff["failures_by_kind"] = {
+            k: row.get("failures_by_kind", {}).get(k, 0) - prev.get("failures_by_kind", {}).get(k, 0) for k in kinds
+        }
+        diff["failures_by_kind"] = {k: v for k, v in diff["failures_by_kind"].items() if v}
+        out[role] = diff
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------- cache
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def cache_identity(base_url: str) -> str:
+    """The endpoint as the cache sees it. A loopback server gets a fresh port on every start, so loopback URLs
+    collapse to "local" + path: the served model name (part of the key) is what tells local servers apart."""
+    parts = urlsplit(base_url)
+    if (parts.hostname or "") in _LOOPBACK_HOSTS:
+        return "local" + parts.path.rstrip("/")
+    return base_url.rstrip("/")
+
+
+class LLMCache:
+    """Completed chat responses on disk (diskcache: SQLite, safe across threads and processes).
+
+    Values are {text, prompt_tokens, completion_tokens, finish_reason}; nothing else (no key, no headers). Only
+    complete, non-empty completions are stored — `LLMClient` never calls `put` for a failure.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        import diskcache
+
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._cache = diskcache.Cache(str(self.directory))
+
+    @staticmethod
+    def key(
+        *,
+        base_url: str,
+        model: str,
+        messages: list[dict],
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        sample_index: int,
+        seed: int | None,
+        json_schema: dict | None,
+        mode: str | None,
+    ) -> str:
+        payload = {
+            "base_url": cache_identity(base_url),
+            "model": model,
+            "messages": messages,
+            "temperature": float(temperature),
+            "top_p": float(top_p),
+            "max_tokens": int(max_tokens),
+            "sample_index": int(sample_index),
+            "seed": seed,
+            "json_schema": json_schema,
+            "mode": mode,
+        }
+        return "chat:" + hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+    def get(self, key: str) -> dict | None:
+        value = self._cache.get(key)
+        return value if isinstance(value, dict) else None
+
+    def put(self, key: str, value: dict) -> None:
+        if not value.get("text", "").strip():
+            raise ValueError("LLMCache stores only non-empty completions")
+        stored = {name: value.get(name) for name in ("text", "prompt_tokens", "completion_tokens", "finish_reason")}
+        self._cache.set(key, stored)
+
+    # The structured-output mode an endpoint accepts, so that a new process does not re-probe it.
+    @staticmethod
+    def _mode_key(base_url: str, model: str) -> str:
+        return "mode:" + hashlib.sha256(canonical_json([cache_identity(base_url), model]).encode()).hexdigest()
+
+    def get_mode(self, base_url: str, model: str) -> str | None:
+        mode = self._cache.get(self._mode_key(base_url, model))
+        return mode if mode in STRUCTURED_MODES else None
+
+    def set_mode(self, base_url: str, model: str, mode: str) -> None:
+        self._cache.set(self._mode_key(base_url, model), mode)
+
+    def __len__(self) -> int:
+        return sum(1 for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith("chat:"))
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def __repr__(self) -> str:
+        return f"LLMCache({str(self.directory)!r})"
+
+
+# ------------------------------------------------------------------------------------------------------------ client
+def derive_seed(seed: int | None, sample_index: int) -> int | None:
+    """The request seed: none for a plain call, else a stable 31-bit number per (seed, sample_index), so K samples
+    at temperature > 0 differ from each other and a rerun reproduces them."""
+    if seed is None and sample_index == 0:
+        return None
+    digest = hashlib.sha256(f"{0 if seed is None else seed}:{sample_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+# Requests made so far by the chat call running in this context; the transport hook reads it to tell a first
+# request from a retry (the openai client's own retries are invisible otherwise).
+_CALL_REQUESTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("ropd_llm_call", default=None)
+
+
+@dataclass
+class _LoopState:
+    openai: Any
+    semaphore: asyncio.Semaphore
+
+
+class LLMClient:
+    """Chat completions for one role against one endpoint.
+
+    The endpoint must be resolved (a real URL, not "local": see `serve.local_endpoints`). The API key is read from
+    the environment variable the endpoint names, once, and lives only inside the openai client object.
+    """
+
+    def __init__(
+        self,
+        endpoint: EndpointConfig,
+        role: str,
+        cache: LLMCache | None = None,
+        stats: UsageStats | None = None,
+        *,
+        empty_attempts: int = 2,
+    ) -> None:
+        import openai
+
+        if endpoint.is_local:
+            raise ConfigError(
+                f"{role} endpoint base_url is 'local': start the server first "
+                "(`with serve.local_endpoints(config) as config: ...`) and build clients from the resolved config"
+            )
+        if empty_attempts < 1:
+            raise ValueError(f"empty_attempts must be >= 1, got {empty_attempts}")
+        self.endpoint = endpoint
+        self.role = role
+        self.cache = cache
+        self.stats = stats if stats is not None else UsageStats()
+        self.stats.register(role)
+        self.empty_attempts = empty_attempts
+        self._structured_mode: str | None = None
+        self._token_param = "max_tokens"
+        self._lock = threading.Lock()
+        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        # The one place the key lives: the template client; per-loop clients are copies of it.
+        self._template = openai.AsyncOpenAI(
+            api_key=endpoint.api_key(),
+            base_url=endpoint.base_url,
+            timeout=endpoint.timeout_s,
+            max_retries=endpoint.max_retries,
+            http_client=self._new_http_client(),
+        )
+        self._template_used = False
+
+    def __repr__(self) -> str:
+        return f"LLMClient(role={self.role!r}, base_url={self.endpoint.base_url!r}, model={self.endpoint.model!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------------------------------
+    def _new_http_client(self):
+        import openai
+
+        loopback = (urlsplit(self.endpoint.base_url).hostname or "") in _LOOPBACK_HOSTS
+        # DefaultAsyncHttpxClient keeps the SDK's own timeout/limit defaults whatever httpx flavour it is built on.
+        return openai.DefaultAsyncHttpxClient(
+            event_hooks={"request": [self._on_request]},
+            # A proxy from the environment cannot reach our loopback server; only remote endpoints use it.
+            trust_env=not loopback,
+        )
+
+    async def _on_request(self, request) -> None:
+        self.stats.record_http_request(self.role)
+        box = _CALL_REQUESTS.get()
+        if box is not None:
+            if box[0] > 0:
+                self.stats.record_retry(self.role)
+            box[0] += 1
+
+    def _state(self) -> _LoopState:
+        """The openai client and semaphore of the running loop (asyncio objects and pooled connections are bound to
+        the loop that made them, and `run_sync` / Jupyter / TRL may each run a different one)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            for other in [lp for lp in self._states if lp.is_closed()]:
+                del self._states[other]
+            state = self._states.get(loop)
+            if state is None:
+                if not self._template_used:
+                    client, self._template_used = self._template, True
+                else:
+                    client = self._template.copy(http_client=self._new_http_client())
+                state = _LoopState(client, asyncio.Semaphore(self.endpoint.max_concurrency))
+                self._states[loop] = state
+            return state
+
+    def _sanitize(self, text: str) -> str:
+        key = getattr(self._template, "api_key", None)
+        if isinstance(key, str) and key and key != "not-needed":
+            text = text.replace(key, "***")
+        return text
+
+    def _error(self, kind: str, detail: str, *, status: int | None = None, attempts: int | None = None) -> LLMError:
+        where = f"{self.role} call to {self.endpoint.base_url} (model {self.endpoint.model!r})"
+        what = f"{kind}" + (f", HTTP {status}" if status is not None else "")
+        tries = f" after {attempts} request(s)" if attempts else ""
+        message = self._sanitize(f"{where} failed ({what}){tries}: {detail[:500]}")
+        return LLMError(
+            message, kind=kind, role=self.role, base_url=self.endpoint.base_url, status=status,
+            model=self.endpoint.model, attempts=attempts,
+        )
+
+    def _modes(self, json_schema: dict | None) -> list[str | None]:
+        if json_schema is None:
+            return [None]
+        setting = self.endpoint.structured_output
+        if setting != "auto":
+            return [setting]
+        start = self._structured_mode
+        if start is None and self.cache is not None:
+            start = self.cache.get_mode(self.endpoint.base_url, self.endpoint.model)
+            self._structured_mode = start
+        return list(STRUCTURED_MODES[STRUCTURED_MODES.index(start or "json_schema") :])
+
+    def _remember_mode(self, mode: str) -> None:
+        if self._structured_mode != mode:
+            log.info("%s endpoint %s: structured output falls back to %s", self.role, self.endpoint.base_url, mode)
+        self._structured_mode = mode
+        if self.cache is not None:
+            self.cache.set_mode(self.endpoint.base_url, self.endpoint.model, mode)
+
+    # -- the call ---------------------------------------------------------------------------------------------------
+    async def chat(
+        self,
+        messages: list[dict],
+        *,
+        temperature: float,
+        max_tokens: int,
+        top_p: float = 1.0,
+        sample_index: int = 0,
+        json_schema: dict | None = None,
+        schema_name: str = "response",
+        seed: int | None = None,
+    ) -> ChatResult:
+        """One completion. Cached results come back with `cached=True` and make no request.
+
+        Raises LLMError (after the endpoint's retries) — never returns an empty text.
+        """
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
+            raise ValueError(f"messages must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}")
+        self.stats.record_call(self.role)
+        cache_mode = None if json_schema is None else self.endpoint.structured_output
+        key = None
+        if self.cache is not None:
+            key = LLMCache.key(
+                base_url=self.endpoint.base_url, model=self.endpoint.model, messages=messages,
+                temperature=temperature, top_p=top_p, max_tokens=max_tokens, sample_index=sample_index, seed=seed,
+                json_schema=None if json_schema is None else {"name": schema_name, "schema": json_schema},
+                mode=cache_mode,
+            )
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.stats.record_cache_hit(self.role)
+                return ChatResult(
+                    text=hit["text"], prompt_tokens=hit.get("prompt_tokens") or 0,
+                    completion_tokens=hit.get("completion_tokens") or 0, finish_reason=hit.get("finish_reason"),
+                    cached=True,
+                )
+
+        request: dict[str, Any] = {
+            "model": self.endpoint.model, "messages": messages, "temperature": temperature, "top_p": top_p,
+        }
+        request_seed = derive_seed(seed, sample_index)
+        if request_seed is not None:
+            request["seed"] = request_seed
+
+        box = [0]
+        token = _CALL_REQUESTS.set(box)
+        try:
+            async with self._state().semaphore:
+                result = await self._complete(request, max_tokens, json_schema, schema_name, box)
+        except LLMError as err:
+            self.stats.record_failure(self.role, err.kind)
+            raise
+        finally:
+            _CALL_REQUESTS.reset(token)
+
+        if key is not None and result.finish_reason in CACHEABLE_FINISH:
+            self.cache.put(key, {
+                "text": result.text, "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens, "finish_reason": result.finish_reason,
+            })
+        return result
+
+    async def _complete(
+        self, request: dict, max_tokens: int, json_schema: dict | None, schema_name: str, box: list[int]
+    ) -> ChatResult:
+        last_finish: str | None = None
+        for attempt in range(self.empty_attempts):
+            response = await self._create(request, max_tokens, json_schema, schema_name, box)
+            usage = getattr(response, "usage", None)
+            prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+            completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+            self.stats.record_tokens(self.role, prompt_tokens, completion_tokens)
+            choices = getattr(response, "choices", None) or []
+            text = (choices[0].message.content or "") if choices else ""
+            last_finish = choices[0].finish_reason if choices else None
+            if text.strip():
+                return ChatResult(text, prompt_tokens, completion_tokens, last_finish, cached=False)
+            if attempt + 1 < self.empty_attempts:
+                # Same backoff shape as the SDK's own retries; an empty answer is often a transient server hiccup.
+                await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
+        raise self._error(
+            "empty", f"the endpoint returned no text (finish_reason={last_finish!r}) in {self.empty_attempts} "
+            "attempt(s)", attempts=box[0],
+        )
+
+    async def _create(self, request: dict, max_tokens: int, json_schema: dict | None, schema_name: str, box):
+        import openai
+
+        client = self._state().openai
+        modes = self._modes(json_schema)
+        i = 0
+        while True:
+            mode = modes[i]
+            kwargs = dict(request)
+            kwargs[self._token_param] = max_tokens
+            if mode == "json_schema":
+                kwargs["response_format"] = {
+                    "type": "json_schema", "json_schema": {"name": schema_name, "schema": json_schema},
+                }
+            elif mode == "json_object":
+                kwargs["response_format"] = {"type": "json_object"}
+            try:
+                response = await client.chat.completions.create(**kwargs)
+            except openai.APIStatusError as err:
+                text = _error_text(err).lower()
+                if err.status_code in (400, 422):
+                    if self._token_param == "max_tokens" and "max_completion_tokens" in text:
+                        # Newer OpenAI models refuse `max_tokens`; remember and resend.
+                        self._token_param = "max_completion_tokens"
+                        continue
+                    if (
+                        self.endpoint.structured_output == "auto" and mode is not None and mode != "none"
+                        and i + 1 < len(modes) and _rejects_mode(text, mode)
+                    ):
+                        i += 1
+                        self._remember_mode(modes[i])
+                        continue
+                raise self._classified(err, box) from None
+            except openai.OpenAIError as err:
+                raise self._classified(err, box) from None
+            if mode is not None and self.endpoint.structured_output == "auto" and self._structured_mode is None:
+                self._remember_mode(mode)
+            return response
+
+    def _classified(self, err: Exception, box: list[int]) -> LLMError:
+        kind, status = classify_error(err)
+        return self._error(kind, f"{type(err).__name__}: {_error_text(err)}", status=status, attempts=box[0])
+
+    # -- lifecycle --------------------------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Close the connection pools (of this loop, and of other loops that are still running)."""
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        with self._lock:
+            states = list(self._states.items())
+            self._states.clear()
+        for loop, state in states:
+            if loop is current:
+                await state.openai.close()
+            elif loop.is_running() and not loop.is_closed():
+                fut = asyncio.run_coroutine_threadsafe(state.openai.close(), loop)
+                try:
+                    await asyncio.wait_for(asyncio.wrap_future(fut), timeout=5)
+                except Exception:  # a loop busy elsewhere: its sockets close when collected
+                    pass
+        if not self._template_used:
+            await self._template.close()
+
+    def close(self) -> None:
+        run_sync(self.aclose())
+
+
+def _error_text(err: Exception) -> str:
+    message = getattr(err, "message", None) or str(err)
+    body = getattr(err, "body", None)
+    if body is not None and not isinstance(body, str):
+        try:
+            body = canonical_json(body)
+        except (TypeError, ValueError):
+            body = str(body)
+    return message if not body or body in message else f"{message} {body}"
+
+
+def _rejects_mode(text: str, mode: str) -> bool:
+    words = ("response_format", "json_schema", "response format", "schema") if mode == "json_schema" else (
+        "response_format", "json_object", "response format", "json mode")
+    return any(w in text for w in words)
+
+
+def classify_error(err: Exception) -> tuple[str, int | None]:
+    """(kind, HTTP status) of an openai exception, kind in FAILURE_KINDS."""
+    import openai
+
+    if isinstance(err, openai.APITimeoutError):
+        return "timeout", None
+    if isinstance(err, openai.APIConnectionError):
+        return "connection", None
+    if isinstance(err, openai.APIStatusError):
+        status = err.status_code
+        if status == 429:
+            return "rate_limit", status
+        if status in (401, 403):
+            return "auth", status
+        if status == 408:
+            return "timeout", status
+        if status >= 500 or status == 409:  # 409 is a lock timeout the SDK also treats as transient
+            return "server", status
+        return "bad_request", status
+    return "server", None  # a malformed 200 response and the like
+
+
+# ----------------------------------------------------------------------------------------------------------- clients
+@dataclass
+class Clients:
+    """One client per role, sharing a cache and the usage counters. `async with make_clients(config) as c:`."""
+
+    teacher: LLMClient
+    rubricator: LLMClient
+    verifier: LLMClient
+    student: LLMClient
+    stats: UsageStats = field(default_factory=UsageStats)
+    cache: LLMCache | None = None
+
+    def for_role(self, role: str) -> LLMClient:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; roles are {ROLES}")
+        return getattr(self, role)
+
+    async def aclose(self) -> None:
+        for role in ROLES:
+            await getattr(self, role).aclose()
+        if self.cache is not None:
+            self.cache.close()
+
+    def close(self) -> None:
+        run_sync(self.aclose())
+
+    async def __aenter__(self) -> "Clients":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> "Clients":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_clients(config: RunConfig, *, empty_attempts: int = 2) -> Clients:
+    """Clients for every role of a resolved config, one shared cache (unless `use_cache=False`) and one UsageStats."""
+    cache = None
+    if config.use_cache:
+        cache = LLMCache(config.cache_dir if config.cache_dir else cache_root() / "llm")
+    stats = UsageStats()
+    made = {
+        role: LLMClient(config.endpoint(role), role, cache, stats, empty_attempts=empty_attempts) for role in ROLES
+    }
+    return Clients(**made, stats=stats, cache=cache)
+
+
+# ---------------------------------------------------------------------------------------------------------- run_sync
+class _Runner:
+    """One event loop in a daemon thread that runs every `run_sync` coroutine, so that pooled connections and
+    per-loop state made by one call are still valid in the next (asyncio.run would close the loop each time)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._thread is None or not self._thread.is_alive():
+                ready = threading.Event()
+                loop = asyncio.new_event_loop()
+
+                def serve() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=serve, name="ropd-llm-loop", daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def in_runner_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
+
+
+_RUNNER = _Runner()
+
+
+def run_sync(coro: Awaitable[T]) -> T:
+    """Run a coroutine from sync code and return its result (exceptions propagate).
+
+    Works in a script and inside Jupyter, whose loop is already running in the calling thread: the coroutine runs
+    on a long-lived loop in a helper thread and this call blocks until it is done. Interrupting the wait cancels it.
+    """
+    if not asyncio.iscoroutine(coro):
+        raise TypeError(f"run_sync expects a coroutine, got {type(coro).__name__}")
+    if _RUNNER.in_runner_thread():
+        # Called from code that run_sync is already running: blocking this loop on itself would deadlock.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, coro).result()
+    future = asyncio.run_coroutine_threadsafe(coro, _RUNNER.loop())
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()
+        raise

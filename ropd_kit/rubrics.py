@@ -1,0 +1,419 @@
+"""ROPD stage 3: rubric induction (the Rubricator).
+
+In: a task's question, its K teacher references and (some of) the group's student rollouts. Out: a `Rubric` of
+binary, self-contained criteria with integer points, which scores every rollout of that group (cross-rollout
+sharing: one rubric per task and step). The Rubricator knows which texts are references and which are attempts,
+because contrasting them is its job; only the Verifier (verify.py) is kept blind.
+
+`parse_rubric` turns model output into a validated `Rubric` or raises `RubricError` with a reason the model (and a
+person) can act on; `induce_rubric_async` asks, parses, and feeds the reason back on failure, and never raises for
+model misbehaviour: the outcome records the attempts, every raw output and the last error.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from importlib import resources
+from typing import Any, Sequence
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from .judge_text import clean_answer, fence, find_json, letter_label, make_boundary, strip_thinking
+
+POINTS_RANGE = (1, 5)
+PITFALL_RANGE = (-2, -1)
+# Endpoint errors that the next attempt cannot fix: stop instead of spending the remaining attempts on them.
+FATAL_LLM_KINDS = frozenset({"auth", "connection"})
+
+
+class RubricError(ValueError):
+    """Model output that is not a usable rubric; `problems` lists every reason (the message joins them)."""
+
+    def __init__(self, problems: str | Sequence[str]):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class Criterion(BaseModel):
+    """One binary check of an answer, worth `points` (1-5; -2/-1 for a pitfall, which subtracts when met)."""
+
+    id: str
+    text: str
+    points: int = Field(strict=True)
+    category: str = "general"
+
+    @field_validator("id", "text")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, v: str) -> str:
+        return v.strip() or "general"
+
+    @field_validator("points")
+    @classmethod
+    def _points(cls, v: int) -> int:
+        if not (POINTS_RANGE[0] <= v <= POINTS_RANGE[1] or PITFALL_RANGE[0] <= v <= PITFALL_RANGE[1]):
+            raise ValueError(f"points {v} is outside 1-5 (or -2..-1 for a pitfall)")
+        return v
+
+
+class Rubric(BaseModel):
+    """The criteria that score one group, in the order the Verifier judges them."""
+
+    criteria: list[Criterion] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "Rubric":
+        seen: dict[str, int] = {}
+        for k, c in enumerate(self.criteria, start=1):
+            key = c.id.lower()
+            if key in seen:
+                raise ValueError(f"duplicate criterion id {c.id!r} (criteria {seen[key]} and {k})")
+            seen[key] = k
+        return self
+
+    @property
+    def points(self) -> list[int]:
+        return [c.points for c in self.criteria]
+
+    @property
+    def ids(self) -> list[str]:
+        return [c.id for c in self.criteria]
+
+    @property
+    def total_points(self) -> int:
+        """The denominator of the reward: the sum of the positive points (pitfalls only subtract)."""
+        return sum(p for p in self.points if p > 0)
+
+    @property
+    def has_pitfalls(self) -> bool:
+        return any(p < 0 for p in self.points)
+
+    def to_record(self) -> dict[str, Any]:
+        """`{"criteria": [...]}`: the model-facing JSON and the `criteria` field of rubrics.jsonl."""
+        return {"criteria": [c.model_dump() for c in self.criteria]}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Rubric":
+        """Rebuild from `to_record()` output or a rubrics.jsonl record."""
+        return cls(criteria=record["criteria"])
+
+
+class RubricOutcome(BaseModel):
+    """What one induction produced. `rubric` is None when every attempt failed; `error` then says why."""
+
+    rubric: Rubric | None
+    attempts: int
+    raw: list[str] = Field(default_factory=list)
+    error: str | None = None
+    errors: list[str] = Field(default_factory=list, description="The reason each failed attempt was rejected.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parsing
+
+
+def _criteria_object(value: Any) -> list | None:
+    """The criteria list of `{"criteria": [...]}` (also nested as `{"rubric": {"criteria": [...]}}`)."""
+    if isinstance(value, dict):
+        if isinstance(value.get("rubric"), dict):
+            return _criteria_object(value["rubric"])
+        criteria = value.get("criteria")
+        return criteria if isinstance(criteria, list) else None
+    return None
+
+
+def _criteria_list(value: Any) -> list | None:
+    """A bare list of criterion objects (each with text and points of some spelling)."""
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        if all(("points" in item or "weight" in item) for item in value):
+            return value
+    return None
+
+
+def _points_value(raw: Any) -> int | str:
+    """An int, or a reason why `raw` is not one (the caller puts the criterion's name in front)."""
+    if isinstance(raw, bool) or raw is None:
+        return f"points {raw!r} is not a whole number"
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            raw = float(text) if any(ch in text for ch in ".eE") else int(text)
+        except ValueError:
+            return f"points {raw!r} is not a number"
+    if isinstance(raw, float):
+        if not raw.is_integer():
+            return f"points {raw} is not a whole number"
+        raw = int(raw)
+    if not isinstance(raw, int):
+        return f"points {raw!r} is not a number"
+    return raw
+
+
+# Small models copy the format example of the prompt ("<one concrete check>", "...") instead of writing a check.
+_PLACEHOLDER = re.compile(r"^(<[^<>]*>|\.\.\.|…|\[[^\[\]]*\]|todo|tbd|n/?a)$", re.IGNORECASE)
+
+
+def _range_text(allow_pitfalls: bool) -> str:
+    return "1-5, or -2/-1 for a pitfall" if allow_pitfalls else "1-5"
+
+
+def _criterion(item: Any, k: int, allow_pitfalls: bool, problems: list[str]) -> dict | None:
+    if not isinstance(item, dict):
+        problems.append(f"criterion {k} is {type(item).__name__}, not an object with id/text/points")
+        return None
+    raw_id = item.get("id")
+    cid = str(raw_id).strip() if raw_id is not None and str(raw_id).strip() else f"c{k}"
+    name = f"criterion {cid}"
+    text = item.get("text", item.get("criterion", item.get("description")))
+    ok = True
+    if not isinstance(text, str) or not text.strip():
+        problems.append(f"{name}: text is empty")
+        ok = False
+    elif _PLACEHOLDER.match(text.strip()):
+        problems.append(f"{name}: text {text.strip()!r} is a placeholder; write the actual check for this task")
+        ok = False
+    if "points" not in item and "weight" not in item:
+        problems.append(f"{name}: points is missing")
+        return None
+    points = _points_value(item.get("points", item.get("weight")))
+    if isinstance(points, str):
+        problems.append(f"{name}: {points}")
+        return None
+    if points == 0:
+        problems.append(f"{name}: points 0 is not allowed (use {_range_text(allow_pitfalls)})")
+        ok = False
+    elif not (
+        POINTS_RANGE[0] <= points <= POINTS_RANGE[1]
+        or (allow_pitfalls and PITFALL_RANGE[0] <= points <= PITFALL_RANGE[1])
+    ):
+        extra = "" if allow_pitfalls or points > 0 else " (negative pitfall points are switched off)"
+        problems.append(f"{name}: points {points} is outside {_range_text(allow_pitfalls)}{extra}")
+        ok = False
+    category = item.get("category")
+    category = str(category).strip() if category is not None and str(category).strip() else "general"
+    if not ok:
+        return None
+    return {"id": cid, "text": text.strip(), "points": points, "category": category}
+
+
+def parse_rubric(
+    text: str,
+    *,
+    allow_pitfalls: bool = False,
+    min_criteria: int = 1,
+    max_criteria: int = 12,
+) -> Rubric:
+    """The rubric in a model's reply: `{"criteria": [{"id", "text", "points", "category"}, ...]}`.
+
+    Accepted around it: prose, ```json fences, `</think>` reasoning, trailing commas, points written as "3", a bare
+    list of criteria, "criterion"/"description" for text, "weight" for points, a missing id (becomes c<position>).
+    Rejected, each with the criterion named: points outside 1-5 (or -2/-1 with `allow_pitfalls`), 0 points,
+    fractional points, empty text, duplicate ids (compared stripped and lower-cased), fewer than `min_criteria` or
+    more than `max_criteria` criteria, a rubric without positive points, placeholder text copied from the prompt
+    ("<one concrete check>", "..."), two criteria with the same text. All problems are reported at once.
+    """
+    body = strip_thinking(text)
+    # The documented shape wins over a bare list, so that a stray "[{...}]" in prose is not taken for the rubric.
+    items = find_json(body, _criteria_object)
+    if items is None:
+        items = find_json(body, _criteria_list)
+    if items is None:
+        tail = body[body.find("{") :] if "{" in body else ""
+        if tail.count("{") > tail.count("}"):
+            raise RubricError("the JSON object is not complete (the reply may have been cut off by max_tokens)")
+        raise RubricError('no JSON object with a "criteria" list was found in the reply')
+
+    problems: list[str] = []
+    if len(items) < min_criteria:
+        problems.append(f"the rubric has {len(items)} criteria, at least {min_criteria} are required")
+    if len(items) > max_criteria:
+        problems.append(f"the rubric has {len(items)} criteria, at most {max_criteria} are allowed")
+    parsed = [_criterion(item, k, allow_pitfalls, problems) for k, item in enumerate(items, start=1)]
+
+    seen: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    for c in parsed:
+        if c is None:
+            continue
+        key = c["id"].lower()
+        if key in seen:
+            problems.append(f"duplicate criterion id {c['id']!r}: every criterion needs its own id")
+        seen[key] = c["id"]
+        same = " ".join(c["text"].lower().split())
+        if same in texts:
+            problems.append(f"criteria {texts[same]} and {c['id']} have the same text: each must check something else")
+        texts.setdefault(same, c["id"])
+    valid = [c for c in parsed if c is not None]
+    if valid and len(valid) == len(parsed) and not any(c["points"] > 0 for c in valid):
+        problems.append("the rubric has no criterion with positive points")
+    if problems:
+        raise RubricError(problems)
+    return Rubric(criteria=valid)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The Rubricator prompt and the JSON schema for constrained decoding
+
+
+def rubric_schema(*, allow_pitfalls: bool = False, min_criteria: int = 1, max_criteria: int = 12) -> dict[str, Any]:
+    """JSON schema of the rubric for servers that constrain decoding (llama-server, OpenAI json_schema)."""
+    points = list(range(POINTS_RANGE[0], POINTS_RANGE[1] + 1))
+    if allow_pitfalls:
+        points = list(range(PITFALL_RANGE[0], PITFALL_RANGE[1] + 1)) + points
+    return {
+        "type": "object",
+        "properties": {
+            "criteria": {
+                "type": "array",
+                "minItems": min_criteria,
+                "maxItems": max_criteria,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "text": {"type": "string"},
+                        "points": {"type": "integer", "enum": points},
+                        "category": {"type": "string"},
+                    },
+                    "required": ["id", "text", "points", "category"],
+                    "additionalProperties": False,
+                },
+            }
+        },
+        "required": ["criteria"],
+        "additionalProperties": False,
+    }
+
+
+RUBRIC_SCHEMA: dict[str, Any] = rubric_schema()
+
+
+def load_prompt(name: str) -> string.Template:
+    """A prompt template from ropd_kit/prompts (text files users can read and edit; `$name` placeholders)."""
+    return string.Template(resources.files("ropd_kit").joinpath("prompts", name).read_text(encoding="utf-8"))
+
+
+_PITFALL_RULE = (
+    "- Pitfalls (optional, at most two): a criterion with -1 or -2 points describes a specific mistake that\n"
+    "  appears in the attempts (for example \"Gives 46 as the final answer\"). It is met when the answer makes\n"
+    "  that mistake, and then its points are subtracted. Use one only for a mistake you actually see."
+)
+
+
+def _points_rule(config: Any) -> str:
+    return _PITFALL_RULE if getattr(config, "pitfalls", False) else "- Every criterion has positive points."
+
+
+def rubric_messages(
+    question: str, teacher_refs: Sequence[str], rollouts: Sequence[str], config: Any
+) -> list[dict[str, str]]:
+    """The Rubricator conversation: references labelled A, B, ..., at most `rubric_student_samples` attempts."""
+    max_chars = getattr(config, "max_answer_chars", 4000)
+    strip = getattr(config, "strip_thinking", True)
+    refs = [clean_answer(t, max_chars=max_chars, strip_think=strip) for t in teacher_refs]
+    attempts = [
+        clean_answer(t, max_chars=max_chars, strip_think=strip)
+        for t in list(rollouts)[: getattr(config, "rubric_student_samples", 4)]
+    ]
+    boundary = make_boundary("rubricator", question, refs, attempts)
+    ref_block = "\n\n".join(fence(f"REFERENCE-{letter_label(i)}", t, boundary) for i, t in enumerate(refs))
+    attempt_block = "\n\n".join(fence(f"ATTEMPT-{j + 1}", t, boundary) for j, t in enumerate(attempts))
+    values = {
+        "min_criteria": getattr(config, "min_criteria", 4),
+        "max_criteria": getattr(config, "max_criteria", 12),
+        "points_rule": _points_rule(config),
+        "boundary": boundary,
+        "question": question.strip(),
+        "n_references": len(refs),
+        "n_attempts": len(attempts),
+        "references": ref_block or "(no reference answers)",
+        "attempts": attempt_block or "(no attempts shown)",
+    }
+    return [
+        {"role": "system", "content": load_prompt("rubricator_system.txt").substitute(values).strip()},
+        {"role": "user", "content": load_prompt("rubricator_user.txt").substitute(values).strip()},
+    ]
+
+
+def _feedback(error: RubricError, finish_reason: str | None, config: Any) -> str:
+    lines = ["That reply cannot be used as the rubric:"]
+    lines += [f"- {p}" for p in error.problems]
+    if finish_reason == "length":
+        lines.append("- the reply was cut off by the length limit: write fewer, shorter criteria")
+    lines.append(
+        f"Reply again with only the corrected JSON object: {getattr(config, 'min_criteria', 4)}-"
+        f"{getattr(config, 'max_criteria', 12)} criteria, unique ids, whole-number points "
+        f"{_range_text(getattr(config, 'pitfalls', False))}."
+    )
+    return "\n".join(lines)
+
+
+async def induce_rubric_async(
+    question: str, teacher_refs: Sequence[str], rollouts: Sequence[str], client: Any, config: Any
+) -> RubricOutcome:
+    """Ask the Rubricator for a rubric; on an unusable reply, show it the problems and ask again.
+
+    Up to `config.rubric_attempts` calls. An `LLMError` (endpoint failure) is recorded and retried too, except
+    auth/connection errors, which end the induction at once. Never raises for model or endpoint misbehaviour.
+    """
+    from .llm import LLMError
+
+    pitfalls = getattr(config, "pitfalls", False)
+    min_c, max_c = getattr(config, "min_criteria", 4), getattr(config, "max_criteria", 12)
+    schema = rubric_schema(allow_pitfalls=pitfalls, min_criteria=min_c, max_criteria=max_c)
+    messages = rubric_messages(question, teacher_refs, rollouts, config)
+    raw: list[str] = []
+    errors: list[str] = []
+    attempts = 0
+    for attempt in range(getattr(config, "rubric_attempts", 3)):
+        attempts += 1
+        try:
+            result = await client.chat(
+                messages,
+                temperature=getattr(config, "rubricator_temperature", 0.3),
+                max_tokens=getattr(config, "rubricator_max_tokens", 1024),
+                json_schema=schema,
+                schema_name="rubric",
+                sample_index=attempt,
+            )
+        except LLMError as exc:
+            errors.append(f"attempt {attempt + 1}: {getattr(exc, 'kind', 'error')} error: {exc}")
+            if getattr(exc, "kind", None) in FATAL_LLM_KINDS:
+                break
+            continue
+        raw.append(result.text)
+        try:
+            rubric = parse_rubric(result.text, allow_pitfalls=pitfalls, min_criteria=min_c, max_criteria=max_c)
+        except RubricError as exc:
+            errors.append(f"attempt {attempt + 1}: {exc}")
+            # Keep the rejected reply in the conversation so the model corrects it instead of starting over.
+            messages = messages + [
+                {"role": "assistant", "content": result.text},
+                {"role": "user", "content": _feedback(exc, result.finish_reason, config)},
+            ]
+            continue
+        return RubricOutcome(rubric=rubric, attempts=attempts, raw=raw, error=None, errors=errors)
+    return RubricOutcome(
+        rubric=None,
+        attempts=attempts,
+        raw=raw,
+        error=errors[-1] if errors else "no attempt was made (rubric_attempts < 1)",
+        errors=errors,
+    )
+
+
+def induce_rubric(
+    question: str, teacher_refs: Sequence[str], rollouts: Sequence[str], client: Any, config: Any
+) -> RubricOutcome:
+    """Sync wrapper of `induce_rubric_async` (works in a script and inside a notebook's running loop)."""
+    from .llm import run_sync
+
+    return run_sync(induce_rubric_async(question, teacher_refs, rollouts, client, config))

@@ -1,0 +1,262 @@
+"""ROPD stage 5: from per-criterion verdicts to rewards, advantages and rubric diagnostics.
+
+In: a rubric's integer points w_k and the verifier's booleans v_ik (answer i, criterion k). Out: the reward
+`s_i = Σ_k w_k v_ik / (Σ_k w_k + ε)` per answer (always in [0, 1]; recomputed here from the booleans, never taken
+from a judge's own total), GRPO advantages computed exactly as TRL 1.16 computes them, and a per-criterion table
+that says which criteria separate answers and which are dead weight.
+
+With pitfall criteria (negative points, Rubrics-as-Rewards style) the reward is
+`clamp(Σ_k w_k v_ik / Σ_{w_k>0} w_k, 0, 1)`; a met pitfall subtracts its points.
+This module is pure and synchronous: no I/O, no model calls.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator, Literal, Sequence
+
+import numpy as np
+
+# TRL 1.16 GRPOTrainer._generate_and_score_completions divides by (std + 1e-4) (grpo_trainer.py, line 2787:
+# `advantages = advantages / (std_rewards + 1e-4)`), so this is the default here too: same numbers as training.
+TRL_STD_EPS = 1e-4
+
+Scale = Literal["group", "batch", "none"]
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _check_points(points: Sequence[float], *, pitfalls: bool) -> list[float]:
+    out: list[float] = []
+    for k, w in enumerate(points, start=1):
+        if _is_bool(w) or not isinstance(w, (int, float, np.integer, np.floating)) or not math.isfinite(w):
+            raise ValueError(f"criterion {k}: points {w!r} is not a finite number")
+        if w < 0 and not pitfalls:
+            raise ValueError(f"criterion {k}: points {w} is negative; negative (pitfall) points need pitfalls=True")
+        out.append(float(w))
+    if not out:
+        raise ValueError("rubric has no criteria")
+    if sum(w for w in out if w > 0) <= 0:
+        raise ValueError("rubric has zero total weight (no criterion with positive points)")
+    return out
+
+
+def weighted_pass_rate(
+    points: Sequence[float],
+    judgements: Sequence[Sequence[bool]],
+    eps: float = 1e-6,
+    *,
+    pitfalls: bool = False,
+) -> list[float]:
+    """The reward s_i of each answer: the share of the rubric's points whose criteria the answer meets.
+
+    `judgements[i][k]` is whether answer i meets criterion k (booleans only: a judge's failure is not a False and
+    must be handled before scoring). Without pitfalls: `Σ w_k v_ik / (Σ w_k + eps)`, which is < 1 by design so
+    that an all-met answer scores 1 - O(eps). With `pitfalls=True`: `clamp(Σ w_k v_ik / Σ_{w_k>0} w_k, 0, 1)`.
+
+    >>> weighted_pass_rate([5, 2, 1], [[True, False, True], [False, False, False]], eps=0)
+    [0.75, 0.0]
+    """
+    points = getattr(points, "points", points)  # a Rubric works too
+    weights = _check_points(points, pitfalls=pitfalls)
+    n = len(weights)
+    positive = sum(w for w in weights if w > 0)
+    scores: list[float] = []
+    for i, row in enumerate(judgements):
+        if row is None:
+            raise ValueError(f"answer {i + 1} has no judgement (None); score only the answers that were judged")
+        if len(row) != n:
+            raise ValueError(f"answer {i + 1} has {len(row)} judgements, the rubric has {n} criteria")
+        bad = next((k for k, v in enumerate(row) if not _is_bool(v)), None)
+        if bad is not None:
+            raise ValueError(f"answer {i + 1}, criterion {bad + 1}: {row[bad]!r} is not a boolean")
+        met = sum(w for w, v in zip(weights, row) if v)
+        if pitfalls:
+            s = min(max(met / positive, 0.0), 1.0)
+        else:
+            s = met / (positive + eps)
+        scores.append(float(s))
+    return scores
+
+
+def batch_advantages(
+    rewards: Sequence[float | None],
+    num_generations: int,
+    eps: float = TRL_STD_EPS,
+    *,
+    scale: Scale = "group",
+) -> list[float]:
+    """GRPO advantages of a flat batch whose groups of `num_generations` are adjacent, as TRL 1.16 computes them.
+
+    Re-derived from `GRPOTrainer._generate_and_score_completions` (trl/trainer/grpo_trainer.py, lines 2763-2810,
+    `multi_objective_aggregation="sum_then_normalize"`, one reward function):
+    - a None reward (judging failed) becomes NaN, is left out of its group's mean and std, and gets advantage 0;
+    - the baseline is the group mean; `scale="group"` divides by the group std, `"batch"` by the std of the whole
+      batch, `"none"` does not divide (Dr.GRPO);
+    - the std is TRL's `nanstd`: the *unbiased* (Bessel-corrected, n-1) sample std over non-NaN values, NaN when
+      fewer than two values are present (so that group's advantages become 0).
+    """
+    if scale not in ("group", "batch", "none"):
+        raise ValueError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")
+    if num_generations < 1 or len(rewards) % num_generations:
+        raise ValueError(f"{len(rewards)} rewards do not split into groups of num_generations={num_generations}")
+    r = np.array([np.nan if v is None else float(v) for v in rewards], dtype=np.float64)
+    if r.size == 0:
+        return []
+    groups = r.reshape(-1, num_generations)
+    with np.errstate(invalid="ignore", divide="ignore"), _quiet_nan_warnings():
+        mean = np.nanmean(groups, axis=1, keepdims=True)
+        advantages = groups - mean
+        if scale != "none":
+            if scale == "group":
+                std = _nanstd(groups, axis=1) if num_generations > 1 else np.zeros_like(mean)
+            else:
+                std = np.full_like(mean, _nanstd(r, axis=None)) if r.size > 1 else np.zeros_like(mean)
+            advantages = advantages / (std + eps)
+    advantages = np.nan_to_num(advantages.reshape(-1), nan=0.0)
+    # Equal rewards carry no signal; float rounding in the mean must not turn them into ±1e-12 advantages.
+    for g, group in enumerate(groups):
+        valid = group[~np.isnan(group)]
+        if valid.size and np.all(valid == valid[0]):
+            advantages[g * num_generations : (g + 1) * num_generations] = 0.0
+    return [float(a) for a in advantages]
+
+
+def group_advantages(
+    scores: Sequence[float | None],
+    eps: float = TRL_STD_EPS,
+    *,
+    scale: Scale = "group",
+) -> list[float]:
+    """The advantages of one group (one prompt's rollouts): `(s - mean) / (std + eps)`, or `s - mean` for "none".
+
+    Same numbers as TRL's GRPO (see `batch_advantages`): unbiased std, None scores left out and given 0, an
+    all-equal group gives all zeros. For a single group "batch" and "group" coincide.
+    """
+    if not scores:
+        return []
+    return batch_advantages(scores, len(scores), eps, scale=scale)
+
+
+def _nanstd(values: np.ndarray, axis: int | None) -> np.ndarray | float:
+    """TRL's `nanstd`: Bessel-corrected over non-NaN values; NaN where fewer than two values exist."""
+    mean = np.nanmean(values, axis=axis, keepdims=True)
+    variance = np.nanmean((values - mean) ** 2, axis=axis, keepdims=True)
+    count = np.sum(~np.isnan(values), axis=axis, keepdims=True)
+    correction = np.where(count > 1, count / np.maximum(count - 1, 1), np.nan)
+    std = np.sqrt(variance * correction)
+    return std if axis is not None else float(std.reshape(-1)[0])
+
+
+@contextmanager
+def _quiet_nan_warnings() -> Iterator[None]:
+    # numpy warns on the mean of an all-NaN group (a fully failed group); that case is handled (advantage 0).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def _criteria_table(rubric_or_points: Any) -> list[dict[str, Any]]:
+    """(id, text, points, category) rows from a Rubric, a rubric record, a list of criterion dicts or of points."""
+    criteria = getattr(rubric_or_points, "criteria", None)
+    if criteria is None and isinstance(rubric_or_points, dict):
+        criteria = rubric_or_points.get("criteria")
+    if criteria is None:
+        criteria = list(rubric_or_points)
+    rows = []
+    for k, c in enumerate(criteria):
+        if hasattr(c, "model_dump"):
+            c = c.model_dump()
+        if isinstance(c, dict):
+            rows.append(
+                {
+                    "id": c.get("id", f"c{k + 1}"),
+                    "text": c.get("text", ""),
+                    "points": c["points"],
+                    "category": c.get("category"),
+                }
+            )
+        else:
+            rows.append({"id": f"c{k + 1}", "text": "", "points": c, "category": None})
+    return rows
+
+
+def _matrix(judgements: Sequence[Sequence[bool] | None] | None, n: int, who: str) -> np.ndarray:
+    """Judged answers as a (answers × criteria) 0/1 matrix; answers without a judgement (None) are left out."""
+    rows = [j for j in (judgements or []) if j is not None]
+    for i, row in enumerate(rows):
+        if len(row) != n:
+            raise ValueError(f"{who} answer {i + 1} has {len(row)} judgements, the rubric has {n} criteria")
+    return np.array(rows, dtype=np.float64).reshape(len(rows), n)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def rubric_diagnostics(
+    rubric_or_points: Any,
+    teacher_judgements: Sequence[Sequence[bool] | None] | None,
+    student_judgements: Sequence[Sequence[bool] | None] | None,
+    *,
+    pitfalls: bool | None = None,
+):
+    """One row per criterion: how often teachers and students meet it and whether it separates the rollouts.
+
+    Columns:
+    - id, text, points, category: the criterion (text/category empty when only points were given);
+    - teacher_pass_rate, student_pass_rate: share of judged answers meeting it (NaN when none were judged);
+    - gap: teacher_pass_rate - student_pass_rate (what distillation is meant to close);
+    - discrimination: the population std of the criterion's verdict over the student rollouts, sqrt(p(1-p)),
+      0 to 0.5. GRPO learns only from differences inside a group, so a criterion every rollout meets (or misses)
+      adds nothing to the advantages however many points it carries;
+    - score_correlation: Pearson (point-biserial) correlation over the student rollouts between the verdict and the
+      rollout's reward s_i (item-total, the criterion included); NaN when either side is constant;
+    - dead: "all_pass" / "all_fail" when every judged answer, teacher and student, gets the same verdict, else None.
+    Answers whose judgement is None (judging failed) are left out.
+    """
+    import pandas as pd
+
+    rows = _criteria_table(rubric_or_points)
+    n = len(rows)
+    points = [r["points"] for r in rows]
+    if pitfalls is None:
+        pitfalls = any(p < 0 for p in points)
+    teacher = _matrix(teacher_judgements, n, "teacher")
+    student = _matrix(student_judgements, n, "student")
+    student_scores = (
+        np.array(weighted_pass_rate(points, student.astype(bool).tolist(), pitfalls=pitfalls))
+        if len(student)
+        else np.zeros(0)
+    )
+    both = np.vstack([teacher, student])
+    with _quiet_nan_warnings():
+        for k, row in enumerate(rows):
+            t = teacher[:, k]
+            s = student[:, k]
+            row["teacher_pass_rate"] = float(t.mean()) if len(t) else float("nan")
+            row["student_pass_rate"] = float(s.mean()) if len(s) else float("nan")
+            row["gap"] = row["teacher_pass_rate"] - row["student_pass_rate"]
+            row["discrimination"] = float(s.std()) if len(s) else float("nan")
+            row["score_correlation"] = _pearson(s, student_scores)
+            column = both[:, k]
+            if len(column) and np.all(column == 1):
+                row["dead"] = "all_pass"
+            elif len(column) and np.all(column == 0):
+                row["dead"] = "all_fail"
+            else:
+                row["dead"] = None
+    columns = [
+        "id", "text", "points", "category", "teacher_pass_rate", "student_pass_rate", "gap",
+        "discrimination", "score_correlation", "dead",
+    ]
+    frame = pd.DataFrame(rows, columns=columns)
+    # pandas' string dtype would turn None into NaN; keep None so that `dead is None` reads naturally.
+    frame["dead"] = pd.Series([r["dead"] for r in rows], dtype=object, index=frame.index)
+    return frame

@@ -1,0 +1,501 @@
+"""The local OpenAI-compatible server of the offline default: llama.cpp's `llama-server` over a GGUF model.
+
+The black-box roles (teacher references, rubric induction, verification) and the student sampler talk to an
+OpenAI-compatible endpoint. Offline, that endpoint is llama-server: it serves `response_format` with a JSON schema
+(grammar-constrained, so the Rubricator's and Verifier's JSON always parses), runs `--parallel` slots with continuous
+batching so concurrent requests share the CPU, and honours a per-request `seed`.
+
+In:  a model (registry name or .gguf path, see models.py) and server sizes; or a RunConfig whose endpoints say
+     `base_url="local"`.
+Out: a running server (`LocalServer.base_url`, served model id == registry name) or a RunConfig copy pointing at
+     running servers (`local_endpoints`). Servers run in their own process group and are stopped on exit.
+
+The binary is compiled once from the llama.cpp source vendored in the llama-cpp-python sdist (PyPI is reachable
+where model hubs are not) and cached in `<cache_root>/bin/llama-server`.
+
+CLI: `python -m ropd_kit.serve build [--force]` · `python -m ropd_kit.serve run MODEL [--port P] [--parallel N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+from ropd_kit.config import cache_root
+from ropd_kit.models import file_lock, served_gguf
+
+if TYPE_CHECKING:
+    from ropd_kit.config import RunConfig
+
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+CMAKE_FLAGS: tuple[str, ...] = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=OFF",  # one self-contained binary that can be copied out of the build folder
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",  # ON downloads the web UI from a model hub at configure time
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_CURL=OFF",
+    "-DGGML_NATIVE=ON",  # the cache lives on the machine that uses it, so tune for its CPU
+)
+MIN_SLOT_CTX = 4096
+ROLES = ("teacher", "rubricator", "verifier", "student")
+
+
+class ServerError(RuntimeError):
+    """llama-server could not be built, did not start, or died; the message carries the tail of its log."""
+
+
+# --- building the binary -------------------------------------------------------------------------------------------
+
+def binary_path() -> Path:
+    return cache_root() / "bin" / "llama-server"
+
+
+def _stamp_path() -> Path:
+    return cache_root() / "bin" / "llama-server.stamp.json"
+
+
+def _wanted_stamp() -> dict:
+    return {"llama_cpp_python": LLAMA_CPP_PYTHON_VERSION, "cmake_flags": list(CMAKE_FLAGS)}
+
+
+def is_built() -> bool:
+    """True when the cached binary was built from this version with these flags."""
+    try:
+        stamp = json.loads(_stamp_path().read_text())
+    except (OSError, ValueError):
+        return False
+    return binary_path().is_file() and {k: stamp.get(k) for k in _wanted_stamp()} == _wanted_stamp()
+
+
+def _tail(path: Path | None, n: int = 40) -> str:
+    if path is None or not path.is_file():
+        return "(no log)"
+    with open(path, "rb") as fh:
+        lines = deque(fh, maxlen=n)
+    return b"".join(lines).decode(errors="replace").rstrip() or "(log is empty)"
+
+
+def _run_logged(cmd: Sequence[str], log: Path, what: str) -> None:
+    with open(log, "ab") as fh:
+        fh.write(("\n$ " + " ".join(cmd) + "\n").encode())
+        fh.flush()
+        rc = subprocess.run(list(cmd), stdout=fh, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        raise ServerError(f"{what} failed (exit {rc}); full log: {log}\n{_tail(log, 30)}")
+
+
+def _source_tree(log: Path) -> Path:
+    """The llama.cpp source vendored in the llama-cpp-python sdist, downloaded with pip and unpacked once."""
+    src_root = cache_root() / "src"
+    tree = src_root / f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}"
+    llama = tree / "vendor" / "llama.cpp"
+    if (llama / "CMakeLists.txt").is_file():
+        return llama
+    src_root.mkdir(parents=True, exist_ok=True)
+    sdist = src_root / f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"
+    if not sdist.is_file():
+        print(f"[serve] downloading the llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} sdist", file=sys.stderr)
+        _run_logged(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+             "--disable-pip-version-check", "-d", str(src_root), f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"],
+            log, "pip download of the llama-cpp-python sdist",
+        )
+    staging = Path(tempfile.mkdtemp(prefix="unpack-", dir=src_root))
+    try:
+        with tarfile.open(sdist) as tar:
+            # The 'data' filter refuses absolute paths and links out of the tree (PEP 706).
+            tar.extractall(staging, filter="data")
+        shutil.rmtree(tree, ignore_errors=True)
+        os.replace(staging / tree.name, tree)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if not (llama / "CMakeLists.txt").is_file():
+        raise ServerError(f"{sdist} has no vendor/llama.cpp/CMakeLists.txt; is it the llama-cpp-python sdist?")
+    return llama
+
+
+def _wait_for_foreign_build(build_dir: Path) -> None:
+    """Wait while another process (not holding our lock, e.g. a shell) compiles into the same folder."""
+    announced = False
+    while True:
+        out = subprocess.run(["pgrep", "-f", f"cmake --build {build_dir}"], capture_output=True, text=True).stdout
+        if not out.strip():
+            return
+        if not announced:
+            print(f"[serve] another cmake build of {build_dir} is running; waiting for it", file=sys.stderr)
+            announced = True
+        time.sleep(5)
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if not found:
+        raise ServerError(
+            f"{name!r} is not on PATH; building llama-server needs cmake and a C++ compiler "
+            f"(Debian/Ubuntu: apt-get install cmake g++; or `pip install cmake` into this environment)"
+        )
+    return found
+
+
+def build(force: bool = False, *, jobs: int | None = None) -> Path:
+    """Compile llama-server once (idempotent); returns `<cache_root>/bin/llama-server`.
+
+    A changed version or flag set rebuilds; `force` recompiles from clean. Takes about 5 minutes on 2 cores.
+    """
+    binary = binary_path()
+    if not force and is_built():
+        return binary
+    root = cache_root()
+    build_dir = root / "build-llama"
+    log = root / "build-llama.log"
+    with file_lock(root / "build-llama.lock"):
+        if not force and is_built():
+            return binary
+        cmake = _tool("cmake")
+        _wait_for_foreign_build(build_dir)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("")
+        started = time.monotonic()
+        src = _source_tree(log)
+        cache = build_dir / "CMakeCache.txt"
+        if cache.is_file() and f"CMAKE_HOME_DIRECTORY:INTERNAL={src}" not in cache.read_text(errors="replace"):
+            shutil.rmtree(build_dir)  # configured from another source tree; cmake refuses to reuse it
+        print(f"[serve] building llama-server (log: {log})", file=sys.stderr)
+        _run_logged([cmake, "-S", str(src), "-B", str(build_dir), *CMAKE_FLAGS], log, "cmake configure")
+        cmd = [cmake, "--build", str(build_dir), "--target", "llama-server", "-j", str(jobs or os.cpu_count() or 1)]
+        if force:
+            cmd.append("--clean-first")
+        _run_logged(cmd, log, "cmake build of llama-server")
+        built = build_dir / "bin" / "llama-server"
+        if not built.is_file():
+            raise ServerError(f"the build finished but {built} does not exist; log: {log}")
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        tmp = binary.with_name(binary.name + ".tmp")
+        shutil.copy2(built, tmp)
+        os.replace(tmp, binary)
+        seconds = round(time.monotonic() - started, 1)
+        _stamp_path().write_text(json.dumps({**_wanted_stamp(), "build_s": seconds, "source": str(src)}, indent=2))
+        print(f"[serve] llama-server built in {seconds} s -> {binary}", file=sys.stderr)
+        return binary
+
+
+def server_binary() -> Path:
+    """The cached binary, building it first when it is missing or stale."""
+    return binary_path() if is_built() else build()
+
+
+# --- running a server -----------------------------------------------------------------------------------------------
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _get_json(url: str, timeout: float = 2.0) -> tuple[int, dict | None]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout, ValueError):
+        return 0, None
+
+
+def _die_with_parent() -> None:
+    # Linux only: ask the kernel to SIGTERM the server if the process that started it dies (a killed notebook
+    # kernel would otherwise leave a server holding every core).
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class LocalServer:
+    """One llama-server process serving one model under its registry name.
+
+    `ctx_size` is the total context; llama-server splits it evenly over the `parallel` slots (default: 4096 tokens
+    per slot). Use as a context manager, or call start()/stop(); the server is also stopped at interpreter exit.
+
+    >>> with LocalServer("smollm2-135m-instruct", parallel=2) as server:   # doctest: +SKIP
+    ...     print(server.base_url, server.model_id)
+    http://127.0.0.1:41234/v1 smollm2-135m-instruct
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        parallel: int = 4,
+        ctx_size: int | None = None,
+        threads: int | None = None,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_path: str | Path | None = None,
+        extra_args: Sequence[str] = (),
+        startup_timeout_s: float = 300.0,
+    ) -> None:
+        if parallel < 1:
+            raise ValueError(f"parallel must be >= 1, got {parallel}")
+        self.model = model
+        self.parallel = parallel
+        self.ctx_size = ctx_size if ctx_size is not None else MIN_SLOT_CTX * parallel
+        if self.ctx_size < parallel:
+            raise ValueError(f"ctx_size {self.ctx_size} is smaller than parallel={parallel}")
+        self.threads = threads
+        self.host = host
+        self.requested_port = port
+        self.extra_args = tuple(extra_args)
+        self.startup_timeout_s = startup_timeout_s
+        self._own_log = log_path is None
+        self.log_path: Path | None = Path(log_path) if log_path is not None else None
+        self.port: int | None = None
+        self.model_id: str | None = None
+        self.gguf: Path | None = None
+        self._proc: subprocess.Popen | None = None
+
+    # -- public surface --
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise ServerError(f"the server for {self.model!r} is not started")
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, n: int = 40) -> str:
+        return _tail(self.log_path, n)
+
+    def start(self) -> "LocalServer":
+        if self.running:
+            return self
+        binary = server_binary()
+        self.model_id, self.gguf = served_gguf(self.model)
+        if self.log_path is None:
+            self.log_path = Path(tempfile.mkdtemp(prefix="ropd-llama-server-")) / f"{self.model_id}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # A free port found by binding can be taken before llama-server binds it; retry with a fresh one.
+        attempts = 1 if self.requested_port else 3
+        for attempt in range(attempts):
+            self.port = self.requested_port or _free_port(self.host)
+            self._spawn(binary)
+            try:
+                self._wait_ready()
+                break
+            except ServerError:
+                bind_failed = "bind" in self.log_tail(10).lower() and not self.running
+                if attempt + 1 < attempts and bind_failed:
+                    self._kill()
+                    continue
+                self._kill()
+                raise
+        atexit.register(self.stop)
+        return self
+
+    def ensure_alive(self) -> None:
+        """Raise ServerError with the log tail if the process has exited."""
+        if self._proc is None:
+            raise ServerError(f"the server for {self.model!r} is not started")
+        rc = self._proc.poll()
+        if rc is not None:
+            raise ServerError(
+                f"llama-server for {self.model_id} ({self.base_url}) exited with code {rc}; log {self.log_path}:\n"
+                f"{self.log_tail()}"
+            )
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM the process group, SIGKILL it if it is still there after `timeout_s`."""
+        atexit.unregister(self.stop)
+        if self._proc is None:
+            return
+        was_running = self._proc.poll() is None
+        self._kill(timeout_s)
+        if was_running and self._own_log and self.log_path is not None:
+            # A cleanly stopped server's log is noise; a crashed one's stays for the error message.
+            shutil.rmtree(self.log_path.parent, ignore_errors=True)
+            self.log_path = None
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"running at {self.base_url}" if self.running else "stopped"
+        return f"LocalServer({self.model!r}, parallel={self.parallel}, ctx_size={self.ctx_size}, {state})"
+
+    # -- internals --
+    def command(self, binary: Path, port: int) -> list[str]:
+        cmd = [
+            str(binary), "--model", str(self.gguf), "--alias", str(self.model_id),
+            "--host", self.host, "--port", str(port),
+            "--parallel", str(self.parallel), "--ctx-size", str(self.ctx_size),
+            "--jinja",  # the chat template stored in the GGUF, rendered as transformers would
+            "--no-webui", "--offline",
+        ]
+        if self.threads:
+            cmd += ["--threads", str(self.threads)]
+        return cmd + list(self.extra_args)
+
+    def _spawn(self, binary: Path) -> None:
+        cmd = self.command(binary, self.port)
+        with open(self.log_path, "ab") as log:
+            log.write(("$ " + " ".join(cmd) + "\n").encode())
+            log.flush()
+            main_thread = threading.current_thread() is threading.main_thread()
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() can signal everything it started
+                # The death signal follows the *thread* that forked; only tie it to the main thread's process.
+                preexec_fn=_die_with_parent if sys.platform == "linux" and main_thread else None,
+            )
+
+    def _wait_ready(self) -> None:
+        root = f"http://{self.host}:{self.port}"
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ServerError(
+                    f"llama-server for {self.model_id} ({self.gguf}) exited with code {self._proc.returncode} "
+                    f"while starting; log {self.log_path}:\n{self.log_tail()}"
+                )
+            status, _ = _get_json(root + "/health")
+            if status == 200:
+                status, models = _get_json(root + "/v1/models")
+                ids = [m.get("id") for m in (models or {}).get("data", [])]
+                if status == 200 and self.model_id in ids:
+                    return
+            time.sleep(0.2)
+        raise ServerError(
+            f"llama-server for {self.model_id} did not become ready at {root} within {self.startup_timeout_s:.0f} s; "
+            f"log {self.log_path}:\n{self.log_tail()}"
+        )
+
+    def _kill(self, timeout_s: float = 10.0) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+        # Whatever is left in the group (the server itself if SIGTERM was ignored) goes now.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@contextlib.contextmanager
+def local_endpoints(config: "RunConfig") -> Iterator["RunConfig"]:
+    """A copy of `config` whose `base_url="local"` endpoints point at started llama-servers.
+
+    One server per distinct model: roles that name the same model (teacher, rubricator and verifier by default)
+    share it; the student gets its own. Servers stop when the block exits. Endpoints with a real URL are untouched.
+    """
+    local = {role: config.endpoint(role) for role in ROLES if config.endpoint(role).is_local}
+    if not local:
+        yield config
+        return
+    parallel = config.server_parallel
+    ctx_size = config.server_ctx_size
+    if ctx_size // parallel < MIN_SLOT_CTX:
+        warnings.warn(
+            f"server_ctx_size={ctx_size} over server_parallel={parallel} slots leaves {ctx_size // parallel} tokens "
+            f"per request (< {MIN_SLOT_CTX}); long rubric/verifier prompts will be rejected by the server",
+            stacklevel=3,
+        )
+    with contextlib.ExitStack() as stack:
+        by_file: dict[Path, LocalServer] = {}
+        updates = {}
+        for role, endpoint in local.items():
+            _, gguf = served_gguf(endpoint.model)
+            server = by_file.get(gguf.resolve())
+            if server is None:
+                server = LocalServer(endpoint.model, parallel=parallel, ctx_size=ctx_size,
+                                     threads=config.server_threads)
+                stack.enter_context(server)
+                by_file[gguf.resolve()] = server
+            updates[role] = endpoint.model_copy(update={"base_url": server.base_url, "model": server.model_id})
+        yield config.model_copy(update=updates)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+# --- CLI -----------------------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ropd_kit.serve", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_build = sub.add_parser("build", help="compile llama-server into the cache (idempotent)")
+    p_build.add_argument("--force", action="store_true", help="recompile from clean")
+    p_run = sub.add_parser("run", help="serve a model until Ctrl-C")
+    p_run.add_argument("model", help="registry name/alias or .gguf path")
+    p_run.add_argument("--port", type=int, default=None)
+    p_run.add_argument("--host", default="127.0.0.1")
+    p_run.add_argument("--parallel", type=int, default=4)
+    p_run.add_argument("--ctx-size", type=int, default=None, help="total over slots (default 4096 per slot)")
+    p_run.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    from ropd_kit.models import ModelError
+
+    try:
+        if args.cmd == "build":
+            print(build(force=args.force))
+            return 0
+        server = LocalServer(args.model, parallel=args.parallel, ctx_size=args.ctx_size, threads=args.threads,
+                             port=args.port, host=args.host)
+        # SIGTERM (e.g. from a process manager) should take the same clean path as Ctrl-C.
+        signal.signal(signal.SIGTERM, _interrupt)
+        with server:
+            print(f"serving {server.model_id} at {server.base_url} (Ctrl-C to stop; log {server.log_path})",
+                  flush=True)
+            try:
+                while True:
+                    time.sleep(1)
+                    server.ensure_alive()
+            except KeyboardInterrupt:
+                print("stopping", file=sys.stderr)
+    except (ServerError, ModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Fixtures of the hardening suite: the real local server (SmolLM2), a fault proxy in front of it, small configs.
+
+The session server is `local_server` from tests/conftest.py when that exists; otherwise this suite starts its own
+SmolLM2 server, so the suite also runs on its own (`pytest tests/hardening`).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hardening_helpers import ROLES, endpoint, write_tasks
+
+from ropd_kit.config import FAST_MODEL, RunConfig
+from ropd_kit.faultproxy import FaultProxy
+
+
+@pytest.fixture(scope="session")
+def server(request):
+    try:
+        yield request.getfixturevalue("local_server")
+        return
+    except pytest.FixtureLookupError:
+        pass
+    from ropd_kit.serve import LocalServer
+
+    with LocalServer(FAST_MODEL, parallel=2) as own:
+        yield own
+
+
+@pytest.fixture
+def small_config(request, tmp_path, server) -> RunConfig:
+    """Tiny sizes, every role on the local server, run dir / LLM cache / reference index inside tmp_path.
+
+    Built on `fast_config` from tests/conftest.py when it exists (so the suite follows the shared test sizes),
+    with this suite's own paths and sizes on top.
+    """
+    try:
+        base: RunConfig = request.getfixturevalue("fast_config")
+    except pytest.FixtureLookupError:
+        base = RunConfig()
+    updates = {role: endpoint(server.base_url, server) for role in ROLES}
+    return base.model_copy(
+        update={
+            **updates,
+            "run_dir": str(tmp_path / "run"),
+            "cache_dir": str(tmp_path / "llm-cache"),
+            "ref_index_dir": str(tmp_path / "refs"),
+            "tasks_path": str(write_tasks(tmp_path / "tasks.jsonl")),
+            "n_tasks": None,
+            "n_teacher_refs": 2,
+            "n_rollouts": 2,
+            "teacher_max_tokens": 48,
+            "rollout_max_tokens": 32,
+            "rubricator_max_tokens": 256,
+            "verifier_max_tokens": 192,
+            "min_criteria": 1,
+            "max_criteria": 4,
+            "rubric_student_samples": 2,
+            "rubric_attempts": 2,
+            "verify_attempts": 2,
+            "server_parallel": 2,
+        }
+    )
+
+
+@pytest.fixture
+def proxy(server):
+    """A FaultProxy in front of the session server; tests push faults into its schedule."""
+    with FaultProxy(server.base_url, retry_after_s=2) as p:
+        yield p

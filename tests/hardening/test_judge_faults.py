@@ -1,0 +1,132 @@
+"""Faults that only the judge stages can see (a 200 with the wrong JSON), and faults that outlast every retry.
+
+Through the fault proxy in front of the real local server: a Rubricator reply of the wrong schema and a verdict
+list of the wrong length are rejected, retried with the reason fed back, and never kept in the LLM cache (a clean
+replay gets a real answer); a group whose judging fails after all retries comes back failed with no scores (zero
+advantage), the failures counted, without raising.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hardening_helpers import TASKS, cache_texts, run, through
+
+from ropd_kit.data import Task
+from ropd_kit.faultproxy import WRONG_SCHEMA_CONTENT
+from ropd_kit.llm import make_clients
+from ropd_kit.pipeline import judge_group_async
+from ropd_kit.rubrics import Criterion, Rubric, induce_rubric_async
+from ropd_kit.verify import parse_verdicts, verify_group_async
+
+pytestmark = pytest.mark.integration
+
+TASK = Task(**TASKS[0])
+REFS = ["24 + 12 = 36\n36 / 4 = 9\nAnswer: 9", "36 cookies, 9 per box.\nAnswer: 9"]
+ROLLOUTS = ["24 + 12 = 36\n36 / 4 = 9\nAnswer: 9", "24 + 12 = 36\n36 / 4 = 8\nAnswer: 8"]
+RUBRIC = Rubric(criteria=[
+    Criterion(id="final", text="The final answer is 9.", points=3),
+    Criterion(id="total", text="Computes the total 24 + 12 = 36.", points=1),
+])
+
+
+def _induce(config):
+    async def go():
+        async with make_clients(config) as clients:
+            return await induce_rubric_async(TASK.prompt, REFS, ROLLOUTS, clients.rubricator, config), clients.stats
+
+    return run(go())
+
+
+def _verify(config):
+    async def go():
+        async with make_clients(config) as clients:
+            return await verify_group_async(TASK.prompt, RUBRIC, REFS, ROLLOUTS, clients.verifier, config, seed=3)
+
+    return run(go())
+
+
+def _judge(config):
+    async def go():
+        async with make_clients(config) as clients:
+            result = await judge_group_async(TASK, REFS, ROLLOUTS, clients, config, step=1)
+            return result, clients.stats.snapshot()
+
+    return run(go())
+
+
+def _is_wrong_length(text: str, n_answers: int, n_criteria: int) -> bool:
+    try:
+        parse_verdicts(text, n_answers, n_criteria)
+    except ValueError:
+        return True
+    return False
+
+
+def test_wrong_schema_rubric_is_retried_and_never_cached(proxy, small_config):
+    config = through(small_config, proxy.base_url)
+    proxy.push("wrong_schema")
+    outcome, stats = _induce(config)
+    assert proxy.injected == {"wrong_schema": 1}
+    assert outcome.raw[0] == WRONG_SCHEMA_CONTENT
+    assert "criteria" in outcome.errors[0]
+    assert outcome.attempts >= 2  # the fault cost one attempt, not the group
+    assert stats.snapshot()["rubricator"]["calls"] == outcome.attempts
+    # The rejected reply must not be replayed from the cache: a clean rerun has to ask the model again.
+    assert WRONG_SCHEMA_CONTENT not in cache_texts(config.cache_dir)
+    replay, _ = _induce(small_config)
+    assert replay.raw[0] != WRONG_SCHEMA_CONTENT
+
+
+def test_wrong_length_verdicts_are_retried_and_never_cached(proxy, small_config):
+    config = through(small_config, proxy.base_url)
+    proxy.push("wrong_length")
+    verdicts = _verify(config)
+    assert proxy.injected == {"wrong_length": 1}
+    bad = verdicts.raw[0]
+    assert _is_wrong_length(bad, len(REFS) + len(ROLLOUTS), len(RUBRIC.criteria))
+    assert any("judgement" in e for e in verdicts.errors), verdicts.errors
+    assert verdicts.calls >= 2
+    assert bad not in cache_texts(config.cache_dir)
+    replay = _verify(small_config)
+    assert replay.raw[0] != bad
+
+
+def test_wrong_length_waits_for_a_verifier_request(proxy, small_config):
+    """The proxy gives the wrong-length fault to the verifier only; the Rubricator's request passes untouched."""
+    config = through(small_config, proxy.base_url)
+    proxy.push("wrong_length")
+    result, usage = _judge(config)
+    verifier_events = [e for e in proxy.events if e.verifier]
+    assert [e.fault for e in proxy.events if not e.verifier] == [None] * usage["rubricator"]["http_requests"]
+    assert verifier_events and verifier_events[0].fault == "wrong_length"
+    assert proxy.injected == {"wrong_length": 1}
+
+
+@pytest.mark.parametrize("fault", ["503", "truncated_json", "reset"])
+def test_group_failing_every_retry_is_a_counted_failure(fault, proxy, small_config):
+    """Every request fails: the group comes back failed with no scores (zero advantage), nothing raises."""
+    config = through(small_config, proxy.base_url, max_retries=1)
+    proxy.set_random(1.0, [fault])
+    result, usage = _judge(config)
+    assert result.failed and result.scores is None
+    assert result.error and result.error.startswith("rubric")
+    assert usage["rubricator"]["failures"] >= 1
+    assert sum(proxy.injected.values()) == usage["rubricator"]["http_requests"]
+    assert cache_texts(config.cache_dir) == []
+    assert json.dumps(result.rubric_record)  # the failure record is a plain, writable record
+
+
+def test_verifier_outage_after_a_good_rubric_fails_the_group_only(proxy, small_config):
+    config = through(small_config, proxy.base_url, max_retries=0)
+    # The Rubricator's first request passes; from then on every request gets a 502.
+    proxy.push(None)
+    proxy.set_random(1.0, ["502"])
+    result, usage = _judge(config)
+    if result.rubric_record["criteria"]:
+        assert result.failed and result.scores is None and result.error.startswith("verify")
+        assert usage["verifier"]["failures"] >= 1
+        assert all(v["score"] is None for v in result.verdict_records if v["source"] == "student")
+    else:  # the small model's one rubric reply did not parse; the group still fails cleanly
+        assert result.failed and result.scores is None

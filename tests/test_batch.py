@@ -1,0 +1,239 @@
+"""The papermill batch runner: specs, runs, resumability, failures, secrets, offline HTML, stripped notebooks.
+
+Runs real papermill kernels over small notebooks written here (no model, no server): what is tested is the
+runner, not the ROPD notebooks (tests/test_notebooks.py executes those).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from ropd_kit import batch, notebook_tools
+from ropd_kit.batch import BatchError, BatchSpec, SecretParameterError, check_secrets, load_spec, run_batch
+
+
+def write_toy(path: Path) -> Path:
+    """A notebook that records its parameters, fails when asked, and shows a plotly figure."""
+    nb = new_notebook()
+    nb.cells = [
+        new_markdown_cell("# toy"),
+        new_code_cell('run_dir = "x"\nn_tasks = 1\nfail = False', metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            "import pathlib, plotly.graph_objects as go, plotly.io as pio\n"
+            'pio.renderers.default = "plotly_mimetype"\n'
+            'pathlib.Path(run_dir, "ran.txt").write_text(str(n_tasks))\n'
+            'assert not fail, "asked to fail"'
+        ),
+        new_code_cell("go.Figure(go.Scatter(x=[1, 2], y=[2, 3]))"),
+    ]
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    return write_toy(tmp_path_factory.mktemp("nb") / "toy.ipynb")
+
+
+def spec(toy: Path, **extra) -> dict:
+    return {"name": "toy", "notebooks": [str(toy)], "base": {"n_tasks": 2}, "grid": {"fail": [False, True]}, **extra}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Specs
+
+
+def test_grid_expands_to_the_product_with_named_runs():
+    s = BatchSpec(name="x", base={"seed": 1}, grid={"method": ["ropd", "lopd"], "n_tasks": [2, 4]})
+    runs = s.expand()
+    assert [r.name for r in runs] == ["method-ropd_n_tasks-2", "method-ropd_n_tasks-4", "method-lopd_n_tasks-2",
+                                      "method-lopd_n_tasks-4"]
+    assert runs[3].params == {"seed": 1, "method": "lopd", "n_tasks": 4}
+
+
+def test_named_runs_times_grid_and_base_overridden_by_run():
+    s = BatchSpec(name="x", base={"seed": 1, "n_tasks": 2},
+                  runs=[{"name": "a", "params": {"n_tasks": 8}}, {"name": "b"}], grid={"seed": [0, 1]})
+    runs = {r.name: r.params for r in s.expand()}
+    assert runs == {"a_seed-0": {"seed": 0, "n_tasks": 8}, "a_seed-1": {"seed": 1, "n_tasks": 8},
+                    "b_seed-0": {"seed": 0, "n_tasks": 2}, "b_seed-1": {"seed": 1, "n_tasks": 2}}
+    assert [r.name for r in BatchSpec(name="x").expand()] == ["run"]
+
+
+def test_spec_errors_name_the_file_and_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: ok\ngrid: {method: []}\n")
+    with pytest.raises(BatchError, match=r"bad\.yaml.*grid.*'method' has no values"):
+        load_spec(bad)
+    bad.write_text("name: ok\nunknown_key: 1\n")
+    with pytest.raises(BatchError, match="unknown_key"):
+        load_spec(bad)
+    with pytest.raises(BatchError, match="folder name"):
+        load_spec({"name": "../escape"})
+    with pytest.raises(BatchError, match="two runs are both named"):
+        BatchSpec(name="x", runs=[{"name": "a"}, {"name": "a"}]).expand()
+    named = tmp_path / "from_file.yaml"
+    named.write_text("base: {seed: 3}\n")
+    assert load_spec(named).name == "from_file"
+
+
+def test_repository_specs_load_and_use_known_parameters():
+    root = Path(__file__).resolve().parent.parent
+    known = set(notebook_tools.config_parameter_names())
+    for path in sorted((root / "experiments").glob("*.yaml")):
+        s = load_spec(path)
+        notebooks = [batch.notebook_path(n) for n in s.notebooks]
+        known_here = known | {k for nb in notebooks for k in batch.notebook_parameters(nb)}
+        for run in s.expand():
+            assert set(run.params) <= known_here, (path, set(run.params) - known_here)
+            check_secrets(run.params, env={})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Secrets
+
+
+@pytest.mark.parametrize("name", ["api_key", "openai_api_key", "hf_token", "token", "client_secret", "password",
+                                  "teacher_apikey", "auth"])
+def test_key_holder_names_are_refused(name):
+    with pytest.raises(SecretParameterError, match=name):
+        check_secrets({name: "whatever"}, env={})
+
+
+@pytest.mark.parametrize("name", ["teacher_api_key_env", "verifier_api_key_env", "teacher_max_tokens",
+                                  "max_prompt_tokens", "n_teacher_refs", "method"])
+def test_ordinary_names_pass(name):
+    check_secrets({name: "OPENAI_API_KEY" if name.endswith("_env") else 3}, env={})
+
+
+def test_a_value_equal_to_a_named_key_is_refused_without_echoing_it():
+    key = "sk-sentinel-0123456789abcdef"
+    env = {"ROPD_TEST_KEY": key}
+    params = {"teacher_api_key_env": "ROPD_TEST_KEY", "teacher_model": key}
+    with pytest.raises(SecretParameterError) as info:
+        check_secrets(params, env=env)
+    assert "teacher_model" in str(info.value) and "ROPD_TEST_KEY" in str(info.value)
+    assert key not in str(info.value)
+    # nested and embedded values too
+    with pytest.raises(SecretParameterError, match=r"signals\[1\]"):
+        check_secrets({"teacher_api_key_env": "ROPD_TEST_KEY", "signals": ["score", f"Bearer {key}"]}, env=env)
+    # a variable that looks like a key holder counts even when no parameter names it
+    with pytest.raises(SecretParameterError, match="OPENAI_API_KEY"):
+        check_secrets({"teacher_model": key}, env={"OPENAI_API_KEY": key})
+    check_secrets({"teacher_api_key_env": "ROPD_TEST_KEY", "teacher_model": "gpt"}, env=env)
+
+
+@settings(max_examples=50, deadline=None)
+@given(secret=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=8, max_size=40),
+       prefix=st.text(max_size=5), suffix=st.text(max_size=5))
+def test_any_value_containing_the_key_is_refused(secret, prefix, suffix):
+    env = {"MY_KEY_VAR": secret}
+    with pytest.raises(SecretParameterError):
+        check_secrets({"verifier_api_key_env": "MY_KEY_VAR", "tasks_path": prefix + secret + suffix}, env=env)
+
+
+def test_redact_file_replaces_and_counts(tmp_path):
+    f = tmp_path / "out.txt"
+    f.write_text("a sk-secret-xyz b sk-secret-xyz")
+    assert batch.redact_file(f, {"K": "sk-secret-xyz"}) == 2
+    assert "sk-secret" not in f.read_text() and batch.REDACTED in f.read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running
+
+
+def test_kernel_runs_this_interpreter():
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    name = batch.kernel_name()
+    argv0 = KernelSpecManager().get_kernel_spec(name).argv[0]
+    assert argv0 in {"python", "python3"} or os.path.samefile(argv0, sys.executable)
+
+
+def test_batch_records_failure_goes_on_and_resumes(toy, tmp_path):
+    reports = tmp_path / "reports"
+    first = run_batch(spec(toy), reports, progress=False, serve_local=False)
+    by_name = {r.run: r for r in first}
+    ok, bad = by_name["fail-False"], by_name["fail-True"]
+    assert ok.status == "done" and not ok.skipped
+    assert (reports / "toy" / "fail-False" / "run" / "ran.txt").read_text() == "2"
+    assert (reports / "toy" / "fail-False" / "toy.ipynb").exists()
+    assert bad.status == "failed" and bad.failed_notebook == "toy"
+    assert "AssertionError: asked to fail" in bad.error and "asked to fail" in bad.traceback
+    saved = json.loads((reports / "toy" / "fail-True" / STATUS).read_text())
+    assert saved["status"] == "failed" and saved["failed_notebook"] == "toy"
+    # the failed notebook is still exported, so its traceback can be read in the report
+    assert (reports / "toy" / "fail-True" / "toy.html").exists()
+
+    index = (reports / "toy" / "index.html").read_text()
+    assert "fail-False" in index and "fail-True" in index and "asked to fail" in index
+
+    marker = reports / "toy" / "fail-False" / STATUS
+    before = marker.stat().st_mtime_ns
+    second = {r.run: r for r in run_batch(spec(toy), reports, progress=False, serve_local=False)}
+    assert second["fail-False"].skipped and second["fail-False"].status == "done"
+    assert marker.stat().st_mtime_ns == before
+    assert not second["fail-True"].skipped and second["fail-True"].status == "failed"  # unfinished runs are redone
+
+    # changed parameters make a finished run stale: it runs again with the new values
+    third = {r.run: r for r in run_batch(spec(toy, base={"n_tasks": 5}), reports, progress=False, serve_local=False,
+                                         only="fail-False")}
+    assert list(third) == ["fail-False"] and not third["fail-False"].skipped
+    assert (reports / "toy" / "fail-False" / "run" / "ran.txt").read_text() == "5"
+
+
+STATUS = batch.STATUS
+
+
+def test_bad_specs_are_refused_before_anything_runs(toy, tmp_path):
+    reports = tmp_path / "reports"
+    with pytest.raises(BatchError, match="unknown parameter.*n_taks"):
+        run_batch({"name": "x", "notebooks": [str(toy)], "base": {"n_taks": 2}}, reports, serve_local=False)
+    with pytest.raises(BatchError, match="run_dir is set by the batch"):
+        run_batch({"name": "x", "notebooks": [str(toy)], "base": {"run_dir": "a"}}, reports, serve_local=False)
+    with pytest.raises(BatchError, match="no run named"):
+        run_batch(spec(toy), reports, only="nope", serve_local=False)
+    with pytest.raises(SecretParameterError, match="api_key"):
+        run_batch({"name": "x", "notebooks": [str(toy)], "base": {"api_key": "sk-1"}}, reports, serve_local=False)
+    assert not reports.exists()
+
+
+def test_html_export_is_offline_and_has_the_figure(toy, tmp_path):
+    reports = tmp_path / "reports"
+    run_batch({"name": "h", "notebooks": [str(toy)]}, reports, progress=False, serve_local=False)
+    html = (reports / "h" / "run" / "toy.html").read_text()
+    assert "plotly-graph-div" in html and "Plotly.newPlot" in html
+    # plotly.js is inlined and nothing is fetched from a CDN (require.js, MathJax, widget manager)
+    assert "<script src=" not in html.replace("<script src=\"data:", "")
+    executed = nbformat.read(reports / "h" / "run" / "toy.ipynb", as_version=4)
+    assert executed.metadata["papermill"]["parameters"]["run_dir"].endswith("h/run/run")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stripping
+
+
+def test_strip_clears_outputs_and_keeps_the_parameters_tag(toy, tmp_path):
+    reports = tmp_path / "reports"
+    run_batch({"name": "s", "notebooks": [str(toy)]}, reports, progress=False, serve_local=False)
+    executed = reports / "s" / "run" / "toy.ipynb"
+    assert notebook_tools.unstripped([executed]) == [executed]
+    assert notebook_tools.strip([executed]) == [executed]
+    nb = nbformat.read(executed, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert any("parameters" in c.metadata.get("tags", []) for c in code)
+    assert "papermill" not in nb.metadata
+    assert notebook_tools.unstripped([executed]) == [] and notebook_tools.strip([executed]) == []
+    assert notebook_tools.main(["check", str(executed)]) == 0

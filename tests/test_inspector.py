@@ -1,0 +1,242 @@
+"""The rubric inspector driven headlessly: a run directory written with rundir, sliders moved through `.value`.
+
+In-memory widgets only (no kernel, no browser, no network).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ropd_kit import rundir
+from ropd_kit.config import RunConfig
+from ropd_kit.inspector import RubricInspector
+from ropd_kit.rubrics import parse_rubric
+from ropd_kit.scoring import group_advantages, weighted_pass_rate
+
+CRITERIA = [
+    {"id": "c1", "text": "The final answer is 42", "points": 3, "category": "correctness"},
+    {"id": "c2", "text": "Shows the multiplication", "points": 2, "category": "reasoning"},
+    {"id": "c3", "text": "Writes in English", "points": 1, "category": "style"},
+]
+# c3 is met by every answer: a dead criterion.
+JUDGEMENTS = {
+    ("teacher", 0): [True, True, True],
+    ("teacher", 1): [True, False, True],
+    ("student", 0): [False, True, True],
+    ("student", 1): [True, True, True],
+    ("student", 2): [False, False, True],
+    ("student", 3): [True, False, True],
+}
+# The blind order the Verifier saw (position 1 first): teachers are not first, so the mapping is exercised.
+BLIND_ORDER = [("student", 2), ("teacher", 1), ("student", 0), ("student", 3), ("teacher", 0), ("student", 1)]
+
+
+def write_run(run: Path, *, pitfalls: bool = False) -> Path:
+    RunConfig(run_dir=str(run), pitfalls=pitfalls).save()
+    rundir.write_jsonl(
+        run / rundir.TASKS,
+        [
+            {"id": "t1", "prompt": "What is 6 * 7?", "answer": "42", "domain": "arith"},
+            {"id": "t2", "prompt": "What is 2 + 2?", "answer": "4", "domain": "arith"},
+        ],
+    )
+    refs = [
+        {"task_id": t, "ref_idx": i, "text": f"6 * 7 = 42 (ref {t}/{i}). Answer: 42", "model": "m", "usage": {}}
+        for t in ("t1", "t2")
+        for i in range(2)
+    ]
+    # A ref without text is not shown to the judge: it must not shift the numbering of the others.
+    refs.insert(0, {"task_id": "t1", "ref_idx": 5, "text": None, "model": "m", "usage": {}})
+    rundir.write_jsonl(run / rundir.TEACHER_REFS, refs)
+    rollouts = [
+        {"task_id": t, "step": s, "rollout_idx": i, "text": f"<script>x</script> try {i}: Answer: {40 + i}",
+         "n_tokens": 9, "truncated": False}
+        for t in ("t1", "t2")
+        for s in (0, 1)
+        for i in reversed(range(4))  # stored out of order on purpose
+    ]
+    rundir.write_jsonl(run / rundir.ROLLOUTS, rollouts)
+    rubric = {"model": "m", "n_teacher": 2, "n_student": 4, "attempts": 1, "error": None}
+    rundir.write_jsonl(
+        run / rundir.RUBRICS,
+        [
+            {"task_id": "t1", "step": 0, "criteria": CRITERIA, **rubric},
+            {"task_id": "t1", "step": 1, "criteria": CRITERIA, **rubric},
+            {"task_id": "t2", "step": 0, "criteria": [], **{**rubric, "attempts": 3, "error": "no JSON object"}},
+        ],
+    )
+    points = [c["points"] for c in CRITERIA]
+    verdicts = []
+    for step in (0, 1):
+        for position, (source, idx) in enumerate(BLIND_ORDER, start=1):
+            judgement = JUDGEMENTS[(source, idx)]
+            verdicts.append(
+                {"task_id": "t1", "step": step, "answer_key": f"{source}-{idx}", "source": source,
+                 "answer_idx": idx, "position": position, "judgements": judgement,
+                 "score": weighted_pass_rate(points, [judgement])[0]}
+            )
+    rundir.write_jsonl(run / rundir.VERDICTS, verdicts)
+    return run
+
+
+def student_judgements() -> list[list[bool]]:
+    return [JUDGEMENTS[("student", i)] for i in range(4)]
+
+
+@pytest.fixture
+def inspector(tmp_path) -> RubricInspector:
+    return RubricInspector(write_run(tmp_path / "run"))
+
+
+def test_opens_on_the_first_group_with_the_recorded_scores(inspector):
+    assert (inspector.task_id, inspector.step) == ("t1", 0)
+    expected = weighted_pass_rate([3, 2, 1], student_judgements())
+    assert inspector.scores == pytest.approx(expected)
+    assert inspector.advantages == pytest.approx(group_advantages(expected))
+    table = inspector.table()
+    assert list(table["score"]) == pytest.approx(list(table["recorded_score"]))
+
+
+def test_moving_a_slider_recomputes_scores_and_advantages(inspector):
+    inspector.sliders["c1"].value = 0
+    inspector.sliders["c2"].value = 5
+    expected = weighted_pass_rate([0, 5, 1], student_judgements())
+    assert inspector.points == [0, 5, 1]
+    assert inspector.scores == pytest.approx(expected)
+    assert inspector.advantages == pytest.approx(group_advantages(expected))
+    # The bar chart shows the same numbers, in blind order.
+    shown = inspector.widgets["bars"].data[1].y
+    by_label = dict(zip(inspector.table()["label"], inspector.table()["score"]))
+    assert list(shown) == pytest.approx([by_label[a.label] for a in inspector.answers])
+    # And the scores really changed: rollout 3 meets c1 (now 0 points) and c3, so it falls from 4/6 to 1/6.
+    recorded = {a.answer_idx: a.recorded_score for a in inspector.answers if a.source == "student"}
+    assert recorded[3] == pytest.approx(4 / 6, abs=1e-5)
+    assert inspector.scores[3] == pytest.approx(1 / 6, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def shared_inspector(tmp_path_factory) -> RubricInspector:
+    return RubricInspector(write_run(tmp_path_factory.mktemp("shared") / "run"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(weights=st.lists(st.integers(min_value=0, max_value=5), min_size=3, max_size=3).filter(lambda w: sum(w) > 0))
+def test_any_weights_give_weighted_pass_rate(shared_inspector, weights):
+    for cid, w in zip(["c1", "c2", "c3"], weights):
+        shared_inspector.set_weight(cid, w)
+    expected = weighted_pass_rate(weights, student_judgements())
+    assert shared_inspector.scores == pytest.approx(expected)
+    assert shared_inspector.advantages == pytest.approx(group_advantages(expected))
+    assert [s.value for s in shared_inspector.sliders.values()] == weights
+
+
+def test_answers_are_blind_until_revealed(inspector):
+    labels = [a.label for a in inspector.answers]
+    assert labels == [f"Answer {i}" for i in range(1, 7)]
+    assert set(inspector.table()["author"]) == {"hidden"}
+    assert "teacher" not in inspector.widgets["answers"].value
+    assert "teacher" not in "".join(inspector.widgets["heatmap"].data[0].y)
+    # Answer 1 is what the verifier saw first: student rollout 2.
+    assert inspector.answers[0].source == "student" and inspector.answers[0].answer_idx == 2
+    # Only rollouts have advantages: shown, they would tell the authors.
+    assert inspector.table()["advantage"].isna().all()
+    assert len(inspector.widgets["bars"].data[2].y or ()) == 0
+    inspector.reveal()
+    assert inspector.widgets["reveal"].value is True
+    table = inspector.table()
+    assert list(table["author"])[:2] == ["student rollout 2", "teacher ref 1"]
+    assert "teacher ref 1" in inspector.widgets["answers"].value
+    students = [a for a in inspector.answers if a.source == "student"]
+    assert list(table["advantage"].dropna()) == pytest.approx([inspector.advantages[a.answer_idx] for a in students])
+    assert list(inspector.widgets["bars"].data[2].y) == list(table["advantage"].dropna())
+    inspector.reveal(False)
+    assert set(inspector.table()["author"]) == {"hidden"}
+
+
+def test_untrusted_text_is_escaped(inspector):
+    assert "<script>" not in inspector.widgets["answers"].value
+    assert "&lt;script&gt;" in inspector.widgets["answers"].value
+
+
+def test_rubric_table_has_diagnostics_and_flags_dead_criteria(inspector):
+    table = inspector.rubric_table().set_index("id")
+    assert table.loc["c1", "teacher_pass_rate"] == 1.0
+    assert table.loc["c1", "student_pass_rate"] == 0.5
+    assert table.loc["c3", "discrimination"] == 0.0
+    assert inspector.dead_criteria == ["c3"]
+    assert "c3" in inspector.widgets["status"].value
+    html = inspector.widgets["rubric"].value
+    assert "The final answer is 42" in html and "discrimination" in html
+
+
+def test_heatmap_rows_follow_the_blind_order(inspector):
+    z = inspector.widgets["heatmap"].data[0].z
+    expected = [[int(v) for v in JUDGEMENTS[key]] for key in BLIND_ORDER]
+    assert [list(row) for row in z] == expected
+
+
+def test_weights_are_checked(inspector):
+    with pytest.raises(ValueError, match="0..5"):
+        inspector.set_weight("c1", -1)
+    with pytest.raises(KeyError, match="c9"):
+        inspector.set_weight("c9", 2)
+
+
+def test_pitfall_runs_allow_negative_weights(tmp_path):
+    inspector = RubricInspector(write_run(tmp_path / "run", pitfalls=True))
+    assert (inspector.sliders["c3"].min, inspector.sliders["c3"].max) == (-2, 5)
+    inspector.sliders["c3"].value = -2
+    expected = weighted_pass_rate([3, 2, -2], student_judgements(), pitfalls=True)
+    assert inspector.scores == pytest.approx(expected)
+
+
+def test_dropping_every_criterion_gives_no_reward_and_no_advantage(inspector):
+    for cid in ("c1", "c2", "c3"):
+        inspector.sliders[cid].value = 0
+    assert inspector.scores == [None] * 4
+    assert inspector.advantages == [0.0] * 4
+    assert "no reward" in inspector.problem
+    with pytest.raises(ValueError, match="no criterion with positive points"):
+        inspector.export_rubric(inspector.run_dir / "empty.json")
+
+
+def test_export_writes_a_rubric_parse_rubric_accepts(inspector, tmp_path):
+    inspector.set_weight("c2", 0)  # dropped
+    inspector.set_weight("c1", 5)
+    path = inspector.export_rubric(tmp_path / "edited.json")
+    rubric = parse_rubric(path.read_text())
+    assert rubric.ids == ["c1", "c3"]
+    assert rubric.points == [5, 1]
+    assert json.loads(path.read_text())["criteria"][0]["text"] == "The final answer is 42"
+
+
+def test_choosing_task_and_step_from_the_dropdowns(inspector):
+    inspector.set_weight("c1", 1)
+    inspector.widgets["step"].value = 1
+    assert (inspector.task_id, inspector.step) == ("t1", 1)
+    assert inspector.points == [3, 2, 1]  # a new group starts at its induced weights
+    assert inspector.sliders["c1"].value == 3
+    inspector.widgets["task"].value = "t2"
+    assert (inspector.task_id, inspector.step) == ("t2", 0)
+
+
+def test_a_group_whose_rubric_failed_is_shown_not_crashed(inspector):
+    inspector.select("t2", 0)
+    assert "no JSON object" in inspector.problem
+    assert inspector.scores == [None] * 4
+    assert inspector.advantages == [0.0] * 4
+    assert inspector.sliders == {}
+    positions = sorted(a.position for a in inspector.answers)
+    assert positions == list(range(1, 7))  # blind labels even without a verifier order
+
+
+def test_unknown_group_and_empty_run_dir_are_named(inspector, tmp_path):
+    with pytest.raises(KeyError, match="step 7"):
+        inspector.select("t1", 7)
+    with pytest.raises(FileNotFoundError, match="rubrics.jsonl"):
+        RubricInspector(tmp_path / "nothing")

@@ -1,0 +1,276 @@
+"""ropd_kit.scoring: the reward formula, TRL-identical advantages, rubric diagnostics (pure functions, no I/O)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from ropd_kit.rubrics import Criterion, Rubric
+from ropd_kit.scoring import (
+    TRL_STD_EPS,
+    batch_advantages,
+    group_advantages,
+    rubric_diagnostics,
+    weighted_pass_rate,
+)
+
+points_st = st.lists(st.integers(1, 5), min_size=1, max_size=12)
+
+
+@st.composite
+def rubric_and_judgements(draw, pitfalls: bool = False):
+    if pitfalls:
+        points = draw(st.lists(st.sampled_from([-2, -1, 1, 2, 3, 4, 5]), min_size=1, max_size=12))
+        assume(any(p > 0 for p in points))
+    else:
+        points = draw(points_st)
+    n_answers = draw(st.integers(1, 8))
+    judgements = draw(
+        st.lists(st.lists(st.booleans(), min_size=len(points), max_size=len(points)), min_size=n_answers, max_size=n_answers)
+    )
+    return points, judgements
+
+
+# ------------------------------------------------------------------------------------------- weighted_pass_rate
+
+
+def test_known_values():
+    assert weighted_pass_rate([5, 2, 1], [[True, False, True], [False, False, False]], eps=0) == [0.75, 0.0]
+    # Default eps keeps an all-met answer just under 1, as in the paper's formula.
+    (s,) = weighted_pass_rate([5, 2, 1], [[True, True, True]])
+    assert s == pytest.approx(8 / (8 + 1e-6)) and s < 1
+
+
+def test_pitfalls_subtract_and_clamp():
+    points = [4, 1, -2]
+    assert weighted_pass_rate(points, [[True, True, False]], pitfalls=True) == [1.0]
+    assert weighted_pass_rate(points, [[True, True, True]], pitfalls=True) == [pytest.approx(3 / 5)]
+    assert weighted_pass_rate(points, [[False, True, True]], pitfalls=True) == [0.0]  # -1/5 clamped
+
+
+def test_a_rubric_object_gives_its_points():
+    rubric = Rubric(criteria=[Criterion(id="a", text="x", points=3), Criterion(id="b", text="y", points=1)])
+    assert weighted_pass_rate(rubric, [[True, False]], eps=0) == [0.75]
+
+
+@pytest.mark.parametrize(
+    "points, judgements, message",
+    [
+        ([5, 2], [[True, False, True]], "answer 1 has 3 judgements, the rubric has 2 criteria"),
+        ([5, 2], [[True, False], [True]], "answer 2 has 1 judgements, the rubric has 2 criteria"),
+        ([5, 2], [[True, None]], "answer 1, criterion 2: None is not a boolean"),
+        ([5, 2], [None], "answer 1 has no judgement"),
+        ([5, -1], [[True, False]], "criterion 2: points -1 is negative"),
+        ([], [[]], "no criteria"),
+    ],
+)
+def test_bad_input_is_named(points, judgements, message):
+    with pytest.raises(ValueError, match=message):
+        weighted_pass_rate(points, judgements)
+
+
+def test_zero_total_weight():
+    with pytest.raises(ValueError, match="rubric has zero total weight"):
+        weighted_pass_rate([-1, -2], [[True, False]], pitfalls=True)
+
+
+@given(rubric_and_judgements())
+def test_scores_lie_in_unit_interval(data):
+    points, judgements = data
+    scores = weighted_pass_rate(points, judgements)
+    assert len(scores) == len(judgements)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+@given(rubric_and_judgements(pitfalls=True))
+def test_pitfall_scores_lie_in_unit_interval(data):
+    points, judgements = data
+    assert all(0.0 <= s <= 1.0 for s in weighted_pass_rate(points, judgements, pitfalls=True))
+
+
+@given(points_st)
+def test_all_met_is_one_and_none_met_is_zero(points):
+    n = len(points)
+    high, low = weighted_pass_rate(points, [[True] * n, [False] * n])
+    assert high == pytest.approx(1.0, abs=1e-6) and high < 1.0
+    assert low == 0.0
+
+
+@given(rubric_and_judgements(), st.data())
+def test_meeting_one_more_criterion_raises_the_score(data, draw):
+    points, judgements = data
+    row = judgements[0]
+    unmet = [k for k, v in enumerate(row) if not v]
+    assume(unmet)
+    k = draw.draw(st.sampled_from(unmet))
+    better = list(row)
+    better[k] = True
+    before, after = weighted_pass_rate(points, [row, better])
+    assert after > before
+
+
+@given(rubric_and_judgements(), st.integers(1, 5))
+def test_adding_a_met_criterion_never_lowers_the_score(data, w):
+    points, judgements = data
+    before = weighted_pass_rate(points, judgements)
+    after = weighted_pass_rate(points + [w], [row + [True] for row in judgements])
+    assert all(a >= b - 1e-12 for a, b in zip(after, before))
+
+
+@given(rubric_and_judgements(pitfalls=True), st.randoms(use_true_random=False))
+def test_criterion_order_does_not_matter(data, rnd):
+    points, judgements = data
+    perm = list(range(len(points)))
+    rnd.shuffle(perm)
+    shuffled = weighted_pass_rate([points[k] for k in perm], [[row[k] for k in perm] for row in judgements], pitfalls=True)
+    assert shuffled == pytest.approx(weighted_pass_rate(points, judgements, pitfalls=True))
+
+
+@given(rubric_and_judgements())
+def test_without_negative_points_both_formulas_agree(data):
+    points, judgements = data
+    plain = weighted_pass_rate(points, judgements, eps=0)
+    assert weighted_pass_rate(points, judgements, pitfalls=True) == pytest.approx(plain)
+
+
+# ------------------------------------------------------------------------------------------------- advantages
+
+scores_st = st.lists(st.floats(0, 1, allow_nan=False), min_size=2, max_size=16)
+
+
+def test_advantage_examples():
+    adv = group_advantages([1.0, 0.0])
+    std = math.sqrt(0.5)  # unbiased std of [1, 0]
+    assert adv == pytest.approx([0.5 / (std + TRL_STD_EPS), -0.5 / (std + TRL_STD_EPS)])
+    assert group_advantages([1.0, 0.0], scale="none") == [0.5, -0.5]
+    assert group_advantages([0.3, 0.3, 0.3]) == [0.0, 0.0, 0.0]
+    assert group_advantages([]) == []
+
+
+def test_failed_scores_get_zero_and_stay_out_of_the_baseline():
+    adv = group_advantages([1.0, None, 0.0])
+    assert adv[1] == 0.0
+    assert adv[0] == pytest.approx(-adv[2]) and adv[0] > 0.7
+    assert group_advantages([None, None]) == [0.0, 0.0]
+    assert group_advantages([0.7, None]) == [0.0, 0.0]  # one valid score: no std, no signal
+
+
+def test_bad_scale_and_shape():
+    with pytest.raises(ValueError, match="scale"):
+        group_advantages([0.1, 0.2], scale="std")
+    with pytest.raises(ValueError, match="do not split into groups"):
+        batch_advantages([0.1, 0.2, 0.3], 2)
+
+
+@given(scores_st)
+def test_advantages_are_centred_and_scaled(scores):
+    arr = np.array(scores)
+    adv = np.array(group_advantages(scores))
+    assert abs(adv.mean()) < 1e-9
+    std = arr.std(ddof=1)
+    if np.all(arr == arr[0]):
+        assert np.all(adv == 0)
+    else:
+        # TRL divides by (unbiased std + 1e-4): the advantages' own unbiased std is std / (std + eps), ~1.
+        assert adv.std(ddof=1) == pytest.approx(std / (std + TRL_STD_EPS), rel=1e-9)
+    assert np.array(group_advantages(scores, scale="none")) == pytest.approx(arr - arr.mean())
+
+
+def _trl_advantages(rewards: list[float | None], num_generations: int, scale: str) -> list[float]:
+    """TRL 1.16 grpo_trainer.py lines 2763-2810 (sum_then_normalize, one reward function), using TRL's nanstd."""
+    torch = pytest.importorskip("torch")
+    from trl.trainer.utils import nanstd
+
+    r = torch.tensor([float("nan") if v is None else v for v in rewards], dtype=torch.float64)
+    mean_grouped_rewards = torch.nanmean(r.view(-1, num_generations), dim=1)
+    mean_grouped_rewards = mean_grouped_rewards.repeat_interleave(num_generations, dim=0)
+    if scale in ("group", "none"):
+        if num_generations > 1:
+            std_rewards = nanstd(r.view(-1, num_generations), dim=1).repeat_interleave(num_generations, dim=0)
+        else:
+            std_rewards = torch.zeros_like(r)
+    else:
+        std_rewards = nanstd(r).expand_as(r) if r.numel() > 1 else torch.zeros_like(r)
+    advantages = r - mean_grouped_rewards
+    if scale != "none":
+        advantages = advantages / (std_rewards + 1e-4)
+    return torch.nan_to_num(advantages, nan=0.0).tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 6),
+    st.integers(1, 4),
+    st.sampled_from(["group", "batch", "none"]),
+    st.data(),
+)
+def test_same_numbers_as_trl(num_generations, n_groups, scale, data):
+    value = st.one_of(st.none(), st.floats(0, 1, allow_nan=False), st.sampled_from([0.0, 0.5, 1.0]))
+    rewards = data.draw(st.lists(value, min_size=num_generations * n_groups, max_size=num_generations * n_groups))
+    ours = batch_advantages(rewards, num_generations, scale=scale)
+    # rel 1e-6, not exact: TRL's nanstd divides two int64 counts, so its Bessel factor n/(n-1) is a float32.
+    assert ours == pytest.approx(_trl_advantages(rewards, num_generations, scale), rel=1e-6, abs=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------ diagnostics
+
+
+def test_diagnostics_table():
+    rubric = Rubric(
+        criteria=[
+            Criterion(id="c1", text="States 48", points=5, category="correctness"),
+            Criterion(id="c2", text="Shows 6*8", points=2, category="reasoning"),
+            Criterion(id="c3", text="Uses a box", points=1, category="format"),
+        ]
+    )
+    teacher = [[True, True, False], [True, False, False], None]
+    student = [[True, False, False], [False, False, False], [False, True, False], None]
+    df = rubric_diagnostics(rubric, teacher, student)
+    assert list(df["id"]) == ["c1", "c2", "c3"]
+    assert list(df.columns) == [
+        "id", "text", "points", "category", "teacher_pass_rate", "student_pass_rate", "gap",
+        "discrimination", "score_correlation", "dead",
+    ]
+    c1, c2, c3 = df.to_dict("records")
+    assert c1["teacher_pass_rate"] == 1.0 and c1["student_pass_rate"] == pytest.approx(1 / 3)
+    assert c1["gap"] == pytest.approx(2 / 3)
+    assert c1["discrimination"] == pytest.approx(math.sqrt(1 / 3 * 2 / 3))
+    assert c1["score_correlation"] > 0.5
+    assert c1["dead"] is None and c2["dead"] is None
+    assert c3["dead"] == "all_fail" and c3["discrimination"] == 0.0 and math.isnan(c3["score_correlation"])
+
+
+def test_diagnostics_from_points_and_empty_sides():
+    df = rubric_diagnostics([3, 1], [], [[True, True], [True, False]])
+    assert list(df["id"]) == ["c1", "c2"]
+    assert math.isnan(df.loc[0, "teacher_pass_rate"])
+    assert df.loc[0, "dead"] == "all_pass"
+    with pytest.raises(ValueError, match="student answer 1 has 1 judgements, the rubric has 2 criteria"):
+        rubric_diagnostics([3, 1], [], [[True]])
+
+
+@given(rubric_and_judgements(), st.randoms(use_true_random=False))
+def test_diagnostic_rates_match_the_matrix(data, rnd):
+    points, student = data
+    teacher = [[rnd.random() < 0.5 for _ in points] for _ in range(2)]
+    df = rubric_diagnostics(points, teacher, student)
+    s = np.array(student, dtype=float)
+    assert df["student_pass_rate"].tolist() == pytest.approx(s.mean(axis=0).tolist())
+    assert all(0 <= d <= 0.5 + 1e-12 for d in df["discrimination"])
+    for k, dead in enumerate(df["dead"]):
+        column = [row[k] for row in teacher + student]
+        assert dead == ("all_pass" if all(column) else "all_fail" if not any(column) else None)
+
+
+def test_random_shuffle_sanity():
+    # A fixed random batch through both code paths: group_advantages on each group == batch_advantages.
+    rnd = random.Random(3)
+    rewards = [rnd.random() for _ in range(12)]
+    flat = batch_advantages(rewards, 4)
+    per_group = [a for g in range(3) for a in group_advantages(rewards[4 * g : 4 * g + 4])]
+    assert flat == pytest.approx(per_group)
