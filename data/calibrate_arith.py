@@ -44,45 +44,56 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-async def _answer_all(base_url: str, model: str, messages: list[list[dict]], max_tokens: int, parallel: int):
-    from openai import AsyncOpenAI
+async def _answer_all(client, messages: list[list[dict]], max_tokens: int, progress: bool) -> list:
+    from tqdm.auto import tqdm
 
-    client = AsyncOpenAI(base_url=base_url, api_key="not-needed", timeout=900, max_retries=2)
-    gate = asyncio.Semaphore(parallel)
+    from ropd_kit.llm import LLMError
+
+    bar = tqdm(total=len(messages), desc=client.role, disable=not progress)
 
     async def one(msgs: list[dict]):
-        async with gate:
-            response = await client.chat.completions.create(
-                model=model, messages=msgs, temperature=0.0, max_tokens=max_tokens, seed=0
-            )
-        choice = response.choices[0]
-        return choice.message.content or "", choice.finish_reason, response.usage.completion_tokens
+        try:
+            return await client.chat(msgs, temperature=0.0, max_tokens=max_tokens)
+        except LLMError as exc:  # counted as wrong, and reported
+            return exc
+        finally:
+            bar.update(1)
 
     try:
         return await asyncio.gather(*(one(m) for m in messages))
     finally:
-        await client.close()
+        bar.close()
+        await client.aclose()
 
 
-def measure(role: str, tasks: list[Task], *, base_url: str, max_tokens: int, parallel: int) -> dict:
+def measure(role: str, tasks: list[Task], *, base_url: str, max_tokens: int, parallel: int, progress: bool) -> dict:
+    """Greedy accuracy of one role's model on `tasks`; answers go through the LLM disk cache, so a rerun is free."""
+    from ropd_kit.config import EndpointConfig, cache_root
+    from ropd_kit.llm import LLMCache, LLMClient, LLMError
+
     config = RunConfig()
     model = ROLES[role]
+    endpoint = EndpointConfig(base_url=base_url, model=model, max_concurrency=parallel, timeout_s=3600)
+    client = LLMClient(endpoint, role, LLMCache(cache_root() / "llm"))
     build = (lambda t: teacher_messages(t, config)) if role == "teacher" else student_messages
     start = time.perf_counter()
-    outputs = asyncio.run(_answer_all(base_url, model, [build(t) for t in tasks], max_tokens, parallel))
+    outputs = asyncio.run(_answer_all(client, [build(t) for t in tasks], max_tokens, progress))
     wall = time.perf_counter() - start
     rows = []
-    for task, (text, finish, n_tokens) in zip(tasks, outputs):
+    for task, out in zip(tasks, outputs):
+        failed = isinstance(out, LLMError)
+        text = None if failed else out.text
         predicted = extract_final_answer(text)
         rows.append({"task_id": task.id, "answer": task.answer, "predicted": predicted,
-                     "correct": predicted == task.answer, "truncated": finish == "length", "n_tokens": n_tokens,
+                     "correct": predicted == task.answer, "truncated": (not failed) and out.finish_reason == "length",
+                     "n_tokens": 0 if failed else out.completion_tokens, "error": str(out) if failed else None,
                      "text": text})
     correct = sum(r["correct"] for r in rows)
     low, high = wilson_interval(correct, len(rows))
     return {
         "role": role, "model": model, "n": len(rows), "correct": correct, "accuracy": round(correct / len(rows), 4),
         "ci95": [round(low, 4), round(high, 4)], "truncated": sum(r["truncated"] for r in rows),
-        "no_answer": sum(r["predicted"] is None for r in rows),
+        "no_answer": sum(r["predicted"] is None for r in rows), "failed": sum(r["error"] is not None for r in rows),
         "mean_tokens": round(sum(r["n_tokens"] for r in rows) / len(rows), 1), "wall_s": round(wall, 1),
         "rows": rows,
     }
@@ -100,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=300)
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--base-url", help="an already running server serving the role's model (one role only)")
-    parser.add_argument("--dump", type=Path, help="write every answer to this JSONL")
+    parser.add_argument("--dump", type=Path, help="append every answer to this JSONL")
+    parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
 
     if args.tasks:
@@ -113,13 +125,14 @@ def main(argv: list[str] | None = None) -> int:
 
     for role in args.role or ["teacher", "student"]:
         if args.base_url:
-            result = measure(role, tasks, base_url=args.base_url, max_tokens=args.max_tokens, parallel=args.parallel)
+            result = measure(role, tasks, base_url=args.base_url, max_tokens=args.max_tokens, parallel=args.parallel,
+                             progress=args.progress)
         else:
             from ropd_kit.serve import LocalServer
 
             with LocalServer(ROLES[role], parallel=args.parallel) as server:
                 result = measure(role, tasks, base_url=server.base_url, max_tokens=args.max_tokens,
-                                 parallel=args.parallel)
+                                 parallel=args.parallel, progress=args.progress)
         rows = result.pop("rows")
         if args.dump:
             with open(args.dump, "a", encoding="utf-8") as fh:

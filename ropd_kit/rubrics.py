@@ -130,7 +130,7 @@ def _criteria_object(value: Any) -> list | None:
     return None
 
 
-def _criteria_list(value: Any) -> list | None:
+def _bare_criteria(value: Any) -> list | None:
     """A bare list of criterion objects (each with text and points of some spelling)."""
     if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
         if all(("points" in item or "weight" in item) for item in value):
@@ -224,7 +224,7 @@ def parse_rubric(
     # The documented shape wins over a bare list, so that a stray "[{...}]" in prose is not taken for the rubric.
     items = find_json(body, _criteria_object)
     if items is None:
-        items = find_json(body, _criteria_list)
+        items = find_json(body, _bare_criteria)
     if items is None:
         tail = body[body.find("{") :] if "{" in body else ""
         if tail.count("{") > tail.count("}"):

@@ -224,13 +224,23 @@ def _get_json(url: str, timeout: float = 2.0) -> tuple[int, dict | None]:
         return 0, None
 
 
-def _die_with_parent() -> None:
-    # Linux only: ask the kernel to SIGTERM the server if the process that started it dies (a killed notebook
-    # kernel would otherwise leave a server holding every core).
+def _death_signal_hook():
+    """A preexec_fn asking Linux to SIGTERM the server when the process that started it dies.
+
+    Without it a killed notebook kernel leaves a server holding every core. The libc function is looked up here,
+    before the fork: the child must not import anything between fork and exec.
+    """
+    if sys.platform != "linux":
+        return None
     import ctypes
 
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+    return hook
 
 
 class LocalServer:
@@ -371,6 +381,7 @@ class LocalServer:
         with open(self.log_path, "ab") as log:
             log.write(("$ " + " ".join(cmd) + "\n").encode())
             log.flush()
+            # The death signal follows the *thread* that forked, so only a main-thread start may use it.
             main_thread = threading.current_thread() is threading.main_thread()
             self._proc = subprocess.Popen(
                 cmd,
@@ -378,8 +389,7 @@ class LocalServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: stop() can signal everything it started
-                # The death signal follows the *thread* that forked; only tie it to the main thread's process.
-                preexec_fn=_die_with_parent if sys.platform == "linux" and main_thread else None,
+                preexec_fn=_death_signal_hook() if main_thread else None,
             )
 
     def _wait_ready(self) -> None:
@@ -424,7 +434,8 @@ def local_endpoints(config: "RunConfig") -> Iterator["RunConfig"]:
     """A copy of `config` whose `base_url="local"` endpoints point at started llama-servers.
 
     One server per distinct model: roles that name the same model (teacher, rubricator and verifier by default)
-    share it; the student gets its own. Servers stop when the block exits. Endpoints with a real URL are untouched.
+    share it; the student gets its own. With several servers and `server_threads=None`, the cores are split between
+    them. Servers stop when the block exits. Endpoints with a real URL are untouched.
     """
     local = {role: config.endpoint(role) for role in ROLES if config.endpoint(role).is_local}
     if not local:
@@ -438,17 +449,21 @@ def local_endpoints(config: "RunConfig") -> Iterator["RunConfig"]:
             f"per request (< {MIN_SLOT_CTX}); long rubric/verifier prompts will be rejected by the server",
             stacklevel=3,
         )
+    files = {role: served_gguf(endpoint.model)[1].resolve() for role, endpoint in local.items()}
+    threads = config.server_threads
+    if threads is None and len(set(files.values())) > 1:
+        # llama.cpp threads wait for each other after every op; two servers each taking every core thrash when
+        # both are busy, so split the cores between them.
+        threads = max(1, (os.cpu_count() or 1) // len(set(files.values())))
     with contextlib.ExitStack() as stack:
         by_file: dict[Path, LocalServer] = {}
         updates = {}
         for role, endpoint in local.items():
-            _, gguf = served_gguf(endpoint.model)
-            server = by_file.get(gguf.resolve())
+            server = by_file.get(files[role])
             if server is None:
-                server = LocalServer(endpoint.model, parallel=parallel, ctx_size=ctx_size,
-                                     threads=config.server_threads)
+                server = LocalServer(endpoint.model, parallel=parallel, ctx_size=ctx_size, threads=threads)
                 stack.enter_context(server)
-                by_file[gguf.resolve()] = server
+                by_file[files[role]] = server
             updates[role] = endpoint.model_copy(update={"base_url": server.base_url, "model": server.model_id})
         yield config.model_copy(update=updates)
 

@@ -236,7 +236,7 @@ def sft_dataset(tasks: list["Task"], refs: dict[str, list[str]]):
     from .rollouts import student_messages
 
     rows = [
-        {"prompt": student_messages(t), "completion": [{"role": "assistant", "content": text}], "task_id": t.id}
+        {"prompt": student_messages(t), "completion": [{"role": "assistant", "content": text}]}
         for t in tasks
         for text in refs.get(t.id, [])
     ]
@@ -423,9 +423,10 @@ def _judge_config(config: "RunConfig") -> "RunConfig":
 
 
 def _load_tasks(config: "RunConfig", method: str) -> list["Task"]:
-    from .data import load_tasks
+    # The run's own task list when earlier stages (notebooks 01-03) wrote one, so training sees the same tasks.
+    from .pipeline import run_tasks
 
-    tasks = load_tasks(config.tasks_path, limit=config.n_tasks)
+    tasks = run_tasks(config)
     if method == "rlvr":
         missing = [t.id for t in tasks if t.answer is None]
         if missing:
@@ -620,7 +621,10 @@ def _train_lopd(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
             max_completion_length=config.rollout_max_tokens,
             temperature=config.rollout_temperature,
         )
-        messages = dataset.map(lambda row: {"messages": row["prompt"]}, remove_columns=dataset.column_names)
+        # GOLD's collator reads the prompt as messages[:-1]; with lmbda=1 the last (assistant) turn is replaced by
+        # the student's own sample, so it only has to exist.
+        messages = dataset.map(lambda row: {"messages": row["prompt"] + [{"role": "assistant", "content": "..."}]},
+                               remove_columns=dataset.column_names)
         trainer = GOLDTrainer(
             model=student.model, teacher_model=teacher.model, args=args, train_dataset=messages,
             processing_class=student.tokenizer, callbacks=[callback],

@@ -84,8 +84,9 @@ def _other_shapes(value: Any) -> list | None:
     """A bare list of entries, or a single entry (what small models write for a one-answer call)."""
     if isinstance(value, dict) and _first(value, _JUDGEMENT_KEYS) is not None:
         return [value]
-    if isinstance(value, list) and value and all(isinstance(v, dict) and _first(v, _INDEX_KEYS) is not None for v in value):
-        return value
+    if isinstance(value, list) and value:
+        if all(isinstance(v, dict) and _first(v, _INDEX_KEYS) is not None for v in value):
+            return value
     return None
 
 
@@ -372,7 +373,10 @@ async def verify_group_async(
     single_logs = [_Call() for _ in missing] if len(shown) > 1 else []
     if single_logs and not fatal:
         singles = await asyncio.gather(
-            *(_judge(question, rubric, [k], texts, client, config, seed, log, fatal) for k, log in zip(missing, single_logs))
+            *(
+                _judge(question, rubric, [k], texts, client, config, seed, log, fatal)
+                for k, log in zip(missing, single_logs)
+            )
         )
         for r in singles:
             verdicts.update(r)

@@ -30,9 +30,8 @@ def rubric_and_judgements(draw, pitfalls: bool = False):
     else:
         points = draw(points_st)
     n_answers = draw(st.integers(1, 8))
-    judgements = draw(
-        st.lists(st.lists(st.booleans(), min_size=len(points), max_size=len(points)), min_size=n_answers, max_size=n_answers)
-    )
+    row = st.lists(st.booleans(), min_size=len(points), max_size=len(points))
+    judgements = draw(st.lists(row, min_size=n_answers, max_size=n_answers))
     return points, judgements
 
 
@@ -127,7 +126,9 @@ def test_criterion_order_does_not_matter(data, rnd):
     points, judgements = data
     perm = list(range(len(points)))
     rnd.shuffle(perm)
-    shuffled = weighted_pass_rate([points[k] for k in perm], [[row[k] for k in perm] for row in judgements], pitfalls=True)
+    shuffled = weighted_pass_rate(
+        [points[k] for k in perm], [[row[k] for k in perm] for row in judgements], pitfalls=True
+    )
     assert shuffled == pytest.approx(weighted_pass_rate(points, judgements, pitfalls=True))
 
 

@@ -130,7 +130,12 @@ def test_lenient_shapes():
 def test_schema_fixes_the_shape():
     jsonschema = pytest.importorskip("jsonschema")
     schema = verdict_schema(2, 3)
-    good = {"answers": [{"answer_index": 1, "judgement": [True, False, True]}, {"answer_index": 2, "judgement": [False] * 3}]}
+    good = {
+        "answers": [
+            {"answer_index": 1, "judgement": [True, False, True]},
+            {"answer_index": 2, "judgement": [False] * 3},
+        ]
+    }
     jsonschema.validate(good, schema)
     for bad in (
         {"answers": good["answers"][:1]},
@@ -150,9 +155,8 @@ FENCE_CLOSE = re.compile(r"^<<<END-ANSWER-(\d+) (\S+)>>>$", re.M)
 
 def read_answers(messages: list[dict]) -> tuple[str, list[str]]:
     """The boundary and the answers as a reader of the prompt would delimit them (marker lines only)."""
-    user = messages[-1]["content"] if messages[-1]["role"] == "user" and "<<<ANSWER-" in messages[-1]["content"] else next(
-        m["content"] for m in messages if m["role"] == "user"
-    )
+    # The first user message holds the answers (retries append an assistant reply and a short user follow-up).
+    user = next(m["content"] for m in messages if m["role"] == "user")
     opens = list(FENCE_OPEN.finditer(user))
     closes = list(FENCE_CLOSE.finditer(user))
     assert len(opens) == len(closes)
@@ -384,7 +388,9 @@ def test_empty_and_truncated_rollouts_are_not_sent():
     assert sorted(result.skipped) == [("student", 1, "empty"), ("student", 2, "truncated"), ("student", 3, "truncated")]
 
     judged = asyncio.run(
-        verify_group_async(QUESTION, RUBRIC, REFS, rollouts, GraderClient(), RunConfig(), truncated=[False, False, True, True])
+        verify_group_async(
+            QUESTION, RUBRIC, REFS, rollouts, GraderClient(), RunConfig(), truncated=[False, False, True, True]
+        )
     )
     assert judged.student[3] == rule_grader("6 * 8 = 48 and")
     assert ("student", 2, "empty") in judged.skipped  # unclosed <think>: no answer part at all

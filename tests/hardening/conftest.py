@@ -22,7 +22,7 @@ def server(request):
         pass
     from ropd_kit.serve import LocalServer
 
-    with LocalServer(FAST_MODEL, parallel=2) as own:
+    with LocalServer(FAST_MODEL, parallel=4, threads=1) as own:  # one thread: two thrash on a shared 2-core box
         yield own
 
 
@@ -57,7 +57,9 @@ def small_config(request, tmp_path, server) -> RunConfig:
             "rubric_student_samples": 2,
             "rubric_attempts": 2,
             "verify_attempts": 2,
-            "server_parallel": 2,
+            "server_parallel": 4,
+            "student_model": FAST_MODEL,
+            "lopd_teacher_model": FAST_MODEL,
         }
     )
 

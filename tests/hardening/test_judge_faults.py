@@ -94,13 +94,17 @@ def test_wrong_length_verdicts_are_retried_and_never_cached(proxy, small_config)
 
 
 def test_wrong_length_waits_for_a_verifier_request(proxy, small_config):
-    """The proxy gives the wrong-length fault to the verifier only; the Rubricator's request passes untouched."""
+    """The proxy gives the wrong-length fault to the verifier only; the Rubricator's requests pass untouched."""
     config = through(small_config, proxy.base_url)
     proxy.push("wrong_length")
-    result, usage = _judge(config)
-    verifier_events = [e for e in proxy.events if e.verifier]
-    assert [e.fault for e in proxy.events if not e.verifier] == [None] * usage["rubricator"]["http_requests"]
-    assert verifier_events and verifier_events[0].fault == "wrong_length"
+    _, stats = _induce(config)  # whatever the small model's rubric is like, its requests are not verifier requests
+    rubricator_events = list(proxy.events)
+    assert len(rubricator_events) == stats.snapshot()["rubricator"]["http_requests"] >= 1
+    assert all(e.fault is None and not e.verifier for e in rubricator_events)
+    assert proxy.pending == ["wrong_length"]
+    _verify(config)
+    verifier_events = proxy.events[len(rubricator_events) :]
+    assert verifier_events[0].verifier and verifier_events[0].fault == "wrong_length"
     assert proxy.injected == {"wrong_length": 1}
 
 

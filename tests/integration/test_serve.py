@@ -29,12 +29,12 @@ RUBRIC_LIKE = {
         "criteria": {
             "type": "array",
             "minItems": 1,
-            "maxItems": 4,
+            "maxItems": 3,
             "items": {
                 "type": "object",
                 "properties": {
-                    "id": {"type": "string"},
-                    "text": {"type": "string"},
+                    "id": {"type": "string", "maxLength": 4},
+                    "text": {"type": "string", "maxLength": 80},
                     "points": {"type": "integer", "minimum": 1, "maximum": 5},
                 },
                 "required": ["id", "text", "points"],
@@ -64,7 +64,8 @@ def _process_gone(pid: int) -> bool:
 
 
 def _client(server: LocalServer) -> OpenAI:
-    return OpenAI(base_url=server.base_url, api_key="not-needed", max_retries=0, timeout=120)
+    # Generous timeout: on a 2-core machine shared with other jobs SmolLM2 can drop to a few tokens per second.
+    return OpenAI(base_url=server.base_url, api_key="not-needed", max_retries=0, timeout=600)
 
 
 def test_start_and_stop_leave_nothing_behind():
@@ -99,11 +100,12 @@ def test_json_schema_response_format_yields_valid_json(local_server):
         model=local_server.model_id,
         messages=[{"role": "user", "content": "Write a short grading rubric for answers to 'what is 17*23?'."}],
         temperature=0.7,
-        max_tokens=256,
+        max_tokens=300,
         seed=3,
         response_format={"type": "json_schema", "json_schema": {"name": "rubric", "strict": True, "schema": RUBRIC_LIKE}},
     )
-    assert reply.choices[0].finish_reason == "stop", "the grammar should close the JSON within 256 tokens"
+    # maxItems and maxLength bound the grammar, so the JSON always closes within 300 tokens.
+    assert reply.choices[0].finish_reason == "stop"
     jsonschema.validate(json.loads(reply.choices[0].message.content), RUBRIC_LIKE)
 
 
@@ -126,7 +128,7 @@ def test_same_seed_same_sample_at_temperature_one(local_server):
 
 def test_parallel_slots_serve_concurrent_requests(local_server):
     """Four requests at once: all answered, and the server reports several slots busy at the same moment."""
-    client = AsyncOpenAI(base_url=local_server.base_url, api_key="not-needed", max_retries=0, timeout=300)
+    client = AsyncOpenAI(base_url=local_server.base_url, api_key="not-needed", max_retries=0, timeout=600)
     slots_url = local_server.base_url.removesuffix("/v1") + "/slots"
     busy_seen: list[int] = []
 
@@ -135,8 +137,8 @@ def test_parallel_slots_serve_concurrent_requests(local_server):
             model=local_server.model_id,
             messages=[{"role": "user", "content": f"Count from {i} to {i + 60}, one number per line."}],
             temperature=0,
-            max_tokens=128,
-            extra_body={"ignore_eos": True},  # keep every slot busy for the whole 128 tokens
+            max_tokens=64,
+            extra_body={"ignore_eos": True},  # keep every slot busy for the whole 64 tokens
         )
 
     async def watch_slots(done: asyncio.Event):
@@ -156,7 +158,7 @@ def test_parallel_slots_serve_concurrent_requests(local_server):
             await client.close()
 
     replies = asyncio.run(main())
-    assert [r.usage.completion_tokens for r in replies] == [128] * 4
+    assert [r.usage.completion_tokens for r in replies] == [64] * 4
     assert max(busy_seen) >= 2, f"slots never overlapped: {busy_seen}"
 
 
@@ -183,6 +185,27 @@ def test_a_server_that_dies_is_reported_with_its_log(tmp_path):
             server.ensure_alive()
         assert "llama-server" in str(info.value) and str(log) in str(info.value)
     assert log.is_file()  # a log the caller named is never deleted
+
+
+def test_server_dies_with_the_process_that_started_it():
+    """A killed notebook kernel (SIGKILL: no atexit, no __exit__) must not leave its server running."""
+    code = (
+        "import time\n"
+        "from ropd_kit.serve import LocalServer\n"
+        "server = LocalServer('smollm2', parallel=1).start()\n"
+        "print(server.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        server_pid = int(owner.stdout.readline())
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 60
+    while not _process_gone(server_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _process_gone(server_pid)
 
 
 def test_startup_timeout_names_the_limit_and_kills_the_process():

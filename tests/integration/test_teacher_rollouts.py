@@ -64,10 +64,12 @@ def test_rollout_groups_have_the_contract_shape(fast_config, tmp_path):
     try:
         records = sample_rollouts(TASKS, fast_config, clients=clients, step=1, run_dir=run_dir, progress=False)
         # Re-running the step replaces its records (served from the LLM cache) instead of appending duplicates.
-        sample_rollouts(TASKS, fast_config, clients=clients, step=1, run_dir=run_dir, progress=False)
-        assert clients.stats.snapshot()["student"]["cache_hits"] == len(records)
+        again = sample_rollouts(TASKS, fast_config, clients=clients, step=1, run_dir=run_dir, progress=False)
+        hits = clients.stats.snapshot()["student"]["cache_hits"]
     finally:
         clients.close()
+    assert [r["finish_reason"] for r in records] == [r["finish_reason"] for r in again], records
+    assert hits == sum(r["finish_reason"] in ("stop", "length") for r in records), records
     n = fast_config.n_rollouts
     assert [(r["task_id"], r["rollout_idx"]) for r in records] == [(t.id, i) for t in TASKS for i in range(n)]
     for r in records:
@@ -76,4 +78,4 @@ def test_rollout_groups_have_the_contract_shape(fast_config, tmp_path):
         assert r["truncated"] is (r["finish_reason"] == "length")
         if r["truncated"]:
             assert r["n_tokens"] == fast_config.rollout_max_tokens
-    assert rundir.read_jsonl(run_dir / rundir.ROLLOUTS) == records
+    assert rundir.read_jsonl(run_dir / rundir.ROLLOUTS) == again

@@ -1,0 +1,183 @@
+"""Real training runs on CPU: SmolLM2-135M as the student, the session llama-server (SmolLM2) as every judge role.
+
+Tiny sizes (2 prompts x 3 generations, 24 tokens, 2 steps) so that every method really trains, checkpoints and
+logs, in a few minutes on 2 cores. A 135M judge writes weak rubrics and times out or fails to parse now and then:
+the assertions hold either way (a failed group is a counted None, never a crash), and they check what the
+machinery must guarantee — shapes, step numbers, the shared train-log fields, checkpoints, resume, replay from the
+reference index, the failure gate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ropd_kit import rundir
+from ropd_kit.config import FAST_MODEL, EndpointConfig, RunConfig
+from ropd_kit.train import TRAIN_LOG_FIELDS, JudgeFailureError, TrainError, last_checkpoint, train
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TASKS = [
+    {"id": "cookies", "prompt": "Maya bakes 24 cookies and then 12 more. How many cookies does she have?",
+     "answer": "36", "domain": "arith"},
+    {"id": "stamps", "prompt": "Liam has 15 stamps. He buys 3 packs of 5 stamps. How many stamps does he have now?",
+     "answer": "30", "domain": "arith"},
+]
+
+
+@pytest.fixture
+def tiny(fast_config: RunConfig, tmp_path: Path) -> RunConfig:
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps(t) + "\n" for t in TASKS))
+    slow_ok = {"timeout_s": 300, "max_retries": 1}
+    return fast_config.model_copy(update={
+        **{role: fast_config.endpoint(role).model_copy(update=slow_ok)
+           for role in ("teacher", "rubricator", "verifier", "student")},
+        "tasks_path": str(tasks),
+        "eval_tasks_path": str(tasks),
+        "student_model": FAST_MODEL,
+        "lopd_teacher_model": FAST_MODEL,
+        "use_unsloth": "never",
+        "max_steps": 2,
+        "prompts_per_step": 2,
+        "n_rollouts": 3,
+        "rollout_max_tokens": 24,
+        "n_teacher_refs": 2,
+        "teacher_max_tokens": 48,
+        "rubricator_max_tokens": 192,
+        "verifier_max_tokens": 160,
+        "rubric_student_samples": 2,
+        "min_criteria": 1,
+        "max_criteria": 4,
+        "rubric_attempts": 2,
+        "verify_attempts": 1,
+        "save_steps": 1,
+        "max_judge_failure_rate": 1.0,
+    })
+
+
+def check_train_log(run_dir: Path, method: str, steps: list[int], samples_per_step: int) -> list[dict]:
+    log = rundir.read_jsonl(run_dir / rundir.TRAIN_LOG)
+    assert [r["step"] for r in log] == steps
+    for record in log:
+        assert set(TRAIN_LOG_FIELDS) <= set(record), f"{method}: missing {set(TRAIN_LOG_FIELDS) - set(record)}"
+        assert record["method"] == method and record["backend"] == "transformers"
+        assert record["samples_seen"] == record["step"] * samples_per_step
+        assert record["loss"] is not None
+    walls = [r["wall_s"] for r in log]
+    assert walls == sorted(walls) and walls[0] > 0
+    return log
+
+
+def test_ropd_two_steps_then_a_replayed_step_asks_the_teacher_nothing(tiny: RunConfig, tmp_path: Path):
+    result = train(tiny)
+    run = tiny.path
+    assert result.steps == 2 and result.checkpoint == run / "checkpoints" / "checkpoint-2"
+    assert (result.checkpoint / "adapter_model.safetensors").is_file()
+    log = check_train_log(run, "ropd", [1, 2], 2 * 3)
+    assert all(r["judge_groups"] == 2 for r in log)
+    assert log[0]["judge_usage"]["teacher"]["calls"] == 2 * tiny.n_teacher_refs  # refs collected at step 1 ...
+    assert log[1]["judge_usage"]["teacher"]["calls"] == 0  # ... and reused at step 2 (same two tasks)
+    assert sum(r["judge_failures"] for r in log) == result.judge_failures
+
+    # Every step's rollouts, one rubric record per group, verdicts that score within [0, 1].
+    rollouts = rundir.read_jsonl(run / rundir.ROLLOUTS)
+    assert sorted({(r["step"], r["task_id"]) for r in rollouts}) == [(s, t["id"]) for s in (1, 2)
+                                                                    for t in sorted(TASKS, key=lambda t: t["id"])]
+    assert len(rollouts) == 2 * 2 * 3
+    rubrics = rundir.read_jsonl(run / rundir.RUBRICS)
+    assert len(rubrics) == 4
+    failed_rubrics = [r for r in rubrics if not r["criteria"]]
+    assert all(r["error"] for r in failed_rubrics)
+    for verdict in rundir.read_jsonl(run / rundir.VERDICTS):
+        assert verdict["score"] is None or 0.0 <= verdict["score"] <= 1.0
+    judged = [r for r in log if r["judge_failures"] < r["judge_groups"]]
+    for record in judged:
+        assert record["reward_mean"] is not None and 0.0 <= record["reward_mean"] <= 1.0
+
+    # Same config in a fresh run directory: the reference index is warm, so no teacher request is made.
+    replay = tiny.model_copy(update={"run_dir": str(tmp_path / "replay"), "max_steps": 1})
+    train(replay)
+    (record,) = rundir.read_jsonl(replay.path / rundir.TRAIN_LOG)
+    assert record["judge_usage"]["teacher"]["calls"] == 2 * tiny.n_teacher_refs
+    assert record["judge_usage"]["teacher"]["http_requests"] == 0
+
+
+def test_rlvr_resumes_from_its_checkpoint(tiny: RunConfig):
+    first = train(tiny.model_copy(update={"method": "rlvr", "max_steps": 1}))
+    assert first.steps == 1 and first.checkpoint.name == "checkpoint-1"
+    with pytest.raises(TrainError, match="resume=True"):
+        train(tiny.model_copy(update={"method": "rlvr"}))
+
+    resumed = train(tiny.model_copy(update={"method": "rlvr", "resume": True}))
+    assert resumed.steps == 2 and resumed.checkpoint.name == "checkpoint-2"
+    log = check_train_log(tiny.path, "rlvr", [1, 2], 2 * 3)
+    assert all(r["judge_calls"] == 0 and 0.0 <= r["reward_mean"] <= 1.0 for r in log)
+    state = json.loads((resumed.checkpoint / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    # Step 1 in the resumed trainer's history is the one trained before the restart, not a second step 1.
+    assert [h["step"] for h in state["log_history"] if "loss" in h] == [1, 2]
+
+
+def test_rlvr_refuses_tasks_without_answers(tiny: RunConfig, tmp_path: Path):
+    no_answers = tmp_path / "open.jsonl"
+    no_answers.write_text(json.dumps({"prompt": "Write a haiku about rain."}) + "\n")
+    with pytest.raises(TrainError, match="ground-truth answer"):
+        train(tiny.model_copy(update={"method": "rlvr", "tasks_path": str(no_answers)}))
+
+
+def test_judge_baseline_two_steps(tiny: RunConfig):
+    result = train(tiny.model_copy(update={"method": "judge"}))
+    assert result.steps == 2
+    log = check_train_log(tiny.path, "judge", [1, 2], 2 * 3)
+    assert all(r["judge_usage"]["verifier"]["calls"] == 6 for r in log)  # one grade per rollout
+    assert all(r["judge_usage"]["rubricator"]["calls"] == 0 for r in log)
+    verdicts = rundir.read_jsonl(tiny.path / rundir.VERDICTS)
+    assert len(verdicts) == 12
+    assert all(v["score"] is None or 0.0 <= v["score"] <= 1.0 for v in verdicts)
+
+
+def test_lopd_two_steps_with_a_white_box_teacher(tiny: RunConfig):
+    # Student and teacher are the same SmolLM2 here: on the first step the reverse KL is exactly 0.
+    result = train(tiny.model_copy(update={"method": "lopd"}))
+    assert result.steps == 2
+    log = check_train_log(tiny.path, "lopd", [1, 2], 2 * 3)
+    assert log[0]["kl"] == pytest.approx(0.0, abs=1e-6)
+    assert all(r["judge_calls"] == 0 for r in log)
+
+
+def test_sft_two_steps_with_evaluation_then_evaluate_the_checkpoint(tiny: RunConfig):
+    from ropd_kit.evaluate import evaluate, pass_at_1
+
+    config = tiny.model_copy(update={"method": "sft", "eval_steps": 2, "n_eval_tasks": 2})
+    result = train(config)
+    assert result.steps == 2
+    log = check_train_log(config.path, "sft", [1, 2], 2 * config.n_teacher_refs)
+    assert log[0]["judge_usage"]["teacher"]["calls"] == 0  # refs are collected before training, not per step
+    refs = rundir.read_jsonl(config.path / rundir.TEACHER_REFS)
+    assert len(refs) == 2 * config.n_teacher_refs
+
+    evals = rundir.read_frame(config.path / rundir.EVAL)
+    assert sorted(evals["step"].unique()) == [0, 2]  # before training and at eval_steps
+    assert len(evals) == 2 * 2 and evals["correct"].isin([True, False]).all()
+
+    frame = evaluate(result.checkpoint, config.eval_tasks_path, k=2, config=config, step=99,
+                     run_dir=config.path, temperature=1.0, max_new_tokens=16)
+    assert len(frame) == 4 and set(frame["sample_idx"]) == {0, 1}
+    assert 0.0 <= pass_at_1(frame) <= 1.0
+    assert frame["checkpoint"].iloc[0] == str(result.checkpoint)
+    assert len(rundir.read_jsonl(config.path / rundir.EVAL)) == 4 + 4
+
+
+def test_a_run_whose_judge_keeps_failing_stops_with_a_clear_error(tiny: RunConfig):
+    dead = EndpointConfig(base_url="http://127.0.0.1:9/v1", model=FAST_MODEL, max_retries=0, timeout_s=5)
+    config = tiny.model_copy(update={"rubricator": dead, "max_judge_failure_rate": 0.5})
+    with pytest.raises(JudgeFailureError, match="max_judge_failure_rate=0.5 at step 1"):
+        train(config)
+    (record,) = rundir.read_jsonl(config.path / rundir.TRAIN_LOG)
+    assert (record["judge_groups"], record["judge_failures"]) == (2, 2)
+    assert record["reward_mean"] is None  # every rollout was unscorable: no reward, zero advantage
+    assert last_checkpoint(config.path).name == "checkpoint-1"
