@@ -470,6 +470,9 @@ def _execute_run(
             papermill.execute_notebook(
                 str(nb), str(output), parameters=params, kernel_name=kernel, progress_bar=False,
                 start_timeout=start_timeout, execution_timeout=execution_timeout,
+                # A widget's saved state (the inspector's plotly FigureWidget carries plotly.js: ~10 MB) is useless
+                # without the kernel that drives it.
+                store_widget_state=False,
             )
         except KeyboardInterrupt:
             raise

@@ -167,6 +167,7 @@ def run_bench(
     seed: int = 0,
     base_url: str | None = None,
     parallel: int = 2,
+    threads: int | None = 1,
     out: str | Path | None = DEFAULT_OUT,
 ) -> dict[str, Any]:
     """Judge the suite with a local verifier (started here unless `base_url` names a running server)."""
@@ -180,7 +181,10 @@ def run_bench(
     name = pick_model(model)
     config = RunConfig(max_answers_per_call=group_size, verify_attempts=2, verifier_max_tokens=1024)
     t0 = time.perf_counter()
-    server_cm = nullcontext(None) if base_url else LocalServer(name, parallel=parallel, ctx_size=8192 * parallel)
+    # One thread by default: on a small shared CPU, llama.cpp's threads wait on each other after every op.
+    server_cm = nullcontext(None) if base_url else LocalServer(
+        name, parallel=parallel, ctx_size=8192 * parallel, threads=threads
+    )
     with server_cm as server:
         url = base_url or server.base_url
         served = name if base_url else server.model_id
@@ -212,6 +216,7 @@ def run_bench(
             "seed": seed,
             "verifier_temperature": config.verifier_temperature,
             "verify_attempts": config.verify_attempts,
+            "server": {"parallel": parallel, "threads": threads} if not base_url else {"base_url": base_url},
             "max_answer_chars": config.max_answer_chars,
         },
         **summarise(records, repeats),
@@ -234,11 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-size", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="llama-server threads (0: its default)")
     parser.add_argument("--base-url", default=None, help="use a running server instead of starting one")
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     args = parser.parse_args(argv)
     result = run_bench(model=args.model, suite=args.suite, repeats=args.repeats, group_size=args.group_size,
-                       seed=args.seed, base_url=args.base_url, parallel=args.parallel, out=args.out)
+                       seed=args.seed, base_url=args.base_url, parallel=args.parallel,
+                       threads=args.threads or None, out=args.out)
     print(json.dumps({k: result[k] for k in ("model", "per_category", "adversarial_minus_honest_wrong", "wall_s")},
                      indent=2))
     print(f"written: {args.out}")

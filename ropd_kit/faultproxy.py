@@ -77,6 +77,7 @@ class FaultEvent:
     fault: str | None
     verifier: bool
     t: float  # time.monotonic() at arrival
+    content: str | None = None  # the completion text a content fault (empty, wrong_schema, wrong_length) put in
 
 
 def is_verifier_request(body: dict) -> bool:
@@ -370,9 +371,11 @@ class FaultProxy:
             payload = {}
         verifier = isinstance(payload, dict) and is_verifier_request(payload)
         fault = self._choose(verifier)
+        event = FaultEvent(0, request.rel_url.path, fault, verifier, time.monotonic())
         with self._lock:
             self.requests += 1
-            self.events.append(FaultEvent(len(self.events), request.rel_url.path, fault, verifier, time.monotonic()))
+            event.index = len(self.events)
+            self.events.append(event)
             if fault:
                 self.injected[fault] += 1
 
@@ -401,6 +404,7 @@ class FaultProxy:
         elif fault == "wrong_length":
             message["content"] = wrong_length_verdicts(message.get("content") or "", payload)
         message.pop("reasoning_content", None)
+        event.content = message["content"]
         return web.Response(status=200, body=json.dumps(data).encode(), headers=headers)
 
     async def _reset(self, request: web.Request) -> web.StreamResponse:

@@ -271,6 +271,9 @@ def install(name: str | ModelSpec, *, progress: bool = True) -> Path:
         if target.is_file() and target.stat().st_size == spec.size and sha256_file(target, progress) == spec.sha256:
             _write_marker(spec, target)  # assembled by an older run that died before writing the marker
             return target
+        # Whatever is there failed the check: remove it now, so a failed download cannot leave it to be used.
+        target.unlink(missing_ok=True)
+        _marker(target).unlink(missing_ok=True)
         wheels = fetch_wheels(spec)
         started = time.monotonic()
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")

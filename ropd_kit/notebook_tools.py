@@ -704,6 +704,7 @@ def export_html(notebook: str | Path, target: str | Path | None = None) -> Path:
 
     source = Path(notebook)
     nb = nbformat.read(source, as_version=4)
+    nb.metadata.pop("widgets", None)  # widget views are not rendered here (see _static_outputs)
     head = f'<script type="text/javascript">{get_plotlyjs()}</script>' if _static_outputs(nb) else ""
     exporter = HTMLExporter(
         template_name="lab",

@@ -166,10 +166,14 @@ class _JudgedReward:
         if self._own_clients and self._clients is not None:
             await self._clients.aclose()
             self._clients = None
+        index = getattr(self, "_index", None)
+        if index is not None and getattr(self, "_own_index", False):
+            index.close()
+            self._index = None
 
     def close(self) -> None:
-        """Close the clients this reward made (callable from any thread)."""
-        if self._own_clients and self._clients is not None:
+        """Close the clients (and reference index) this reward made; callable from any thread."""
+        if (self._own_clients and self._clients is not None) or getattr(self, "_own_index", False):
             from .llm import run_sync
 
             run_sync(self.aclose())
@@ -215,6 +219,7 @@ class RubricReward(_JudgedReward):
         if missing:
             if self._index is None:
                 self._index = ReferenceIndex.for_config(self.config)
+                self._own_index = True
             records = await collect_references_async(
                 missing, self._ensure_clients().teacher, self.config, self._index, progress=False
             )

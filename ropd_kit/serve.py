@@ -76,16 +76,32 @@ def _stamp_path() -> Path:
     return cache_root() / "bin" / "llama-server.stamp.json"
 
 
+def _cpu_fingerprint() -> str:
+    """The CPU's instruction-set flags: GGML_NATIVE code from another CPU may crash here with SIGILL."""
+    import hashlib
+    import platform
+
+    flags = platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as fh:
+            flags += next((line for line in fh if line.startswith(("flags", "Features"))), "")
+    return hashlib.sha256(flags.encode()).hexdigest()[:16]
+
+
 def _wanted_stamp() -> dict:
-    return {"llama_cpp_python": LLAMA_CPP_PYTHON_VERSION, "cmake_flags": list(CMAKE_FLAGS)}
+    return {"llama_cpp_python": LLAMA_CPP_PYTHON_VERSION, "cmake_flags": list(CMAKE_FLAGS), "cpu": _cpu_fingerprint()}
+
+
+def _read_stamp() -> dict:
+    try:
+        return json.loads(_stamp_path().read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def is_built() -> bool:
-    """True when the cached binary was built from this version with these flags."""
-    try:
-        stamp = json.loads(_stamp_path().read_text())
-    except (OSError, ValueError):
-        return False
+    """True when the cached binary was built from this version, with these flags, for this CPU."""
+    stamp = _read_stamp()
     return binary_path().is_file() and {k: stamp.get(k) for k in _wanted_stamp()} == _wanted_stamp()
 
 
@@ -138,6 +154,8 @@ def _source_tree(log: Path) -> Path:
 
 def _wait_for_foreign_build(build_dir: Path) -> None:
     """Wait while another process (not holding our lock, e.g. a shell) compiles into the same folder."""
+    if shutil.which("pgrep") is None:
+        return
     announced = False
     while True:
         out = subprocess.run(["pgrep", "-f", f"cmake --build {build_dir}"], capture_output=True, text=True).stdout
@@ -185,7 +203,9 @@ def build(force: bool = False, *, jobs: int | None = None) -> Path:
         print(f"[serve] building llama-server (log: {log})", file=sys.stderr)
         _run_logged([cmake, "-S", str(src), "-B", str(build_dir), *CMAKE_FLAGS], log, "cmake configure")
         cmd = [cmake, "--build", str(build_dir), "--target", "llama-server", "-j", str(jobs or os.cpu_count() or 1)]
-        if force:
+        # -march=native does not change the compiler flags' text, so a cache shared with another CPU (a home
+        # directory on a cluster) needs a clean build for make to recompile anything.
+        if force or _read_stamp().get("cpu") not in (None, _cpu_fingerprint()):
             cmd.append("--clean-first")
         _run_logged(cmd, log, "cmake build of llama-server")
         built = build_dir / "bin" / "llama-server"
@@ -247,7 +267,11 @@ class LocalServer:
     """One llama-server process serving one model under its registry name.
 
     `ctx_size` is the total context; llama-server splits it evenly over the `parallel` slots (default: 4096 tokens
-    per slot). Use as a context manager, or call start()/stop(); the server is also stopped at interpreter exit.
+    per slot). `threads=None` lets llama.cpp use every core, the fastest choice on a machine of its own; where other
+    busy processes share the cores, pass a small number (1 on 2 cores): llama.cpp's threads wait for each other
+    after every op, and a descheduled one stalls the rest (SmolLM2 on a loaded 2-core machine: 2 threads 3 tok/s,
+    1 thread 50 tok/s). Use as a context manager, or call start()/stop(); the server also stops at interpreter exit
+    and, on Linux, when the process that started it dies.
 
     >>> with LocalServer("smollm2-135m-instruct", parallel=2) as server:   # doctest: +SKIP
     ...     print(server.base_url, server.model_id)
@@ -291,7 +315,13 @@ class LocalServer:
     def base_url(self) -> str:
         if self.port is None:
             raise ServerError(f"the server for {self.model!r} is not started")
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{self._root_url}/v1"
+
+    @property
+    def _root_url(self) -> str:
+        # A server listening on every interface is still reached through loopback.
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -322,9 +352,11 @@ class LocalServer:
                 break
             except ServerError:
                 bind_failed = "bind" in self.log_tail(10).lower() and not self.running
+                self._kill()
                 if attempt + 1 < attempts and bind_failed:
-                    self._kill()
                     continue
+                raise
+            except BaseException:  # Ctrl-C while loading must not leave the process behind
                 self._kill()
                 raise
         atexit.register(self.stop)
@@ -393,7 +425,7 @@ class LocalServer:
             )
 
     def _wait_ready(self) -> None:
-        root = f"http://{self.host}:{self.port}"
+        root = self._root_url
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -497,15 +529,15 @@ def main(argv: list[str] | None = None) -> int:
                              port=args.port, host=args.host)
         # SIGTERM (e.g. from a process manager) should take the same clean path as Ctrl-C.
         signal.signal(signal.SIGTERM, _interrupt)
-        with server:
-            print(f"serving {server.model_id} at {server.base_url} (Ctrl-C to stop; log {server.log_path})",
-                  flush=True)
-            try:
+        try:
+            with server:
+                print(f"serving {server.model_id} at {server.base_url} (Ctrl-C to stop; log {server.log_path})",
+                      flush=True)
                 while True:
                     time.sleep(1)
                     server.ensure_alive()
-            except KeyboardInterrupt:
-                print("stopping", file=sys.stderr)
+        except KeyboardInterrupt:
+            print("stopped", file=sys.stderr)
     except (ServerError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

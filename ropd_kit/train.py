@@ -520,10 +520,10 @@ def train(config: "RunConfig") -> TrainResult:
 
 
 def _finish(trainer: Any, config: "RunConfig", state: _RunState, reward: Any, resume_from: Path | None) -> TrainResult:
-    clients = getattr(reward, "clients", None)
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
+        clients = getattr(reward, "clients", None)  # made by the reward on its first call
         usage = clients.stats.snapshot() if clients is not None else {}
         if hasattr(reward, "close"):
             reward.close()

@@ -7,7 +7,7 @@ SmolLM2 server, so the suite also runs on its own (`pytest tests/hardening`).
 from __future__ import annotations
 
 import pytest
-from hardening_helpers import ROLES, endpoint, write_tasks
+from hardening_helpers import tiny_config
 
 from ropd_kit.config import FAST_MODEL, RunConfig
 from ropd_kit.faultproxy import FaultProxy
@@ -34,34 +34,10 @@ def small_config(request, tmp_path, server) -> RunConfig:
     with this suite's own paths and sizes on top.
     """
     try:
-        base: RunConfig = request.getfixturevalue("fast_config")
+        base: RunConfig | None = request.getfixturevalue("fast_config")
     except pytest.FixtureLookupError:
-        base = RunConfig()
-    updates = {role: endpoint(server.base_url, server) for role in ROLES}
-    return base.model_copy(
-        update={
-            **updates,
-            "run_dir": str(tmp_path / "run"),
-            "cache_dir": str(tmp_path / "llm-cache"),
-            "ref_index_dir": str(tmp_path / "refs"),
-            "tasks_path": str(write_tasks(tmp_path / "tasks.jsonl")),
-            "n_tasks": None,
-            "n_teacher_refs": 2,
-            "n_rollouts": 2,
-            "teacher_max_tokens": 48,
-            "rollout_max_tokens": 32,
-            "rubricator_max_tokens": 256,
-            "verifier_max_tokens": 192,
-            "min_criteria": 1,
-            "max_criteria": 4,
-            "rubric_student_samples": 2,
-            "rubric_attempts": 2,
-            "verify_attempts": 2,
-            "server_parallel": 4,
-            "student_model": FAST_MODEL,
-            "lopd_teacher_model": FAST_MODEL,
-        }
-    )
+        base = None
+    return tiny_config(server, tmp_path, base)
 
 
 @pytest.fixture

@@ -37,6 +37,35 @@ def write_tasks(path: Path, rows: list[dict] = TASKS) -> Path:
     return path
 
 
+def tiny_config(server: Any, root: Path, base: RunConfig | None = None) -> RunConfig:
+    """Tiny sizes, every role on `server`, run dir / LLM cache / reference index / tasks file under `root`."""
+    base = base if base is not None else RunConfig()
+    return base.model_copy(
+        update={
+            **{role: endpoint(server.base_url, server) for role in ROLES},
+            "run_dir": str(root / "run"),
+            "cache_dir": str(root / "llm-cache"),
+            "ref_index_dir": str(root / "refs"),
+            "tasks_path": str(write_tasks(root / "tasks.jsonl")),
+            "n_tasks": None,
+            "n_teacher_refs": 2,
+            "n_rollouts": 2,
+            "teacher_max_tokens": 48,
+            "rollout_max_tokens": 32,
+            "rubricator_max_tokens": 256,
+            "verifier_max_tokens": 192,
+            "min_criteria": 1,
+            "max_criteria": 4,
+            "rubric_student_samples": 2,
+            "rubric_attempts": 2,
+            "verify_attempts": 2,
+            "server_parallel": 4,
+            "student_model": FAST_MODEL,
+            "lopd_teacher_model": FAST_MODEL,
+        }
+    )
+
+
 def through(config: RunConfig, base_url: str, **endpoint_fields: Any) -> RunConfig:
     """`config` with every role's endpoint pointed at `base_url` (a FaultProxy), other fields overridden."""
     updates = {

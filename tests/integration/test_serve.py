@@ -100,11 +100,14 @@ def test_json_schema_response_format_yields_valid_json(local_server):
         model=local_server.model_id,
         messages=[{"role": "user", "content": "Write a short grading rubric for answers to 'what is 17*23?'."}],
         temperature=0.7,
-        max_tokens=300,
+        max_tokens=600,
         seed=3,
-        response_format={"type": "json_schema", "json_schema": {"name": "rubric", "strict": True, "schema": RUBRIC_LIKE}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "rubric", "strict": True, "schema": RUBRIC_LIKE},
+        },
     )
-    # maxItems and maxLength bound the grammar, so the JSON always closes within 300 tokens.
+    # maxItems, maxLength and the grammar's bounded whitespace make the JSON close well within 600 tokens.
     assert reply.choices[0].finish_reason == "stop"
     jsonschema.validate(json.loads(reply.choices[0].message.content), RUBRIC_LIKE)
 
@@ -165,7 +168,7 @@ def test_parallel_slots_serve_concurrent_requests(local_server):
 def test_a_file_that_is_not_a_model_fails_fast_with_the_log(tmp_path):
     bogus = tmp_path / "bogus.gguf"
     bogus.write_bytes(b"GGUF" + b"\x00" * 4096)
-    server = LocalServer(str(bogus), parallel=1, startup_timeout_s=120)
+    server = LocalServer(str(bogus), parallel=1, startup_timeout_s=120, log_path=tmp_path / "bogus.log")
     with pytest.raises(ServerError, match=r"exited with code \S+ while starting") as info:
         server.start()
     assert "bogus.gguf" in str(info.value)
@@ -187,12 +190,12 @@ def test_a_server_that_dies_is_reported_with_its_log(tmp_path):
     assert log.is_file()  # a log the caller named is never deleted
 
 
-def test_server_dies_with_the_process_that_started_it():
+def test_server_dies_with_the_process_that_started_it(tmp_path):
     """A killed notebook kernel (SIGKILL: no atexit, no __exit__) must not leave its server running."""
     code = (
         "import time\n"
         "from ropd_kit.serve import LocalServer\n"
-        "server = LocalServer('smollm2', parallel=1).start()\n"
+        f"server = LocalServer('smollm2', parallel=1, log_path={str(tmp_path / 'server.log')!r}).start()\n"
         "print(server.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
@@ -208,8 +211,8 @@ def test_server_dies_with_the_process_that_started_it():
     assert _process_gone(server_pid)
 
 
-def test_startup_timeout_names_the_limit_and_kills_the_process():
-    server = LocalServer(FAST_MODEL, parallel=1, startup_timeout_s=0.01)
+def test_startup_timeout_names_the_limit_and_kills_the_process(tmp_path):
+    server = LocalServer(FAST_MODEL, parallel=1, startup_timeout_s=0.01, log_path=tmp_path / "server.log")
     with pytest.raises(ServerError, match="did not become ready"):
         server.start()
     assert not server.running
@@ -259,3 +262,18 @@ def test_cli_run_serves_until_interrupted():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_stamp_from_other_flags_or_another_cpu_means_rebuild(tmp_path, monkeypatch):
+    from ropd_kit import serve
+
+    monkeypatch.setenv("ROPD_CACHE", str(tmp_path))
+    serve.binary_path().parent.mkdir(parents=True)
+    serve.binary_path().write_bytes(b"#!/bin/sh\n")
+    stamp = serve._wanted_stamp()
+    serve._stamp_path().write_text(json.dumps(stamp))
+    assert serve.is_built()
+    serve._stamp_path().write_text(json.dumps({**stamp, "cmake_flags": stamp["cmake_flags"][:-1]}))
+    assert not serve.is_built()
+    serve._stamp_path().write_text(json.dumps({**stamp, "cpu": "another-cpu"}))
+    assert not serve.is_built()
