@@ -58,8 +58,9 @@ def run_config(params: Mapping[str, Any]) -> RunConfig:
     """A RunConfig from flat parameters, on top of those the earlier notebooks of the same run_dir were given.
 
     Notebook 01 sets the tasks and the teacher, 04 the method, and so on: each notebook's parameters win over what
-    was saved before, and the merged set is saved again (`notebook_params.json`, and `config.json`), so the next
-    notebook only needs `run_dir` to carry on. Refuses parameters that would write a secret (see batch.check_secrets).
+    was saved before — except None, which means "as an earlier notebook set it" (then the RunConfig default) — and
+    the merged set is saved again (`notebook_params.json`, and `config.json`), so the next notebook only needs
+    `run_dir` to carry on. Refuses parameters that would write a secret (see batch.check_secrets).
     """
     from .batch import check_secrets
 
@@ -72,7 +73,8 @@ def run_config(params: Mapping[str, Any]) -> RunConfig:
             saved = json.loads(saved_path.read_text())
         except json.JSONDecodeError as exc:
             raise rundir.RecordError(f"{saved_path}: not valid JSON ({exc.msg}); delete it to start over") from exc
-    merged = {**saved, **params, "run_dir": str(run_dir)}
+    given = {k: v for k, v in params.items() if v is not None or k not in saved}
+    merged = {**saved, **given, "run_dir": str(run_dir)}
     config = RunConfig.from_params(**merged)
     if "student_model" in merged:
         # from_params reads `student_model` as the student endpoint's model; the student that is served for

@@ -38,7 +38,10 @@ def load_prompt(name: str) -> str:
 
 
 def teacher_messages(task: Task, config: RunConfig | None = None) -> list[dict]:
-    """Chat messages asking the teacher for one reference solution of `task`."""
+    """Chat messages asking the teacher for one reference solution of `task`.
+
+    `config` is part of the signature so that a template may depend on run settings; the v1 template does not.
+    """
     return [
         {"role": "system", "content": load_prompt(TEACHER_SYSTEM_PROMPT)},
         {"role": "user", "content": task.prompt},

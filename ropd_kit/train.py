@@ -468,7 +468,8 @@ def _common_args(config: "RunConfig", backend: str, batch: int) -> dict[str, Any
         args["bf16"] = bool(not cuda or torch.cuda.is_bf16_supported())
         args["fp16"] = bool(cuda and not torch.cuda.is_bf16_supported())
         # Recomputing activations buys memory a small CPU run does not need, at ~20% of its time.
-        args["gradient_checkpointing"] = bool(getattr(config, "gradient_checkpointing", cuda))
+        checkpointing = getattr(config, "gradient_checkpointing", None)
+        args["gradient_checkpointing"] = cuda if checkpointing is None else bool(checkpointing)
         args["use_cpu"] = not cuda
     return args
 

@@ -2,7 +2,7 @@
 
 The notebooks are the product; this script is how their first version was written and how a reviewer reads them as
 one file. Edit a notebook in JupyterLab or edit here and re-run (`python scripts/make_notebooks.py`): the script
-overwrites all six. Every notebook: a title, a `parameters` cell (flat values, papermill overrides them), a cell
+overwrites all six. A parameter set to None takes the value an earlier notebook of the same run_dir gave it. Every notebook: a title, a `parameters` cell (flat values, papermill overrides them), a cell
 that builds the RunConfig, then markdown that says what the next call does and what to look at, then the call.
 """
 
@@ -185,13 +185,14 @@ Local judge endpoints are served for the run. Evaluation (pass@1 on `eval_tasks_
 LoRA checkpoints; ropd also appends each step's rollouts, rubrics and verdicts (the inspector can replay any step)."""),
     ("params", """run_dir = "runs/notebooks"
 method = "ropd"  # ropd | lopd | rlvr | judge | sft
-student_model = "qwen2.5-coder-0.5b-instruct"
+# None: as set in an earlier notebook of this run_dir (01's student, group size and token budget).
+student_model = None
+n_rollouts = None
+rollout_max_tokens = None
 lopd_teacher_model = "qwen2.5-coder-1.5b-instruct"  # white-box teacher of lopd (same tokenizer as the student)
 max_steps = 4
 prompts_per_step = 2
-n_rollouts = 4
 learning_rate = 1e-5
-rollout_max_tokens = 256
 eval_tasks_path = "data/arith_test.jsonl"
 eval_steps = 2
 n_eval_tasks = 8
@@ -230,7 +231,7 @@ reports rubric ≈ 0.90 against logits ≈ 0.35 with large models; small local m
 both right and wrong rollouts: with one class it is *undefined*, not a number."""),
     ("params", """run_dir = "runs/notebooks"
 signals = ["score", "logprob", "judge"]
-lopd_teacher_model = "qwen2.5-coder-1.5b-instruct"  # the white-box teacher of the logprob signal
+lopd_teacher_model = None  # the white-box teacher of the logprob signal (None: as in 04)
 signal_step = None  # None: every judged step (02 and, for ropd, training); or one step
 max_rollouts = 64  # a seeded subset keeps a CPU run short"""),
     ("code", SETUP),
@@ -262,7 +263,7 @@ In: the run directories to compare (by default the runs of this batch, or the si
 compare_runs = None  # a glob or a list of run directories; None: this batch's runs / sibling run directories
 target_accuracy = None  # None: the best accuracy that every method reaches
 baseline = "ropd"  # ratios are "how many times the baseline's cost"
-lopd_teacher_model = "qwen2.5-coder-1.5b-instruct"  # scores the rollouts for mimicry
+lopd_teacher_model = None  # scores the rollouts for mimicry (None: as in 04)
 mimicry_max_per_step = 8  # rollouts scored per step and run; 0 skips mimicry"""),
     ("code", SETUP),
     ("md", """## The runs
