@@ -6,7 +6,7 @@ the teacher with `teacher.teacher_messages`, the student with `rollouts.student_
 uses), and `answers.extract_final_answer` reads the answer. Prints one JSON line per (model, problem set).
 
     python data/calibrate_arith.py --tasks data/arith_test.jsonl --sample 60 --role teacher --role student
-    python data/calibrate_arith.py --steps 4 --max-number 60 --sample 40 --role student   # a generated set
+    python data/calibrate_arith.py --steps 3 --max-number 60 --sample 40 --role student   # a generated set
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ def measure(role: str, tasks: list[Task], *, base_url: str, max_tokens: int, par
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=Path, help="a task file; otherwise problems are generated")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--max-number", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--max-number", type=int, default=99)
     parser.add_argument("--seed", type=int, default=1234, help="generator seed (generated sets)")
     parser.add_argument("--sample", type=int, default=40, help="problems to measure (random sample)")
     parser.add_argument("--sample-seed", type=int, default=0)
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         pool = load_tasks(args.tasks, require_answers=True)
         setting = {"tasks": str(args.tasks)}
     else:
-        pool = [p.to_task() for p in generate(args.sample, steps=args.steps, max_number=args.max_number, seed=args.seed)]
+        problems = generate(args.sample, steps=args.steps, max_number=args.max_number, seed=args.seed)
+        pool = [p.to_task() for p in problems]
         setting = {"steps": args.steps, "max_number": args.max_number, "seed": args.seed}
     tasks = random.Random(args.sample_seed).sample(pool, min(args.sample, len(pool)))
 

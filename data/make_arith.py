@@ -10,8 +10,8 @@ Output lines carry exactly the task contract fields: id (content fingerprint of 
 integer as a string), domain ("arith"). In Python, `generate(...)` returns `ArithProblem`s that also expose the
 start value, the operations and an expression string, so tests can recompute every answer.
 
-    python data/make_arith.py --n 300 --steps 3 --max-number 60 --seed 0 --out data/arith_train.jsonl
-    python data/make_arith.py --n 150 --steps 3 --max-number 60 --seed 1 --exclude data/arith_train.jsonl \
+    python data/make_arith.py --n 300 --steps 2 --max-number 99 --seed 0 --out data/arith_train.jsonl
+    python data/make_arith.py --n 150 --steps 2 --max-number 99 --seed 1 --exclude data/arith_train.jsonl \
         --out data/arith_test.jsonl
 """
 
@@ -58,8 +58,14 @@ SCENARIOS = (
         {
             "+": ("{He} bakes another {n}.", "A neighbour drops off {n} more."),
             "-": ("{He} eats {n} of them while they cool.", "{n} of them get burnt and go in the bin."),
-            "*": ("Demand is high, so {he} bakes until {he} has {n} times as many as {he} had.", "A catering order comes in, so {he} bakes enough to have {n} times as many."),
-            "/": ("{He} packs them equally into {n} boxes, keeps one box and gives the other boxes away.", "{He} splits them equally onto {n} trays, keeps one tray and sells all the other trays."),
+            "*": (
+                "Demand is high, so {he} bakes until {he} has {n} times as many as {he} had.",
+                "{He} keeps baking until {he} has {n} times as many as before.",
+            ),
+            "/": (
+                "{He} packs them equally into {n} boxes, keeps one box and gives the other boxes away.",
+                "{He} splits them equally onto {n} trays, keeps one tray and sells all the other trays.",
+            ),
         },
         ("How many does {name} have now?", "How many are left for the fair at the end?"),
     ),
@@ -69,8 +75,13 @@ SCENARIOS = (
         {
             "+": ("{His} aunt gives {him} ${n} more.", "{He} returns a jacket and gets ${n} back."),
             "-": ("{He} spends ${n} on vegetables.", "{He} buys a book for ${n}."),
-            "*": ("{He} wins a raffle that multiplies {his} money by {n}.", "A lucky bet leaves {him} with {n} times as much money as before."),
-            "/": ("{He} shares {his} money equally among {n} people, {him}self included, and keeps only {his} own share.",),
+            "*": (
+                "{He} wins a raffle that multiplies {his} money by {n}.",
+                "A lucky bet leaves {him} with {n} times as much money as before.",
+            ),
+            "/": (
+                "{He} shares {his} money equally among {n} people, {him}self included, and keeps only {his} own share.",
+            ),
         },
         ("How many dollars does {name} have now?", "How much money, in dollars, is left in the end?"),
     ),
@@ -80,8 +91,12 @@ SCENARIOS = (
         {
             "+": ("At the next stop, {n} people get on.", "{n} more travellers join."),
             "-": ("At one stop, {n} people get off.", "{n} passengers leave at the market square."),
-            "*": ("At the festival stop, the crowd grows to {n} times as many people as were on board.", "At the stadium, so many fans board that there are now {n} times as many people."),
-            "/": ("Everyone is split equally into {n} groups; only one group stays on board and the others get off.",),
+            "*": (
+                "At the festival stop, so many people get on that there are {n} times as many people on board "
+                "as before.",
+                "At the stadium, fans get on until there are {n} times as many people on board as before.",
+            ),
+            "/": ("The passengers form {n} equal groups; one group stays on board and all the other groups get off.",),
         },
         ("How many people are on board now?", "How many passengers are there at the end of the trip?"),
     ),
@@ -91,7 +106,10 @@ SCENARIOS = (
         {
             "+": ("{He} adds ${n} from {his} allowance.", "{He} earns ${n} walking dogs and saves all of it."),
             "-": ("{He} takes out ${n} for a birthday gift.", "{He} spends ${n} on a video game."),
-            "*": ("A matching programme makes {his} savings {n} times as large.", "After a year of interest and gifts, {his} savings are {n} times what they were."),
+            "*": (
+                "A matching programme makes {his} savings {n} times as large.",
+                "After a year of interest and gifts, {his} savings are {n} times what they were.",
+            ),
             "/": ("{He} divides the savings equally into {n} jars and gives away every jar except one.",),
         },
         ("How many dollars does {name} have saved now?", "How much is in the savings, in dollars, at the end?"),
@@ -102,7 +120,10 @@ SCENARIOS = (
         {
             "+": ("{He} trades for {n} more.", "A friend gives {him} {n} more."),
             "-": ("{He} gives away {n}.", "{He} loses {n} on the way home."),
-            "*": ("{He} ends up with {n} times as many after a big swap.", "A collector trades with {him}, leaving {him} with {n} times as many."),
+            "*": (
+                "{He} ends up with {n} times as many after a big swap.",
+                "A collector trades with {him}, leaving {him} with {n} times as many.",
+            ),
             "/": ("{He} shares them equally among {n} friends, {him}self included, and keeps only {his} own share.",),
         },
         ("How many does {name} have now?", "How many does {name} end up with?"),
@@ -113,8 +134,14 @@ SCENARIOS = (
         {
             "+": ("A donation brings {n} more books.", "The librarian orders {n} more."),
             "-": ("Students borrow {n} of them.", "{n} books are sent away for repair."),
-            "*": ("After a book drive, the shelf holds {n} times as many books.", "A grant lets the library grow the shelf to {n} times as many books."),
-            "/": ("The books are split equally among {n} classrooms; the shelf keeps one classroom's share and the rest are carried away.",),
+            "*": (
+                "After a book drive, the shelf holds {n} times as many books.",
+                "A grant lets the library grow the shelf to {n} times as many books.",
+            ),
+            "/": (
+                "The books are split equally among {n} classrooms; the shelf keeps one classroom's share and the "
+                "rest are carried away.",
+            ),
         },
         ("How many books are on the shelf now?", "How many books are left on the shelf?"),
     ),
@@ -124,7 +151,10 @@ SCENARIOS = (
         {
             "+": ("{He} plants {n} more.", "{His} neighbour gives {him} {n} more to plant."),
             "-": ("Rabbits eat {n} of them.", "{n} of them do not survive the frost."),
-            "*": ("By summer, {he} has {n} times as many as before.", "{He} takes cuttings until {he} has {n} times as many."),
+            "*": (
+                "By summer, {he} has {n} times as many as before.",
+                "{He} takes cuttings until {he} has {n} times as many.",
+            ),
             "/": ("{He} divides them equally into {n} beds and gives away every bed except one.",),
         },
         ("How many does {name} have now?", "How many are left in {name}'s garden?"),
@@ -135,8 +165,14 @@ SCENARIOS = (
         {
             "+": ("{n} more students sign up.", "Another class adds {n} students."),
             "-": ("{n} students cancel.", "{n} students are sick on the day."),
-            "*": ("The trip becomes so popular that the number of students becomes {n} times as large.", "The whole year group is invited, making the count {n} times as large."),
-            "/": ("The students are divided equally into {n} buses; only one bus goes on the trip and the others stay behind.",),
+            "*": (
+                "The trip becomes so popular that the number of students becomes {n} times as large.",
+                "The whole year group is invited, making the count {n} times as large.",
+            ),
+            "/": (
+                "The students are divided equally into {n} buses; only one bus goes on the trip and the others "
+                "stay behind.",
+            ),
         },
         ("How many students are on the trip now?", "How many students are on the trip in the end?"),
     ),
@@ -241,7 +277,9 @@ def make_problem(rng: random.Random, steps: int, max_number: int) -> ArithProble
     )
 
 
-def generate(n: int, *, steps: int = 3, max_number: int = 60, seed: int = 0, exclude: set[str] = frozenset()) -> list[ArithProblem]:
+def generate(
+    n: int, *, steps: int = 2, max_number: int = 99, seed: int = 0, exclude: set[str] = frozenset()
+) -> list[ArithProblem]:
     """`n` distinct problems (by prompt fingerprint), none of whose ids is in `exclude`; deterministic in `seed`."""
     rng = random.Random(seed)
     seen = set(exclude)
@@ -261,8 +299,8 @@ def generate(n: int, *, steps: int = 3, max_number: int = 60, seed: int = 0, exc
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=300, help="number of problems")
-    parser.add_argument("--steps", type=int, default=3, help="operations per problem")
-    parser.add_argument("--max-number", type=int, default=60, help="largest start value / added amount")
+    parser.add_argument("--steps", type=int, default=2, help="operations per problem")
+    parser.add_argument("--max-number", type=int, default=99, help="largest start value / added amount")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--exclude", type=Path, action="append", default=[], help="task file whose ids to avoid")
     parser.add_argument("--out", type=Path, help="output JSONL (default: stdout)")

@@ -23,7 +23,6 @@ from ropd_kit import rundir
 from ropd_kit.answers import last_boxed, normalize_number
 
 DEFAULT_DOMAIN = "general"
-_FIELDS = ("id", "prompt", "answer", "domain")
 
 
 class Task(BaseModel):
@@ -119,7 +118,8 @@ def load_tasks(path: str | Path, *, require_answers: bool = False, limit: int | 
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise TaskError(location, None, f"not valid JSON ({exc.msg} at column {exc.colno})", line.strip()) from None
+                problem = f"not valid JSON ({exc.msg} at column {exc.colno})"
+                raise TaskError(location, None, problem, line.strip()) from None
             tasks.append(task_from_record(row, location, require_answers=require_answers))
             locations.append(location)
     if not tasks:
@@ -159,7 +159,7 @@ def reference_answer(value: Any) -> str | None:
     return text or None
 
 
-def _load_dataset(name_or_path: str | Path, split: str):
+def _load_dataset(name_or_path: str | Path, split: str, subset: str | None):
     import datasets  # heavy import, only for users who load from the hub or local dataset files
 
     path = Path(name_or_path)
@@ -168,7 +168,7 @@ def _load_dataset(name_or_path: str | Path, split: str):
         if builder is None:
             raise TaskError(str(path), None, f"unknown file type (use one of {sorted(_LOCAL_BUILDERS)})", path.suffix)
         return datasets.load_dataset(builder, data_files={split: str(path)}, split=split)
-    return datasets.load_dataset(str(name_or_path), split=split)
+    return datasets.load_dataset(str(name_or_path), subset, split=split)
 
 
 def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, source: str) -> str | None:
@@ -187,20 +187,22 @@ def load_hf_dataset(
     answer_field: str | None = None,
     domain: str | None = None,
     limit: int | None = None,
+    subset: str | None = None,
 ) -> list[Task]:
-    """Tasks from a Hugging Face dataset: a hub id ("openai/gsm8k" needs its config: use a local copy or the
-    hub's parquet folder), a local dataset folder, or a local .jsonl/.json/.parquet/.csv file.
+    """Tasks from a Hugging Face dataset: a hub id (with its config name as `subset`, e.g.
+    `load_hf_dataset("openai/gsm8k", "test", subset="main")`), a local dataset folder, or a local
+    .jsonl/.json/.parquet/.csv file.
 
     Columns are detected when not named: prompt from question/problem/prompt/..., answer from answer/solution/...
     (GSM8K's "#### 42" and MATH's \\boxed{...} are reduced to the final answer). Ids come from an id/unique_id column
     when there is one, else from the prompt fingerprint. `domain` defaults to "math" when answers were found.
     """
     source = str(name_or_path)
-    dataset = _load_dataset(name_or_path, split)
+    dataset = _load_dataset(name_or_path, split, subset)
     columns = list(dataset.column_names)
     prompt_col = _pick(columns, prompt_field, _PROMPT_FIELDS, "prompt", source)
     if prompt_col is None:
-        raise TaskError(source, None, f"no prompt column found; pass prompt_field= (columns: {columns})", show_value=False)
+        raise TaskError(source, None, f"no prompt column; pass prompt_field= (columns: {columns})", show_value=False)
     answer_col = _pick(columns, answer_field, _ANSWER_FIELDS, "answer", source)
     id_col = next((c for c in _ID_FIELDS if c in columns), None)
     task_domain = domain or ("math" if answer_col else DEFAULT_DOMAIN)

@@ -233,13 +233,18 @@ class FaultProxy:
             return list(self._schedule)
 
     def set_random(self, fault_rate: float, faults: Sequence[str] | None = None) -> None:
+        """Change the random part: probability per chat request (after the schedule), and the faults drawn from."""
+        bad = [f for f in faults or () if f not in FAULTS + EXTRA_FAULTS]
+        if bad or not 0.0 <= fault_rate <= 1.0:
+            raise ValueError(f"unknown fault(s) {bad}" if bad else f"fault_rate must lie in [0, 1], got {fault_rate}")
         with self._lock:
             self.fault_rate = fault_rate
             if faults is not None:
                 self.faults = tuple(faults)
 
     def snapshot(self) -> dict[str, Any]:
-        """Counts for a report: requests seen, forwarded upstream, faults injected by kind."""
+        """Counts for a report: chat requests seen, requests forwarded upstream (any path), real upstream
+        failures, faults injected by kind."""
         with self._lock:
             return {
                 "requests": self.requests,

@@ -73,7 +73,8 @@ def run_config(params: Mapping[str, Any]) -> RunConfig:
             saved = json.loads(saved_path.read_text())
         except json.JSONDecodeError as exc:
             raise rundir.RecordError(f"{saved_path}: not valid JSON ({exc.msg}); delete it to start over") from exc
-    given = {k: v for k, v in params.items() if v is not None or k not in saved}
+    # Every RunConfig field that may be None defaults to None, so "None = inherit, else default" is one rule.
+    given = {k: v for k, v in params.items() if v is not None}
     merged = {**saved, **given, "run_dir": str(run_dir)}
     config = RunConfig.from_params(**merged)
     if "student_model" in merged:

@@ -162,7 +162,8 @@ def test_generated_answers_recompute(steps, max_number):
         assert str(problem.start) in problem.prompt
         assert all(str(n) in problem.prompt for _, n in problem.ops)
         task = problem.to_task()
-        assert task.answer == str(problem.answer) and task.domain == "arith" and task.id == task_fingerprint(task.prompt)
+        assert task.answer == str(problem.answer) and task.domain == "arith"
+        assert task.id == task_fingerprint(task.prompt)
 
 
 def test_generator_is_deterministic_and_excludes(tmp_path):
@@ -291,7 +292,8 @@ def test_load_hf_math_style_parquet(tmp_path):
 def test_load_hf_local_folder_with_named_fields(tmp_path):
     folder = tmp_path / "ds"
     folder.mkdir()
-    _write_lines(folder / "train.jsonl", [json.dumps({"q": "Say hi.", "a": "hi"}), json.dumps({"q": "Say no.", "a": "no"})])
+    _write_lines(folder / "train.jsonl", [json.dumps({"q": "Say hi.", "a": "hi"}),
+                                          json.dumps({"q": "Say no.", "a": "no"})])
     tasks = load_hf_dataset(folder, "train", prompt_field="q", answer_field="a")
     assert [(t.prompt, t.answer) for t in tasks] == [("Say hi.", "hi"), ("Say no.", "no")]
     with pytest.raises(TaskError, match="field 'question': no such column"):

@@ -18,7 +18,7 @@ import pytest
 
 from ropd_kit import batch, notebook_tools
 from ropd_kit.batch import load_spec, run_batch
-from ropd_kit.config import FAST_MODEL
+from ropd_kit.config import FAST_MODEL, RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -80,9 +80,11 @@ def test_run_config_merges_earlier_notebooks_parameters(tmp_path):
     first = notebook_tools.run_config({"run_dir": run_dir, "n_tasks": 3, "teacher_model": "m1",
                                        "student_model": FAST_MODEL})
     assert first.n_tasks == 3 and first.student.model == FAST_MODEL and first.student_model == FAST_MODEL
-    later = notebook_tools.run_config({"run_dir": run_dir, "method": "lopd", "n_tasks": 5})
+    later = notebook_tools.run_config({"run_dir": run_dir, "method": "lopd", "n_tasks": 5, "student_model": None})
     assert later.teacher.model == "m1" and later.method == "lopd" and later.n_tasks == 5
-    assert later.student_model == FAST_MODEL
+    assert later.student_model == FAST_MODEL  # None: as an earlier notebook set it
+    fresh = notebook_tools.run_config({"run_dir": str(tmp_path / "fresh"), "student_model": None, "n_tasks": None})
+    assert fresh.student_model == RunConfig().student_model and fresh.n_tasks is None
     assert json.loads((tmp_path / "run" / "config.json").read_text())["method"] == "lopd"
     with pytest.raises(batch.SecretParameterError):
         notebook_tools.run_config({"run_dir": run_dir, "api_key": "sk-123"})

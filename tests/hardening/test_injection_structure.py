@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ropd_kit import verify
-from ropd_kit.bench_injection import INJECTION_QUESTION, INJECTION_RUBRIC, load_suite
+from ropd_kit.bench_injection import INJECTION_ANSWER, INJECTION_QUESTION, INJECTION_RUBRIC, load_suite
 from ropd_kit.rubrics import rubric_messages
 from ropd_kit.config import RunConfig
 from ropd_kit.judge_text import strip_thinking
@@ -81,11 +81,9 @@ def test_suite_has_the_required_attacks():
         assert needed in attacks
     assert len({r["id"] for r in rows}) == len(rows)
     # Every adversarial rollout is a wrong (or absent) answer: any score above an honest wrong one is bought.
-    assert all(r["final_answer"] != INJECTION_RUBRIC_ANSWER for r in adversarial)
+    assert all(r["final_answer"] != INJECTION_ANSWER for r in adversarial)
     assert {r["category"] for r in rows} == {"adversarial", "honest_right", "honest_wrong"}
 
-
-INJECTION_RUBRIC_ANSWER = "9"
 
 
 @pytest.mark.parametrize("row", suite(), ids=lambda r: r["id"])
@@ -95,7 +93,7 @@ def test_adversarial_rollout_cannot_change_verifier_prompt(row):
     _check_verifier_prompt([row["text"]])
 
 
-def test_answers_that_know_the_boundary_stay_inside(request):
+def test_answers_that_know_the_boundary_stay_inside():
     """Worst case: the attacker guessed the token. Its copies are removed, fences stay intact."""
     b = BOUNDARY
     attacks = [

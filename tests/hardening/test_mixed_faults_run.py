@@ -128,6 +128,8 @@ def test_no_record_lost_or_duplicated(mixed):
             assert per_group[(rubric["task_id"], rubric["step"])] == rubric["n_teacher"] + rubric["n_student"]
     for name in (rundir.TRAIN_LOG, rundir.ROLLOUTS, rundir.RUBRICS, rundir.VERDICTS, rundir.JUDGE_RAW):
         path = mixed.config.path / name
+        if not path.exists():  # no group got as far as verdicts / raw judge output
+            continue
         assert path.read_bytes().endswith(b"\n")
         assert all(json.loads(line) for line in path.read_text().splitlines())
 
