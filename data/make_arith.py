@@ -67,7 +67,7 @@ SCENARIOS = (
                 "{He} splits them equally onto {n} trays, keeps one tray and sells all the other trays.",
             ),
         },
-        ("How many does {name} have now?", "How many are left for the fair at the end?"),
+        ("How many does {name} have now?", "How many does {name} have at the end?"),
     ),
     Scenario(
         "shopping",
@@ -83,7 +83,7 @@ SCENARIOS = (
                 "{He} shares {his} money equally among {n} people, {him}self included, and keeps only {his} own share.",
             ),
         },
-        ("How many dollars does {name} have now?", "How much money, in dollars, is left in the end?"),
+        ("How many dollars does {name} have now?", "How much money, in dollars, does {name} have at the end?"),
     ),
     Scenario(
         "travel",
@@ -130,20 +130,20 @@ SCENARIOS = (
     ),
     Scenario(
         "library",
-        ("A school library has {x} books on its new shelf.", "A small library receives {x} new books."),
+        ("A school library has {x} books on its new shelf.", "A small library puts {x} new books on a shelf."),
         {
             "+": ("A donation brings {n} more books.", "The librarian orders {n} more."),
             "-": ("Students borrow {n} of them.", "{n} books are sent away for repair."),
             "*": (
-                "After a book drive, the shelf holds {n} times as many books.",
-                "A grant lets the library grow the shelf to {n} times as many books.",
+                "After a book drive, the shelf holds {n} times as many books as before.",
+                "A grant pays for more books, so the shelf now holds {n} times as many books as before.",
             ),
             "/": (
-                "The books are split equally among {n} classrooms; the shelf keeps one classroom's share and the "
-                "rest are carried away.",
+                "The librarian splits the books into {n} equal piles, keeps one pile on the shelf and sends the "
+                "other piles to classrooms.",
             ),
         },
-        ("How many books are on the shelf now?", "How many books are left on the shelf?"),
+        ("How many books are on the shelf now?", "How many books are on the shelf at the end?"),
     ),
     Scenario(
         "garden",
@@ -157,7 +157,7 @@ SCENARIOS = (
             ),
             "/": ("{He} divides them equally into {n} beds and gives away every bed except one.",),
         },
-        ("How many does {name} have now?", "How many are left in {name}'s garden?"),
+        ("How many does {name} have now?", "How many are in {name}'s garden at the end?"),
     ),
     Scenario(
         "school trip",

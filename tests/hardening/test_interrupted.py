@@ -109,7 +109,7 @@ def test_torn_lines_in_every_run_file_are_repaired_on_resume_read(tmp_path):
 def test_training_killed_mid_step_resumes_from_the_checkpoint(server, tmp_path):
     from ropd_kit.train import CHECKPOINTS
 
-    steps = 3
+    steps = 2  # killed while on step 2; the resumed run redoes step 2 only
     config = tiny_config(server, tmp_path).model_copy(update={
         "method": "ropd", "max_steps": steps, "save_steps": 1, "n_tasks": 1, "prompts_per_step": 1,
         "n_rollouts": 2, "rollout_max_tokens": 16, "max_judge_failure_rate": 1.0,
