@@ -157,8 +157,16 @@ def _points_value(raw: Any) -> int | str:
     return raw
 
 
-# Small models copy the format example of the prompt ("<one concrete check>", "...") instead of writing a check.
+# Small models copy the prompt's format example ("<one concrete check>", "...") instead of writing a check.
 _PLACEHOLDER = re.compile(r"^(<[^<>]*>|\.\.\.|…|\[[^\[\]]*\]|todo|tbd|n/?a)$", re.IGNORECASE)
+_PROMPT_PLACEHOLDERS = ("<value>", "<one concrete check>", "<another check>")
+# A criterion that points at texts the Verifier never sees cannot be judged blind ("same as the reference").
+_POINTS_ELSEWHERE = re.compile(
+    r"\breference (answer|solution|response)s?\b"
+    r"|\b(same|match(es)?|agrees? with|as in|like|as) (the |a |any )?references?\b"
+    r"|\breferences? [A-Z]\b"
+    r"|\bthe (other )?attempts?\b",
+)
 
 
 def _range_text(allow_pitfalls: bool) -> str:
@@ -177,8 +185,14 @@ def _criterion(item: Any, k: int, allow_pitfalls: bool, problems: list[str]) -> 
     if not isinstance(text, str) or not text.strip():
         problems.append(f"{name}: text is empty")
         ok = False
-    elif _PLACEHOLDER.match(text.strip()):
-        problems.append(f"{name}: text {text.strip()!r} is a placeholder; write the actual check for this task")
+    elif _PLACEHOLDER.match(text.strip()) or any(p in text.lower() for p in _PROMPT_PLACEHOLDERS):
+        problems.append(f"{name}: text {text.strip()!r} contains a placeholder; write the actual check for this task")
+        ok = False
+    elif _POINTS_ELSEWHERE.search(text):
+        problems.append(
+            f"{name}: text {text.strip()!r} refers to texts the grader does not see; "
+            "state the concrete value, fact or step instead"
+        )
         ok = False
     if "points" not in item and "weight" not in item:
         problems.append(f"{name}: points is missing")
@@ -218,7 +232,8 @@ def parse_rubric(
     Rejected, each with the criterion named: points outside 1-5 (or -2/-1 with `allow_pitfalls`), 0 points,
     fractional points, empty text, duplicate ids (compared stripped and lower-cased), fewer than `min_criteria` or
     more than `max_criteria` criteria, a rubric without positive points, placeholder text copied from the prompt
-    ("<one concrete check>", "..."), two criteria with the same text. All problems are reported at once.
+    ("<one concrete check>", "..."), text that points at the reference answers or attempts (the Verifier is blind
+    to them), two criteria with the same text. All problems are reported at once.
     """
     body = strip_thinking(text)
     # The documented shape wins over a bare list, so that a stray "[{...}]" in prose is not taken for the rubric.
@@ -343,6 +358,42 @@ def rubric_messages(
     ]
 
 
+_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
+
+
+def _numbers(text: str) -> set[str]:
+    """Numbers as canonical strings ("1,200.50" -> "1200.5", "48.0" -> "48")."""
+    out = set()
+    for raw in _NUMBER.findall(text):
+        value = raw.replace(",", "").rstrip(".")
+        if "." in value:
+            value = value.rstrip("0").rstrip(".")
+        out.add(value.lstrip("-") or "0")
+    return out
+
+
+def ungrounded_numbers(
+    rubric: Rubric, question: str, teacher_refs: Sequence[str], rollouts: Sequence[str]
+) -> list[str]:
+    """Problems for criteria whose numbers (10 and above) appear nowhere in the task, the references or the attempts.
+
+    Such a number was not taken from this task: small models copy example values from the prompt ("States the
+    final answer 48" on a task whose answer is 10). Numbers below 10 are left alone ("uses at most 3 steps").
+    """
+    known = _numbers(question)
+    for text in list(teacher_refs) + list(rollouts):
+        known |= _numbers(text)
+    problems = []
+    for c in rubric.criteria:
+        stray = sorted(n for n in _numbers(c.text) - known if float(n) >= 10)
+        if stray:
+            problems.append(
+                f"criterion {c.id}: {', '.join(stray)} appears nowhere in the task or the answers shown; "
+                "use the values of this task"
+            )
+    return problems
+
+
 def _feedback(error: RubricError, finish_reason: str | None, config: Any) -> str:
     lines = ["That reply cannot be used as the rubric:"]
     lines += [f"- {p}" for p in error.problems]
@@ -360,6 +411,9 @@ async def induce_rubric_async(
     question: str, teacher_refs: Sequence[str], rollouts: Sequence[str], client: Any, config: Any
 ) -> RubricOutcome:
     """Ask the Rubricator for a rubric; on an unusable reply, show it the problems and ask again.
+
+    Unusable: anything `parse_rubric` rejects, and criteria citing numbers found nowhere in the task, the
+    references or the attempts (`ungrounded_numbers`).
 
     Up to `config.rubric_attempts` calls. An `LLMError` (endpoint failure) is recorded and retried too, except
     auth/connection errors, which end the induction at once. Never raises for model or endpoint misbehaviour.
@@ -392,6 +446,10 @@ async def induce_rubric_async(
         raw.append(result.text)
         try:
             rubric = parse_rubric(result.text, allow_pitfalls=pitfalls, min_criteria=min_c, max_criteria=max_c)
+            shown = list(rollouts)[: getattr(config, "rubric_student_samples", 4)]
+            stray = ungrounded_numbers(rubric, question, teacher_refs, shown)
+            if stray:
+                raise RubricError(stray)
         except RubricError as exc:
             errors.append(f"attempt {attempt + 1}: {exc}")
             # Keep the rejected reply in the conversation so the model corrects it instead of starting over.

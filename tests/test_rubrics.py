@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from ropd_kit.config import RunConfig
 from ropd_kit.llm import ChatResult, LLMError
 from ropd_kit.rubrics import _PLACEHOLDER as PLACEHOLDER
+from ropd_kit.rubrics import _POINTS_ELSEWHERE as POINTS_ELSEWHERE
 from ropd_kit.rubrics import (
     RUBRIC_SCHEMA,
     Criterion,
@@ -28,6 +29,7 @@ from ropd_kit.rubrics import (
     parse_rubric,
     rubric_messages,
     rubric_schema,
+    ungrounded_numbers,
 )
 
 # ------------------------------------------------------------------------------------------ messy serialisation
@@ -71,7 +73,7 @@ ids_st = st.lists(
 text_st = (
     st.text(min_size=1, max_size=60)
     .map(str.strip)
-    .filter(lambda t: t and "</think>" not in t and not PLACEHOLDER.match(t))
+    .filter(lambda t: t and "</think>" not in t and not PLACEHOLDER.match(t) and not POINTS_ELSEWHERE.search(t))
 )
 
 
@@ -138,8 +140,12 @@ def _texts(*texts: str) -> dict:
          "duplicate criterion id 'a'"),
         ({"criteria": ["just a string"]}, "criterion 1 is str"),
         ({"criteria": [{"id": "c1", "text": "<one concrete check>", "points": 5}]},
-         "criterion c1: text '<one concrete check>' is a placeholder"),
-        ({"criteria": [{"id": "c1", "text": "...", "points": 5}]}, "criterion c1: text '...' is a placeholder"),
+         "criterion c1: text '<one concrete check>' contains a placeholder"),
+        ({"criteria": [{"id": "c1", "text": "...", "points": 5}]}, "criterion c1: text '...' contains a placeholder"),
+        (_texts("States the final answer <value>"), "criterion c1: .* contains a placeholder"),
+        (_texts("Gets the same answer as the reference"), "criterion c1: .* refers to texts the grader does not see"),
+        (_texts("Matches reference answer B"), "refers to texts the grader does not see"),
+        (_texts("Uses the method of the attempts"), "refers to texts the grader does not see"),
         (_texts("States 10", "states  10"),
          "criteria c1 and c2 have the same text"),
         ({"criteria": []}, "the rubric has 0 criteria, at least 1 are required"),
@@ -185,6 +191,14 @@ def test_lenient_spellings():
     assert rubric.points == [5, 2]
     assert rubric.criteria[1].category == "general"
     assert parse_rubric('{"rubric": ' + json.dumps(_record(4)) + "}").points == [4]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Returns a reference to the element", "Passes the vector by reference", "Makes an attempt to check the result"],
+)
+def test_the_word_reference_alone_is_fine(text):
+    assert parse_rubric(json.dumps(_texts(text))).criteria[0].text == text
 
 
 def test_first_rubric_in_the_reply_wins_over_prose_lists():
@@ -344,6 +358,27 @@ def test_induction_gives_up_with_a_recorded_error():
     outcome = asyncio.run(induce_rubric_async(QUESTION, REFS, ROLLOUTS, client, _config(rubric_attempts=3)))
     assert outcome.rubric is None and outcome.attempts == 3 and len(outcome.raw) == 3
     assert "no JSON object" in outcome.error and len(outcome.errors) == 3
+
+
+def test_numbers_from_nowhere_are_sent_back():
+    # The failure seen with Qwen2.5-Coder-1.5B: a value copied from the prompt's example onto an unrelated task.
+    copied = json.dumps(_texts("States the final answer 1234", "Writes the product 6 * 8 = 48"))
+    client = ScriptedClient([copied, GOOD])
+    outcome = asyncio.run(induce_rubric_async(QUESTION, REFS, ROLLOUTS, client, _config()))
+    assert outcome.rubric is not None and outcome.attempts == 2
+    assert "criterion c1: 1234 appears nowhere in the task or the answers shown" in outcome.errors[0]
+    assert "c2" not in outcome.errors[0]  # 6, 8 and 48 are in the task and the references
+
+
+def test_ungrounded_numbers():
+    rubric = Rubric(criteria=[
+        Criterion(id="a", text="States 1,200.50 as the total", points=5),
+        Criterion(id="b", text="Uses at most 3 steps", points=1),
+        Criterion(id="c", text="Does not give 46", points=2),
+    ])
+    assert ungrounded_numbers(rubric, "Sum 1200.5 and 0", ["1200.50"], ["46"]) == []
+    (problem,) = ungrounded_numbers(rubric, "Sum 1200.5 and 0", ["1200.50"], [])
+    assert problem.startswith("criterion c: 46 appears nowhere")
 
 
 def test_endpoint_errors_are_recorded_and_retried_unless_fatal():

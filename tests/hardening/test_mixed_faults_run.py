@@ -43,7 +43,8 @@ class MixedRun:
 def mixed(server, tmp_path_factory) -> MixedRun:
     root = tmp_path_factory.mktemp("mixed")
     with FaultProxy(server.base_url, seed=SEED, fault_rate=FAULT_RATE, faults=FAULTS, retry_after_s=1) as proxy:
-        config = through(tiny_config(server, root), proxy.base_url, max_retries=2, timeout_s=20.0).model_copy(update={
+        # 45 s: long enough for a real answer on a busy machine (a stall costs one timeout each time it is drawn).
+        config = through(tiny_config(server, root), proxy.base_url, max_retries=2, timeout_s=45.0).model_copy(update={
             "method": "ropd",
             "max_steps": STEPS,
             "prompts_per_step": PROMPTS_PER_STEP,
