@@ -27,6 +27,7 @@ import hashlib
 import html
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -412,6 +413,13 @@ def _served_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _QuietUnknownParameters(logging.Filter):
+    # Every run passes the batch's whole parameter set to every notebook (each takes what it declares, and
+    # run_config reads RunConfig fields from the injected cell), so papermill's per-name warning is noise here.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Passed unknown parameter" not in record.getMessage()
+
+
 def _error_text(exc: BaseException) -> tuple[str, str | None]:
     from papermill.exceptions import PapermillExecutionError
 
@@ -556,6 +564,8 @@ def run_batch(
     kernel = kernel or kernel_name()
     todo = [r for r in runs if not wanted or r.name in wanted]
     results: list[RunStatus] = []
+    quiet = _QuietUnknownParameters()
+    logging.getLogger("papermill").addFilter(quiet)
     bar = tqdm(total=len(todo), desc=f"batch {spec.name}", unit="run", disable=not progress)
     try:
         with _env(**{HEADLESS_ENV: "1"}):
@@ -575,6 +585,7 @@ def run_batch(
                 bar.update(1)
     finally:
         bar.close()
+        logging.getLogger("papermill").removeFilter(quiet)
         if serve_local:
             from .notebook_tools import stop_servers
 
@@ -637,6 +648,7 @@ def write_index(batch_dir: str | Path, spec: BatchSpec, runs: list[RunSpec] | No
         sections="\n".join(sections),
     )
     target = batch_dir / INDEX
+    batch_dir.mkdir(parents=True, exist_ok=True)
     target.write_text(page)
     return target
 

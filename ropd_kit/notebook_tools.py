@@ -530,12 +530,14 @@ def save_table(config: RunConfig | str | Path, name: str, frame: "pd.DataFrame")
 def find_runs(run_dir: str | Path, pattern: str | Sequence[str] | None = None) -> list[Path]:
     """The run directories to compare: those matching `pattern` (a glob or a list of paths); by default the runs of
     the same batch (`reports/<batch>/*/run`) or the sibling folders with a config.json, this run included."""
+    from .batch import RUN_SUBDIR, STATUS
+
     here = Path(run_dir)
     if pattern:
         patterns = [pattern] if isinstance(pattern, str) else list(pattern)
         found = sorted({Path(p) for pat in patterns for p in glob.glob(str(pat))})
-    elif here.name == "run":
-        found = sorted(here.parent.parent.glob("*/run"))
+    elif here.name == RUN_SUBDIR and (here.parent / STATUS).exists():  # written by the batch runner
+        found = sorted(p.parent / RUN_SUBDIR for p in here.parent.parent.glob(f"*/{STATUS}"))
     else:
         found = sorted(p.parent for p in here.parent.glob("*/config.json"))
     runs = [p for p in found if (p / "config.json").exists() or (p / rundir.TRAIN_LOG).exists()]

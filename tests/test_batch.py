@@ -237,3 +237,67 @@ def test_strip_clears_outputs_and_keeps_the_parameters_tag(toy, tmp_path):
     assert "papermill" not in nb.metadata
     assert notebook_tools.unstripped([executed]) == [] and notebook_tools.strip([executed]) == []
     assert notebook_tools.main(["check", str(executed)]) == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The index page and run discovery
+
+
+def fake_run(folder: Path, method: str, accuracies: list[float]) -> Path:
+    """A finished batch run folder with the logs 04 and 05 write (no model needed)."""
+    from ropd_kit import rundir
+    from ropd_kit.config import RunConfig
+
+    run = folder / batch.RUN_SUBDIR
+    RunConfig(run_dir=str(run), method=method).save()
+    rundir.write_jsonl(run / rundir.TRAIN_LOG, [
+        {"step": s, "method": method, "samples_seen": 4 * s, "wall_s": 10.0 * s, "reward_mean": 0.1 * s,
+         "reward_std": 0.05, "loss": 0.5 / s} for s in range(1, len(accuracies))
+    ])
+    rundir.write_jsonl(run / rundir.EVAL, [
+        {"step": s, "task_id": f"t{i}", "sample_idx": 0, "correct": i < round(acc * 4)}
+        for s, acc in enumerate(accuracies) for i in range(4)
+    ])
+    rundir.write_jsonl(run / "signal_auc.jsonl", [{"signal": "score", "auc": 0.8, "n": 8, "n_pos": 4, "n_neg": 4,
+                                                   "n_missing": 0, "note": ""}])
+    (folder / batch.STATUS).write_text(batch.RunStatus(
+        run=folder.name, status="done", params={"method": method}, fingerprint="x", run_dir=str(run)
+    ).model_dump_json())
+    return run
+
+
+def test_index_compares_runs_offline(tmp_path):
+    s = BatchSpec(name="cmp", grid={"method": ["ropd", "lopd"]})
+    batch_dir = tmp_path / "cmp"
+    fake_run(batch_dir / "method-ropd", "ropd", [0.0, 0.5, 0.75])
+    fake_run(batch_dir / "method-lopd", "lopd", [0.0, 0.25, 0.5])
+    page = batch.write_index(batch_dir, s).read_text()
+    for text in ("method-ropd", "method-lopd", "Training", "Efficiency", "Cost to reach accuracy 0.50", "ROC AUC",
+                 "plotly-graph-div", "samples_vs_ropd"):
+        assert text in page, text
+    assert "<script src=" not in page  # plotly.js is inlined: the page opens offline
+    frame = notebook_tools.efficiency(sorted(batch_dir.glob("*/run")))
+    assert set(frame["run"]) == {"method-ropd", "method-lopd"}  # named after the batch run, not "run"
+    table = notebook_tools.target_table(frame, 0.5).set_index("method")
+    # ropd reaches 0.5 at step 1 (4 samples), lopd at step 2 (8 samples): lopd needs 2x the samples
+    assert table.loc["lopd", "samples_vs_ropd"] == pytest.approx(2.0)
+
+
+def test_index_without_logs_says_so(tmp_path):
+    page = batch.write_index(tmp_path / "empty", BatchSpec(name="empty")).read_text()
+    assert "pending" in page and "No comparison yet" in page and "<script" not in page
+
+
+def test_find_runs_batch_layout_and_siblings(tmp_path):
+    batch_dir = tmp_path / "reports" / "b"
+    a = fake_run(batch_dir / "a", "ropd", [0.0, 0.5])
+    b = fake_run(batch_dir / "b", "lopd", [0.0, 0.5])
+    assert notebook_tools.find_runs(a) == [a, b]
+    # a folder that is merely named "run" is not a batch: only its own siblings with a config.json count
+    lone = tmp_path / "elsewhere" / "run"
+    from ropd_kit.config import RunConfig
+
+    RunConfig(run_dir=str(lone)).save()
+    RunConfig(run_dir=str(tmp_path / "elsewhere" / "other")).save()
+    assert notebook_tools.find_runs(lone) == [tmp_path / "elsewhere" / "other", lone]
+    assert notebook_tools.find_runs(lone, str(batch_dir / "*" / "run")) == [a, b, lone]

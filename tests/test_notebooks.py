@@ -141,6 +141,7 @@ def tiny_batch(server, tmp_path_factory):
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the module's batch runs inside the first test that uses it (minutes on an idle CPU)
 def test_all_six_notebooks_execute_headless(tiny_batch):
     spec, reports, results, _ = tiny_batch
     ok = results["ok"]
