@@ -740,3 +740,25 @@ def run_sync(coro: Awaitable[T]) -> T:
     except BaseException:
         future.cancel()
         raise
+
+
+class EndpointUnreachable(ConnectionError):
+    """An endpoint that does not answer at all; raised before any expensive work starts."""
+
+
+def check_reachable(endpoints: dict[str, "EndpointConfig"], *, timeout_s: float = 5.0) -> None:
+    """Fail fast, naming the URL, when a role's endpoint cannot be connected to.
+
+    Only a connection failure or timeout counts: any HTTP answer (even 401/404 from `/models`) proves a server is
+    there, and the real calls report their own errors.
+    """
+    import httpx
+
+    for role, endpoint in endpoints.items():
+        url = endpoint.base_url.rstrip("/") + "/models"
+        try:
+            httpx.get(url, timeout=timeout_s, trust_env=False)
+        except (httpx.ConnectError, httpx.TimeoutException, httpx.UnsupportedProtocol) as exc:
+            raise EndpointUnreachable(
+                f"{role} endpoint {endpoint.base_url} is unreachable ({type(exc).__name__}); check its base_url"
+            ) from None

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import rundir
+from .llm import check_reachable
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -512,6 +513,8 @@ def train(config: "RunConfig") -> TrainResult:
         from .serve import local_endpoints
 
         with local_endpoints(_judge_config(config)) as served:
+            # An unreachable judge would otherwise surface only after the student is loaded and a step is spent.
+            check_reachable({role: served.endpoint(role) for role in ("teacher", "rubricator", "verifier")})
             return _train_grpo(served, tasks, eval_tasks, backend, resume_from, wall_offset)
     if method == "rlvr":
         return _train_grpo(config, tasks, eval_tasks, backend, resume_from, wall_offset)
