@@ -535,6 +535,7 @@ class LLMClient:
         client = self._state().openai
         modes = self._modes(json_schema)
         i = 0
+        malformed = 0
         while True:
             mode = modes[i]
             kwargs = dict(request)
@@ -564,6 +565,16 @@ class LLMClient:
                 raise self._classified(err, box) from None
             except openai.OpenAIError as err:
                 raise self._classified(err, box) from None
+            except ValueError as err:
+                # A 200 whose body is not JSON (cut off by a proxy or a dying server): the SDK does not retry it,
+                # so we do, with its backoff shape, and then count it as a server failure.
+                malformed += 1
+                if malformed <= self.endpoint.max_retries:  # the request hook counts the resend as a retry
+                    await asyncio.sleep(min(0.5 * 2 ** (malformed - 1), 8.0))
+                    continue
+                raise self._error(
+                    "server", f"malformed response body ({type(err).__name__}: {err})", attempts=box[0]
+                ) from None
             if mode is not None and self.endpoint.structured_output == "auto" and self._structured_mode is None:
                 self._remember_mode(mode)
             return response

@@ -134,7 +134,7 @@ def load_student(
     """Load a student (or the white-box teacher / a checkpoint for evaluation).
 
     `model` is a registry name ("qwen2.5-coder-0.5b-instruct"), a .gguf file, a local transformers folder, a run's
-    checkpoint folder (a LoRA adapter: its base is loaded first) or a hub id. With `for_training`, a fresh LoRA
+    checkpoint folder (a LoRA adapter: its base is loaded first), a run directory (its last checkpoint) or a hub id. With `for_training`, a fresh LoRA
     adapter (config.lora_r / lora_alpha) is added, or a checkpoint's adapter is loaded trainable; otherwise the model
     is frozen in eval mode.
     """
@@ -143,6 +143,11 @@ def load_student(
     config = config or RunConfig()
     backend = backend or choose_backend(config)
     path = Path(str(model)).expanduser()
+    if path.is_dir() and (path / CHECKPOINTS).is_dir():
+        checkpoint = last_checkpoint(path)
+        if checkpoint is None:
+            raise TrainError(f"run directory {path} has no checkpoint yet (nothing in {path / CHECKPOINTS})")
+        path = model = checkpoint
     adapter_base = _adapter_base(path) if path.is_dir() else None
     base_spec = adapter_base if adapter_base is not None else str(model)
     folder = model_folder(base_spec)
