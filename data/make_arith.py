@@ -1,8 +1,9 @@
 """Generator of the shipped arithmetic word problems (data/arith_train.jsonl, data/arith_test.jsonl).
 
-Each problem follows one quantity through a chain of `steps` operations among + - × ÷ (division always exact,
-every intermediate value a positive integer), told as an everyday story: shopping, baking, travel, savings,
-sharing, a library, a garden, a school trip. Difficulty knobs: `--steps` (chain length) and `--max-number` (the
+Each problem follows one quantity through a chain of `steps` operations among + - × ÷ (every intermediate value a
+positive integer; a division is exact and can only be the last step, where the story ends in an equal split and
+asks for the size of one share), told as an everyday story: shopping, baking, travel, savings, sharing, a library,
+a garden, a school trip. Difficulty knobs: `--steps` (chain length) and `--max-number` (the
 largest starting value and added/subtracted amount; multipliers and divisors stay in 2..12 and the running value
 stays at or below 10 × max-number). The same seed always writes the same file.
 
@@ -42,15 +43,19 @@ PEOPLE = [
 
 @dataclass(frozen=True)
 class Scenario:
-    """A story about one quantity: an opening, phrasings per operation ({n} the operand), and the question."""
+    """A story about one quantity: an opening, phrasings of + - * ({n} the operand), the question, and the ways
+    to end the story with an equal split (a sentence and the question that goes with it)."""
 
     name: str
     opening: tuple[str, ...]
     phrasings: dict[str, tuple[str, ...]]
     question: tuple[str, ...]
+    split: tuple[tuple[str, str], ...]
 
 
-# Placeholders: {name} {he} {his} {He} {His} {x} (start value) {n} (operand).
+# Placeholders: {name} {he} {his} {him} {He} {His} {x} (start value) {n} (operand).
+# Division only ever ends a story ("... into 4 equal boxes. How many are in each box?"): mid-story splits ("keeps one
+# box, gives the rest away") were misread even by the 1.5B teacher, which measured the wording, not the arithmetic.
 SCENARIOS = (
     Scenario(
         "baking",
@@ -59,15 +64,15 @@ SCENARIOS = (
             "+": ("{He} bakes another {n}.", "A neighbour drops off {n} more."),
             "-": ("{He} eats {n} of them while they cool.", "{n} of them get burnt and go in the bin."),
             "*": (
-                "Demand is high, so {he} bakes until {he} has {n} times as many as {he} had.",
-                "{He} keeps baking until {he} has {n} times as many as before.",
-            ),
-            "/": (
-                "{He} packs them equally into {n} boxes, keeps one box and gives the other boxes away.",
-                "{He} splits them equally onto {n} trays, keeps one tray and sells all the other trays.",
+                "A big order comes in, and {he} keeps baking until {he} has {n} times as many as before.",
+                "{He} multiplies the batch by {n}, so {he} has {n} times as many as before.",
             ),
         },
         ("How many does {name} have now?", "How many does {name} have at the end?"),
+        (
+            ("{He} packs all of them equally into {n} boxes.", "How many are in each box?"),
+            ("{He} puts all of them on {n} trays, the same number on each tray.", "How many are on each tray?"),
+        ),
     ),
     Scenario(
         "shopping",
@@ -79,11 +84,12 @@ SCENARIOS = (
                 "{He} wins a raffle that multiplies {his} money by {n}.",
                 "A lucky bet leaves {him} with {n} times as much money as before.",
             ),
-            "/": (
-                "{He} shares {his} money equally among {n} people, {him}self included, and keeps only {his} own share.",
-            ),
         },
         ("How many dollars does {name} have now?", "How much money, in dollars, does {name} have at the end?"),
+        (
+            ("{He} splits all of {his} money equally among {n} envelopes.", "How many dollars go in each envelope?"),
+            ("{He} shares all of {his} money equally among {n} cousins.", "How many dollars does each cousin get?"),
+        ),
     ),
     Scenario(
         "travel",
@@ -92,13 +98,17 @@ SCENARIOS = (
             "+": ("At the next stop, {n} people get on.", "{n} more travellers join."),
             "-": ("At one stop, {n} people get off.", "{n} passengers leave at the market square."),
             "*": (
-                "At the festival stop, so many people get on that there are {n} times as many people on board "
-                "as before.",
                 "At the stadium, fans get on until there are {n} times as many people on board as before.",
+                "A festival crowd boards, and the number of people on board is multiplied by {n}.",
             ),
-            "/": ("The passengers form {n} equal groups; one group stays on board and all the other groups get off.",),
         },
         ("How many people are on board now?", "How many passengers are there at the end of the trip?"),
+        (
+            ("At the last stop, everyone on board splits into {n} equal tour groups.",
+             "How many people are in each group?"),
+            ("All the passengers are seated at {n} tables, the same number at each table.",
+             "How many people sit at each table?"),
+        ),
     ),
     Scenario(
         "savings",
@@ -107,12 +117,16 @@ SCENARIOS = (
             "+": ("{He} adds ${n} from {his} allowance.", "{He} earns ${n} walking dogs and saves all of it."),
             "-": ("{He} takes out ${n} for a birthday gift.", "{He} spends ${n} on a video game."),
             "*": (
-                "A matching programme makes {his} savings {n} times as large.",
-                "After a year of interest and gifts, {his} savings are {n} times what they were.",
+                "A matching programme multiplies {his} savings by {n}.",
+                "After a year of gifts, {he} has {n} times as much saved as before.",
             ),
-            "/": ("{He} divides the savings equally into {n} jars and gives away every jar except one.",),
         },
         ("How many dollars does {name} have saved now?", "How much is in the savings, in dollars, at the end?"),
+        (
+            ("{He} moves all of the savings equally into {n} jars.", "How many dollars are in each jar?"),
+            ("{He} spreads all of the savings evenly over {n} months of spending.",
+             "How many dollars can {he} spend each month?"),
+        ),
     ),
     Scenario(
         "sharing",
@@ -121,29 +135,34 @@ SCENARIOS = (
             "+": ("{He} trades for {n} more.", "A friend gives {him} {n} more."),
             "-": ("{He} gives away {n}.", "{He} loses {n} on the way home."),
             "*": (
-                "{He} ends up with {n} times as many after a big swap.",
-                "A collector trades with {him}, leaving {him} with {n} times as many.",
+                "After a big swap, {he} has {n} times as many as before.",
+                "A collector multiplies {his} collection by {n} in a trade.",
             ),
-            "/": ("{He} shares them equally among {n} friends, {him}self included, and keeps only {his} own share.",),
         },
         ("How many does {name} have now?", "How many does {name} end up with?"),
+        (
+            ("{He} shares all of them equally among {n} friends and keeps none.",
+             "How many does each friend get?"),
+            ("{He} puts all of them into {n} albums, the same number in each.", "How many are in each album?"),
+        ),
     ),
     Scenario(
         "library",
         ("A school library has {x} books on its new shelf.", "A small library puts {x} new books on a shelf."),
         {
-            "+": ("A donation brings {n} more books.", "The librarian orders {n} more."),
+            "+": ("A donation brings {n} more books.", "The librarian adds {n} more."),
             "-": ("Students borrow {n} of them.", "{n} books are sent away for repair."),
             "*": (
                 "After a book drive, the shelf holds {n} times as many books as before.",
-                "A grant pays for more books, so the shelf now holds {n} times as many books as before.",
-            ),
-            "/": (
-                "The librarian splits the books into {n} equal piles, keeps one pile on the shelf and sends the "
-                "other piles to classrooms.",
+                "A grant multiplies the number of books on the shelf by {n}.",
             ),
         },
         ("How many books are on the shelf now?", "How many books are on the shelf at the end?"),
+        (
+            ("All the books are shared equally among {n} classrooms.", "How many books does each classroom get?"),
+            ("The librarian moves all the books onto {n} new shelves, the same number on each.",
+             "How many books are on each new shelf?"),
+        ),
     ),
     Scenario(
         "garden",
@@ -153,11 +172,14 @@ SCENARIOS = (
             "-": ("Rabbits eat {n} of them.", "{n} of them do not survive the frost."),
             "*": (
                 "By summer, {he} has {n} times as many as before.",
-                "{He} takes cuttings until {he} has {n} times as many.",
+                "{He} takes cuttings, which multiplies the number of plants by {n}.",
             ),
-            "/": ("{He} divides them equally into {n} beds and gives away every bed except one.",),
         },
         ("How many does {name} have now?", "How many are in {name}'s garden at the end?"),
+        (
+            ("{He} replants all of them in {n} rows with the same number in each row.", "How many are in each row?"),
+            ("{He} gives all of them away equally to {n} neighbours.", "How many does each neighbour get?"),
+        ),
     ),
     Scenario(
         "school trip",
@@ -166,15 +188,15 @@ SCENARIOS = (
             "+": ("{n} more students sign up.", "Another class adds {n} students."),
             "-": ("{n} students cancel.", "{n} students are sick on the day."),
             "*": (
-                "The trip becomes so popular that the number of students becomes {n} times as large.",
-                "The whole year group is invited, making the count {n} times as large.",
-            ),
-            "/": (
-                "The students are divided equally into {n} buses; only one bus goes on the trip and the others "
-                "stay behind.",
+                "The whole year group is invited, which multiplies the number of students by {n}.",
+                "The trip becomes popular: now {n} times as many students as before are going.",
             ),
         },
         ("How many students are on the trip now?", "How many students are on the trip in the end?"),
+        (
+            ("All the students are divided equally into {n} buses.", "How many students ride in each bus?"),
+            ("All the students form {n} teams of equal size.", "How many students are in each team?"),
+        ),
     ),
 )
 
@@ -221,58 +243,59 @@ def expression_of(start: int, ops: tuple[tuple[str, int], ...]) -> str:
     return expr
 
 
-def _choose_op(rng: random.Random, value: int, max_number: int, previous: tuple[str, int] | None) -> tuple[str, int]:
+def _choose_op(
+    rng: random.Random, value: int, max_number: int, *, may_divide: bool
+) -> tuple[str, int]:
     """A random operation that keeps the running value a positive integer at most 10 x max_number."""
     cap = 10 * max_number
     options: list[tuple[str, int]] = []
     if value + 2 <= cap:
         options.append(("+", rng.randint(2, min(max_number, cap - value))))
-    if value >= 2:
-        options.append(("-", rng.randint(1, min(max_number, value - 1))))
+    if value >= 4:  # leave at least 2, so no story ends with "1 students"
+        options.append(("-", rng.randint(2, min(max_number, value - 2))))
     factors = [k for k in SMALL_FACTORS if value * k <= cap]
     if factors:
         options.append(("*", rng.choice(factors)))
     divisors = [k for k in SMALL_FACTORS if value % k == 0 and value // k >= 2]
-    if previous is not None and previous[0] == "*":
-        # Undoing the previous multiplication would make a step vanish.
-        divisors = [k for k in divisors if k != previous[1]]
-    if divisors:
+    if may_divide and divisors:
         options.append(("/", rng.choice(divisors)))
     return rng.choice(options)
 
 
 def make_problem(rng: random.Random, steps: int, max_number: int) -> ArithProblem:
-    """One problem: a start value and `steps` operations, told through a randomly chosen scenario."""
+    """One problem: a start value and `steps` operations (a division only as the last one), told as a story."""
     if steps < 1 or max_number < 4:
         raise ValueError("need steps >= 1 and max_number >= 4")
     scenario = rng.choice(SCENARIOS)
     name, he, his = rng.choice(PEOPLE)
     him = {"she": "her", "he": "him"}[he]
-    # Starting values with small divisors keep division in play; the rng decides.
-    value = start = rng.randint(4, max_number)
+    value = start = rng.randint(max(4, max_number // 8), max_number)
     ops: list[tuple[str, int]] = []
-    for _ in range(steps):
-        op, n = _choose_op(rng, value, max_number, ops[-1] if ops else None)
+    for i in range(steps):
+        op, n = _choose_op(rng, value, max_number, may_divide=i == steps - 1)
         value = apply_op(value, op, n)
         ops.append((op, n))
 
     fill = dict(name=name, he=he, his=his, him=him, He=he.capitalize(), His=his.capitalize(), x=start)
     sentences = [rng.choice(scenario.opening).format(**fill)]
+    question = rng.choice(scenario.question)
     used: set[str] = set()
     for i, (op, n) in enumerate(ops):
-        # Prefer a phrasing not yet used in this problem, so a story does not repeat itself word for word.
-        fresh = [t for t in scenario.phrasings[op] if t not in used] or list(scenario.phrasings[op])
-        template = rng.choice(fresh)
-        used.add(template)
+        if op == "/":
+            template, question = rng.choice(scenario.split)
+        else:
+            # Prefer a phrasing not yet used in this problem, so a story does not repeat itself word for word.
+            fresh = [t for t in scenario.phrasings[op] if t not in used] or list(scenario.phrasings[op])
+            template = rng.choice(fresh)
+            used.add(template)
         sentence = template.format(n=n, **fill)
         if i and rng.random() < 0.5:
             head = sentence if sentence.startswith(name) else sentence[0].lower() + sentence[1:]
             sentence = rng.choice(("Then ", "After that, ", "Next, ", "Later, ")) + head
         sentences.append(sentence)
-    sentences.append(rng.choice(scenario.question).format(**fill))
-    prompt = " ".join(sentences)
+    sentences.append(question.format(**fill))
     return ArithProblem(
-        prompt=prompt, answer=value, start=start, ops=tuple(ops), scenario=scenario.name,
+        prompt=" ".join(sentences), answer=value, start=start, ops=tuple(ops), scenario=scenario.name,
         expression=expression_of(start, tuple(ops)),
     )
 

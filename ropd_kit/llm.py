@@ -29,7 +29,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 from urllib.parse import urlsplit
 
 from .config import ConfigError, EndpointConfig, RunConfig, cache_root
@@ -455,8 +455,12 @@ class LLMClient:
         json_schema: dict | None = None,
         schema_name: str = "response",
         seed: int | None = None,
+        accept: Callable[[str], Any] | None = None,
     ) -> ChatResult:
         """One completion. Cached results come back with `cached=True` and make no request.
+
+        `accept(text)` is the caller's validator (a parser): a reply it raises on is returned but never cached, so a
+        wrong-schema answer is not replayed forever.
 
         Raises LLMError (after the endpoint's retries) — never returns an empty text.
         """
@@ -499,7 +503,7 @@ class LLMClient:
         finally:
             _CALL_REQUESTS.reset(token)
 
-        if key is not None and result.finish_reason in CACHEABLE_FINISH:
+        if key is not None and result.finish_reason in CACHEABLE_FINISH and _accepted(accept, result.text):
             self.cache.put(key, {
                 "text": result.text, "prompt_tokens": result.prompt_tokens,
                 "completion_tokens": result.completion_tokens, "finish_reason": result.finish_reason,
@@ -624,6 +628,16 @@ def _rejects_mode(text: str, mode: str) -> bool:
     words = ("response_format", "json_schema", "response format", "schema") if mode == "json_schema" else (
         "response_format", "json_object", "response format", "json mode")
     return any(w in text for w in words)
+
+
+def _accepted(accept: Callable[[str], Any] | None, text: str) -> bool:
+    if accept is None:
+        return True
+    try:
+        accept(text)
+    except Exception:  # the caller's parser said no: keep it out of the cache, the caller handles the reply
+        return False
+    return True
 
 
 def classify_error(err: Exception) -> tuple[str, int | None]:

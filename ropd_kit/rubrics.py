@@ -427,6 +427,15 @@ async def induce_rubric_async(
     raw: list[str] = []
     errors: list[str] = []
     attempts = 0
+    shown = list(rollouts)[: getattr(config, "rubric_student_samples", 4)]
+
+    def validated(text: str) -> Rubric:
+        rubric = parse_rubric(text, allow_pitfalls=pitfalls, min_criteria=min_c, max_criteria=max_c)
+        stray = ungrounded_numbers(rubric, question, teacher_refs, shown)
+        if stray:
+            raise RubricError(stray)
+        return rubric
+
     for attempt in range(getattr(config, "rubric_attempts", 3)):
         attempts += 1
         try:
@@ -437,6 +446,7 @@ async def induce_rubric_async(
                 json_schema=schema,
                 schema_name="rubric",
                 sample_index=attempt,
+                accept=validated,
             )
         except LLMError as exc:
             errors.append(f"attempt {attempt + 1}: {getattr(exc, 'kind', 'error')} error: {exc}")
@@ -445,11 +455,7 @@ async def induce_rubric_async(
             continue
         raw.append(result.text)
         try:
-            rubric = parse_rubric(result.text, allow_pitfalls=pitfalls, min_criteria=min_c, max_criteria=max_c)
-            shown = list(rollouts)[: getattr(config, "rubric_student_samples", 4)]
-            stray = ungrounded_numbers(rubric, question, teacher_refs, shown)
-            if stray:
-                raise RubricError(stray)
+            rubric = validated(result.text)
         except RubricError as exc:
             errors.append(f"attempt {attempt + 1}: {exc}")
             # Keep the rejected reply in the conversation so the model corrects it instead of starting over.

@@ -295,6 +295,7 @@ async def _judge(
                 json_schema=schema,
                 schema_name="verdicts",
                 sample_index=attempt,
+                accept=lambda text: parse_verdicts(text, n, m),
             )
         except LLMError as exc:
             message = f"{label}, attempt {attempt + 1}: {getattr(exc, 'kind', 'error')} error: {exc}"

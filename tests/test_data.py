@@ -158,6 +158,7 @@ def test_generated_answers_recompute(steps, max_number):
                 value = OPERATORS[op](value, n)
             assert 0 < value <= 10 * max_number, problem
         assert len(problem.ops) == steps
+        assert all(op != "/" for op, _ in problem.ops[:-1]), "a division may only end the story"
         assert value == problem.answer == eval(problem.expression, {"__builtins__": {}})  # noqa: S307
         assert str(problem.start) in problem.prompt
         assert all(str(n) in problem.prompt for _, n in problem.ops)
