@@ -114,6 +114,7 @@ class RubricOutcome(BaseModel):
     raw: list[str] = Field(default_factory=list)
     error: str | None = None
     errors: list[str] = Field(default_factory=list, description="The reason each failed attempt was rejected.")
+    repairs: list[str] = Field(default_factory=list, description="What parsing changed in the accepted rubric.")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -229,12 +230,27 @@ def parse_rubric(
 
     Accepted around it: prose, ```json fences, `</think>` reasoning, trailing commas, points written as "3", a bare
     list of criteria, "criterion"/"description" for text, "weight" for points, a missing id (becomes c<position>).
+    Repaired: a criterion whose text repeats an earlier one word for word is dropped (small models loop; a repeat
+    would count its points twice). `parse_rubric_with_repairs` also says what was dropped.
     Rejected, each with the criterion named: points outside 1-5 (or -2/-1 with `allow_pitfalls`), 0 points,
     fractional points, empty text, duplicate ids (compared stripped and lower-cased), fewer than `min_criteria` or
-    more than `max_criteria` criteria, a rubric without positive points, placeholder text copied from the prompt
-    ("<one concrete check>", "..."), text that points at the reference answers or attempts (the Verifier is blind
-    to them), two criteria with the same text. All problems are reported at once.
+    more than `max_criteria` distinct criteria, a rubric without positive points, placeholder text copied from the
+    prompt ("<one concrete check>", "..."), text that points at the reference answers or attempts (the Verifier is
+    blind to them). All problems are reported at once.
     """
+    return parse_rubric_with_repairs(
+        text, allow_pitfalls=allow_pitfalls, min_criteria=min_criteria, max_criteria=max_criteria
+    )[0]
+
+
+def parse_rubric_with_repairs(
+    text: str,
+    *,
+    allow_pitfalls: bool = False,
+    min_criteria: int = 1,
+    max_criteria: int = 12,
+) -> tuple[Rubric, list[str]]:
+    """`parse_rubric`, plus a note for every repeated criterion that was dropped."""
     body = strip_thinking(text)
     # The documented shape wins over a bare list, so that a stray "[{...}]" in prose is not taken for the rubric.
     items = find_json(body, _criteria_object)
@@ -247,31 +263,38 @@ def parse_rubric(
         raise RubricError('no JSON object with a "criteria" list was found in the reply')
 
     problems: list[str] = []
-    if len(items) < min_criteria:
-        problems.append(f"the rubric has {len(items)} criteria, at least {min_criteria} are required")
-    if len(items) > max_criteria:
-        problems.append(f"the rubric has {len(items)} criteria, at most {max_criteria} are allowed")
     parsed = [_criterion(item, k, allow_pitfalls, problems) for k, item in enumerate(items, start=1)]
 
-    seen: dict[str, str] = {}
-    texts: dict[str, str] = {}
+    repairs: list[str] = []
+    first_with_text: dict[str, str] = {}
+    kept: list[dict | None] = []
     for c in parsed:
+        if c is not None:
+            same = " ".join(c["text"].lower().split())
+            if same in first_with_text:
+                repairs.append(f"dropped criterion {c['id']}: it repeats criterion {first_with_text[same]}")
+                continue
+            first_with_text[same] = c["id"]
+        kept.append(c)
+
+    if len(kept) < min_criteria:
+        repeats = f" ({len(repairs)} repeated ones dropped)" if repairs else ""
+        problems.append(f"the rubric has {len(kept)} distinct criteria{repeats}, at least {min_criteria} are required")
+    if len(kept) > max_criteria:
+        problems.append(f"the rubric has {len(kept)} criteria, at most {max_criteria} are allowed")
+    seen: set[str] = set()
+    for c in kept:
         if c is None:
             continue
-        key = c["id"].lower()
-        if key in seen:
+        if c["id"].lower() in seen:
             problems.append(f"duplicate criterion id {c['id']!r}: every criterion needs its own id")
-        seen[key] = c["id"]
-        same = " ".join(c["text"].lower().split())
-        if same in texts:
-            problems.append(f"criteria {texts[same]} and {c['id']} have the same text: each must check something else")
-        texts.setdefault(same, c["id"])
-    valid = [c for c in parsed if c is not None]
-    if valid and len(valid) == len(parsed) and not any(c["points"] > 0 for c in valid):
+        seen.add(c["id"].lower())
+    valid = [c for c in kept if c is not None]
+    if valid and len(valid) == len(kept) and not any(c["points"] > 0 for c in valid):
         problems.append("the rubric has no criterion with positive points")
     if problems:
         raise RubricError(problems)
-    return Rubric(criteria=valid)
+    return Rubric(criteria=valid), repairs
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -429,12 +452,14 @@ async def induce_rubric_async(
     attempts = 0
     shown = list(rollouts)[: getattr(config, "rubric_student_samples", 4)]
 
-    def validated(text: str) -> Rubric:
-        rubric = parse_rubric(text, allow_pitfalls=pitfalls, min_criteria=min_c, max_criteria=max_c)
+    def validated(text: str) -> tuple[Rubric, list[str]]:
+        rubric, repairs = parse_rubric_with_repairs(
+            text, allow_pitfalls=pitfalls, min_criteria=min_c, max_criteria=max_c
+        )
         stray = ungrounded_numbers(rubric, question, teacher_refs, shown)
         if stray:
             raise RubricError(stray)
-        return rubric
+        return rubric, repairs
 
     for attempt in range(getattr(config, "rubric_attempts", 3)):
         attempts += 1
@@ -455,7 +480,7 @@ async def induce_rubric_async(
             continue
         raw.append(result.text)
         try:
-            rubric = validated(result.text)
+            rubric, repairs = validated(result.text)
         except RubricError as exc:
             errors.append(f"attempt {attempt + 1}: {exc}")
             # Keep the rejected reply in the conversation so the model corrects it instead of starting over.
@@ -464,7 +489,7 @@ async def induce_rubric_async(
                 {"role": "user", "content": _feedback(exc, result.finish_reason, config)},
             ]
             continue
-        return RubricOutcome(rubric=rubric, attempts=attempts, raw=raw, error=None, errors=errors)
+        return RubricOutcome(rubric=rubric, attempts=attempts, raw=raw, error=None, errors=errors, repairs=repairs)
     return RubricOutcome(
         rubric=None,
         attempts=attempts,

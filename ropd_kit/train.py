@@ -235,7 +235,7 @@ def grpo_dataset(tasks: list["Task"]):
     ])
 
 
-def sft_dataset(tasks: list["Task"], refs: dict[str, list[str]]):
+def sft_dataset(tasks: list["Task"], refs: dict[str, list[str]], *, why: str = ""):
     """Prompt-completion rows (student prompt -> one teacher ref); loss on the completion only."""
     from datasets import Dataset
 
@@ -247,7 +247,7 @@ def sft_dataset(tasks: list["Task"], refs: dict[str, list[str]]):
         for text in refs.get(t.id, [])
     ]
     if not rows:
-        raise TrainError("sft: no teacher reference could be obtained for any task; nothing to train on")
+        raise TrainError(f"sft: no teacher reference could be obtained for any task; nothing to train on{why}")
     return Dataset.from_list(rows)
 
 
@@ -279,7 +279,7 @@ class _RunState:
         return self.wall_offset + (time.perf_counter() - self.started) - self.eval_s
 
 
-def _make_callbacks(config: "RunConfig", state: _RunState, reward: Any, clients_of: Any, eval_tasks: list | None):
+def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_of: Any, eval_tasks: list | None):
     """Build the TrainerCallback (a class made here so that importing this module does not import transformers)."""
     from transformers import TrainerCallback
 
@@ -583,7 +583,7 @@ def _train_grpo(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
         beta=config.kl_beta,
     )
     state = _RunState(config.method, student.backend, batch, wall_offset=wall_offset)
-    callback = _make_callbacks(config, state, reward, lambda: getattr(reward, "clients", None), eval_tasks)
+    callback = _make_callback(config, state, reward, lambda: getattr(reward, "clients", None), eval_tasks)
     trainer = GRPOTrainer(
         model=model, reward_funcs=[reward], args=args, train_dataset=grpo_dataset(tasks),
         processing_class=tokenizer, callbacks=[callback],
@@ -604,7 +604,7 @@ def _train_lopd(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
     # Each task appears n_rollouts times, so a step sees as many student samples as a GRPO step does.
     dataset = grpo_dataset([t for t in tasks for _ in range(config.n_rollouts)])
     state = _RunState("lopd", student.backend, batch, wall_offset=wall_offset)
-    callback = _make_callbacks(config, state, None, lambda: None, eval_tasks)
+    callback = _make_callback(config, state, None, lambda: None, eval_tasks)
     if _same_tokenizer(student.tokenizer, teacher.tokenizer):
         from trl import DistillationConfig, DistillationTrainer
 
@@ -651,9 +651,10 @@ def _train_sft(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wal
     finally:
         index.close()
     refs = texts_by_task(records)
-    failed = sum(1 for r in records if not r.get("text"))
-    if failed:
-        _say(f"sft: {failed} of {len(records)} teacher refs failed; training on the {len(records) - failed} others")
+    errors = [r.get("error") for r in records if not r.get("text")]
+    if errors:
+        _say(f"sft: {len(errors)} of {len(records)} teacher refs failed (first: {errors[0]}); training on the others")
+    dataset = sft_dataset(tasks, refs, why=f" (first error: {errors[0]})" if errors else "")
     student = load_student(config.student_model, config=config, backend=backend, for_training=True)
     from trl import SFTConfig, SFTTrainer
 
@@ -664,9 +665,9 @@ def _train_sft(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wal
         packing=False,
     )
     state = _RunState("sft", student.backend, batch, wall_offset=wall_offset)
-    callback = _make_callbacks(config, state, None, lambda: None, eval_tasks)
+    callback = _make_callback(config, state, None, lambda: None, eval_tasks)
     trainer = SFTTrainer(
-        model=student.model, args=args, train_dataset=sft_dataset(tasks, refs), processing_class=student.tokenizer,
+        model=student.model, args=args, train_dataset=dataset, processing_class=student.tokenizer,
         callbacks=[callback],
     )
     callback.trainer = trainer

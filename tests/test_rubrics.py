@@ -28,6 +28,7 @@ from ropd_kit.rubrics import (
     induce_rubric_async,
     parse_rubric,
     rubric_messages,
+    parse_rubric_with_repairs,
     rubric_schema,
     ungrounded_numbers,
 )
@@ -146,9 +147,7 @@ def _texts(*texts: str) -> dict:
         (_texts("Gets the same answer as the reference"), "criterion c1: .* refers to texts the grader does not see"),
         (_texts("Matches reference answer B"), "refers to texts the grader does not see"),
         (_texts("Uses the method of the attempts"), "refers to texts the grader does not see"),
-        (_texts("States 10", "states  10"),
-         "criteria c1 and c2 have the same text"),
-        ({"criteria": []}, "the rubric has 0 criteria, at least 1 are required"),
+        ({"criteria": []}, "the rubric has 0 distinct criteria, at least 1 are required"),
         (_record(*[1] * 13), "the rubric has 13 criteria, at most 12 are allowed"),
         ({"rubric": "none"}, 'no JSON object with a "criteria" list'),
     ],
@@ -156,6 +155,16 @@ def _texts(*texts: str) -> dict:
 def test_invalid_rubrics_say_what_is_wrong(record, message):
     with pytest.raises(RubricError, match=message):
         parse_rubric("Here you go:\n" + json.dumps(record))
+
+
+def test_repeated_criteria_are_dropped_and_reported():
+    looped = _texts("States the final answer 10", "Adds 3 to 7", "adds 3  to 7", "Subtracts 5 from 12", "Adds 3 to 7")
+    rubric, repairs = parse_rubric_with_repairs(json.dumps(looped), min_criteria=3)
+    assert rubric.ids == ["c1", "c2", "c4"]
+    assert repairs == ["dropped criterion c3: it repeats criterion c2", "dropped criterion c5: it repeats criterion c2"]
+    assert parse_rubric(json.dumps(looped)) == rubric
+    with pytest.raises(RubricError, match="the rubric has 3 distinct criteria .2 repeated ones dropped., at least 4"):
+        parse_rubric(json.dumps(looped), min_criteria=4)
 
 
 def test_every_problem_is_reported_at_once():
