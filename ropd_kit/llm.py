@@ -541,6 +541,7 @@ class LLMClient:
         i = 0
         malformed = 0
         while True:
+            failure: LLMError | None = None
             mode = modes[i]
             kwargs = dict(request)
             kwargs[self._token_param] = max_tokens
@@ -566,9 +567,9 @@ class LLMClient:
                         i += 1
                         self._remember_mode(modes[i])
                         continue
-                raise self._classified(err, box) from None
+                failure = self._classified(err, box)
             except openai.OpenAIError as err:
-                raise self._classified(err, box) from None
+                failure = self._classified(err, box)
             except ValueError as err:
                 # A 200 whose body is not JSON (cut off by a proxy or a dying server): the SDK does not retry it,
                 # so we do, with its backoff shape, and then count it as a server failure.
@@ -576,9 +577,13 @@ class LLMClient:
                 if malformed <= self.endpoint.max_retries:  # the request hook counts the resend as a retry
                     await asyncio.sleep(min(0.5 * 2 ** (malformed - 1), 8.0))
                     continue
-                raise self._error(
+                failure = self._error(
                     "server", f"malformed response body ({type(err).__name__}: {err})", attempts=box[0]
-                ) from None
+                )
+            if failure is not None:
+                # Raised outside the except block so the SDK error (whose request headers hold the key) is not
+                # attached as __context__.
+                raise failure
             if mode is not None and self.endpoint.structured_output == "auto" and self._structured_mode is None:
                 self._remember_mode(mode)
             return response

@@ -126,8 +126,8 @@ class StepStats:
 
 
 class _JudgedReward:
-    """Shared plumbing of the rewards that call judge models: clients made inside the loop that awaits them,
-    per-step stats, run-wide failure counts."""
+    """Shared plumbing of the rewards that call judge models: clients made on first use, per-step stats for the
+    train log, run-wide failure counts for the failure-rate gate."""
 
     __name__ = "judged_reward"
 
@@ -136,6 +136,8 @@ class _JudgedReward:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self._clients = clients
         self._own_clients = clients is None
+        self._index: Any = None  # teacher reference index (RubricReward)
+        self._own_index = False
         self._pending = StepStats()
         self.total_groups = 0
         self.total_failed = 0
@@ -166,14 +168,13 @@ class _JudgedReward:
         if self._own_clients and self._clients is not None:
             await self._clients.aclose()
             self._clients = None
-        index = getattr(self, "_index", None)
-        if index is not None and getattr(self, "_own_index", False):
-            index.close()
-            self._index = None
+        if self._index is not None and self._own_index:
+            self._index.close()
+            self._index, self._own_index = None, False
 
     def close(self) -> None:
         """Close the clients (and reference index) this reward made; callable from any thread."""
-        if (self._own_clients and self._clients is not None) or getattr(self, "_own_index", False):
+        if (self._own_clients and self._clients is not None) or self._own_index:
             from .llm import run_sync
 
             run_sync(self.aclose())
