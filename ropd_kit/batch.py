@@ -55,9 +55,10 @@ INDEX = "index.html"
 HEADLESS_ENV = "ROPD_HEADLESS"  # notebooks switch tqdm to plain text bars when it is set
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# Name parts that mark a parameter as holding a credential ("max_tokens" has the part "tokens", which is fine).
-_SECRET_PARTS = {"key", "apikey", "token", "secret", "secrets", "password", "passwd", "pwd", "credential",
-                 "credentials", "auth", "bearer"}
+# Name parts that mark a variable as holding a credential ("max_tokens" has the part "tokens", which is fine; the
+# shell's PWD is a directory, not a password).
+_SECRET_PARTS = {"key", "apikey", "token", "secret", "secrets", "password", "passwd", "credential", "credentials"}
+_PARAM_ONLY_PARTS = {"auth", "bearer"}  # suspicious as parameter names; as env names they hit SSH_AUTH_SOCK and co.
 _SECRET_WORDS = ("api_key", "apikey", "secret", "password", "passwd", "credential", "access_token", "auth_token")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 REDACTED = "[redacted]"
@@ -114,7 +115,7 @@ class BatchSpec(BaseModel):
 
     def expand(self) -> list[RunSpec]:
         """The runs: each named run (or one unnamed) × the product of the grid, named after the grid values."""
-        named = self.runs or [RunSpec(name="run")]
+        named = self.runs or [RunSpec(name="default")]
         keys = list(self.grid)
         combos = list(itertools.product(*(self.grid[k] for k in keys))) if keys else [()]
         out: list[RunSpec] = []
@@ -168,13 +169,17 @@ def load_spec(spec_or_path: BatchSpec | Mapping[str, Any] | str | Path) -> Batch
 # Secrets
 
 
-def looks_like_secret_name(name: str) -> bool:
-    """True for names such as `api_key`, `hf_token`, `openai_secret`; names ending in `_env` hold a variable NAME."""
+def looks_like_secret_name(name: str, *, parameter: bool = True) -> bool:
+    """True for names such as `api_key`, `hf_token`, `openai_secret`; names ending in `_env` hold a variable NAME.
+
+    `parameter=False` applies the stricter reading used for environment variable names.
+    """
     lowered = name.lower()
     if lowered.endswith("_env"):
         return False
     parts = set(re.split(r"[^a-z0-9]+", lowered))
-    return bool(parts & _SECRET_PARTS) or any(word in lowered for word in _SECRET_WORDS)
+    holders = _SECRET_PARTS | _PARAM_ONLY_PARTS if parameter else _SECRET_PARTS
+    return bool(parts & holders) or any(word in lowered for word in _SECRET_WORDS)
 
 
 def secret_values(params: Mapping[str, Any], env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -185,7 +190,7 @@ def secret_values(params: Mapping[str, Any], env: Mapping[str, str] | None = Non
     out = {name: env[name] for name in named if env.get(name)}
     for name, value in env.items():
         # Short values of look-alike names (FOO_TOKEN_ENABLED=1) would match every "1": only real-looking keys count.
-        if name not in out and looks_like_secret_name(name) and len(value) >= 8:
+        if name not in out and looks_like_secret_name(name, parameter=False) and len(value) >= 8:
             out[name] = value
     return out
 

@@ -335,7 +335,7 @@ def rewards_table(config: RunConfig, step: int = 0) -> "pd.DataFrame":
     for task_id, group in groups.items():
         scores = [v.get("score") for _, v in group]
         judged = all(s is not None for s in scores)
-        advantages = group_advantages(scores, config.score_eps, scale=config.scale_rewards) if judged else [0.0] * len(scores)
+        advantages = group_advantages(scores, scale=config.scale_rewards) if judged else [0.0] * len(scores)
         for (idx, v), adv in zip(group, advantages):
             judgements = v.get("judgements") or []
             rows.append({
@@ -631,7 +631,9 @@ def comparison_sections(run_dirs: Sequence[Path], target: float | None = None) -
         return fig.to_html(include_plotlyjs=False, full_html=False)
 
     def table_html(frame: "pd.DataFrame") -> str:
-        return frame.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.3f}", border=0)
+        # JSON nulls read back as None in object columns: show them as blanks, like NaN
+        frame = frame.astype(object).where(frame.notna(), "")
+        return frame.to_html(index=False, float_format=lambda x: f"{x:.3f}", border=0)
 
     sections: list[str] = []
     with_logs = [p for p in run_dirs if (p / rundir.TRAIN_LOG).exists()]

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ropd_kit import batch, notebook_tools
-from ropd_kit.batch import BatchError, BatchSpec, SecretParameterError, check_secrets, load_spec, run_batch
+from ropd_kit.batch import (BatchError, BatchSpec, SecretParameterError, check_secrets, load_spec, run_batch,
+                            secret_values)
 
 
 def write_toy(path: Path) -> Path:
@@ -67,7 +68,7 @@ def test_named_runs_times_grid_and_base_overridden_by_run():
     runs = {r.name: r.params for r in s.expand()}
     assert runs == {"a_seed-0": {"seed": 0, "n_tasks": 8}, "a_seed-1": {"seed": 1, "n_tasks": 8},
                     "b_seed-0": {"seed": 0, "n_tasks": 2}, "b_seed-1": {"seed": 1, "n_tasks": 2}}
-    assert [r.name for r in BatchSpec(name="x").expand()] == ["run"]
+    assert [r.name for r in BatchSpec(name="x").expand()] == ["default"]
 
 
 def test_spec_errors_name_the_file_and_field(tmp_path):
@@ -142,6 +143,13 @@ def test_any_value_containing_the_key_is_refused(secret, prefix, suffix):
         check_secrets({"verifier_api_key_env": "MY_KEY_VAR", "tasks_path": prefix + secret + suffix}, env=env)
 
 
+def test_secret_values_are_keys_not_paths():
+    env = {"PWD": "/work/main", "SSH_AUTH_SOCK": "/tmp/ssh-abc/agent.1", "HF_TOKEN": "hf_0123456789",
+           "MY_VAR": "value-of-my-var", "OPENAI_API_KEY": "sk-0123456789"}
+    assert secret_values({"teacher_api_key_env": "MY_VAR"}, env) == {
+        "MY_VAR": "value-of-my-var", "HF_TOKEN": "hf_0123456789", "OPENAI_API_KEY": "sk-0123456789"}
+
+
 def test_redact_file_replaces_and_counts(tmp_path):
     f = tmp_path / "out.txt"
     f.write_text("a sk-secret-xyz b sk-secret-xyz")
@@ -212,12 +220,12 @@ def test_bad_specs_are_refused_before_anything_runs(toy, tmp_path):
 def test_html_export_is_offline_and_has_the_figure(toy, tmp_path):
     reports = tmp_path / "reports"
     run_batch({"name": "h", "notebooks": [str(toy)]}, reports, progress=False, serve_local=False)
-    html = (reports / "h" / "run" / "toy.html").read_text()
+    html = (reports / "h" / "default" / "toy.html").read_text()
     assert "plotly-graph-div" in html and "Plotly.newPlot" in html
     # plotly.js is inlined and nothing is fetched from a CDN (require.js, MathJax, widget manager)
     assert "<script src=" not in html.replace("<script src=\"data:", "")
-    executed = nbformat.read(reports / "h" / "run" / "toy.ipynb", as_version=4)
-    assert executed.metadata["papermill"]["parameters"]["run_dir"].endswith("h/run/run")
+    executed = nbformat.read(reports / "h" / "default" / "toy.ipynb", as_version=4)
+    assert executed.metadata["papermill"]["parameters"]["run_dir"].endswith("h/default/run")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -227,7 +235,7 @@ def test_html_export_is_offline_and_has_the_figure(toy, tmp_path):
 def test_strip_clears_outputs_and_keeps_the_parameters_tag(toy, tmp_path):
     reports = tmp_path / "reports"
     run_batch({"name": "s", "notebooks": [str(toy)]}, reports, progress=False, serve_local=False)
-    executed = reports / "s" / "run" / "toy.ipynb"
+    executed = reports / "s" / "default" / "toy.ipynb"
     assert notebook_tools.unstripped([executed]) == [executed]
     assert notebook_tools.strip([executed]) == [executed]
     nb = nbformat.read(executed, as_version=4)

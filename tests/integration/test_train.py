@@ -105,8 +105,8 @@ def test_ropd_two_steps_then_a_replayed_step_asks_the_teacher_nothing(tiny: RunC
     replay = tiny.model_copy(update={"run_dir": str(tmp_path / "replay"), "max_steps": 1})
     train(replay)
     (record,) = rundir.read_jsonl(replay.path / rundir.TRAIN_LOG)
-    assert record["judge_usage"]["teacher"]["calls"] == 2 * tiny.n_teacher_refs
-    assert record["judge_usage"]["teacher"]["http_requests"] == 0
+    assert record["judge_usage"]["teacher"]["calls"] == record["judge_usage"]["teacher"]["http_requests"] == 0
+    assert record["judge_usage"]["rubricator"]["calls"] >= 2  # the judging itself did happen
 
 
 def test_rlvr_resumes_a_killed_run_from_its_last_checkpoint(tiny: RunConfig):
