@@ -495,6 +495,11 @@ def train(config: "RunConfig") -> TrainResult:
     eval_tasks = _eval_tasks(config)
     backend = choose_backend(config)
     _say(f"method={method} backend={backend} student={config.student_model} run_dir={config.path}")
+    if not Path(str(config.student_model)).expanduser().is_dir():
+        # A mistyped model name is a local error: say so before servers start or endpoints are probed.
+        from .models import resolve_model
+
+        resolve_model(config.student_model)
 
     resume_from = None
     wall_offset = 0.0
