@@ -163,6 +163,10 @@ class FaultProxy:
     requests get random faults with probability `fault_rate`, drawn from `faults` by a `random.Random(seed)`.
     Under concurrency the draws are reproducible, the request each draw lands on is not.
     `latency_s` delays every request (chat or not) before anything else happens.
+    `recording`: "record" keeps the first 200 answer to every distinct chat request body (`.recordings`); "replay"
+    also answers a request seen before from there without going upstream (`.replayed` counts them), and records new
+    ones. Replay with `latency_s` is a remote API stand-in whose only cost is its latency: the benchmarks use it to
+    measure what the client overlaps, free of the local server's own speed.
     """
 
     def __init__(
@@ -178,6 +182,7 @@ class FaultProxy:
         stall_s: float = 600.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        recording: str = "off",
     ) -> None:
         unknown = [f for f in list(faults) + [f for f in (schedule or []) if f] if f not in FAULTS + EXTRA_FAULTS]
         if unknown:
@@ -191,6 +196,12 @@ class FaultProxy:
         self.retry_after_s = retry_after_s
         self.stall_s = stall_s
         self.host, self._port = host, port
+        if recording not in ("off", "record", "replay"):
+            raise ValueError(f"recording must be 'off', 'record' or 'replay', got {recording!r}")
+        self.recording = recording
+        # request body (canonical JSON) -> (status, headers, body) of the first 200 answer; see `recording`.
+        self.recordings: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self.replayed = 0
         self._schedule: list[str | None] = list(schedule or [])
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -252,6 +263,8 @@ class FaultProxy:
                 "upstream_errors": self.upstream_errors,
                 "injected": dict(self.injected),
                 "injected_total": sum(self.injected.values()),
+                "replayed": self.replayed,
+                "recorded": len(self.recordings),
             }
 
     def start(self) -> "FaultProxy":
@@ -392,7 +405,15 @@ class FaultProxy:
         if fault == "stall":
             return await self._stall(request)
 
+        key = json.dumps(payload, sort_keys=True) if self.recording != "off" and not fault else None
+        if key is not None and self.recording == "replay" and key in self.recordings:
+            status, headers, body = self.recordings[key]
+            with self._lock:
+                self.replayed += 1
+            return web.Response(status=status, body=body, headers=headers)
         status, headers, body = await self._forward(request, raw)
+        if key is not None and status == 200:
+            self.recordings.setdefault(key, (status, headers, body))
         if fault is None or status != 200:
             return web.Response(status=status, body=body, headers=headers)
         if fault == "truncated_json":

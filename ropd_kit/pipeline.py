@@ -39,6 +39,8 @@ class GroupJudgement:
     error: str | None = None
     raw_records: list[dict] = field(default_factory=list)
     verifier_calls: int = 0
+    rubric_s: float = 0.0
+    verify_s: float = 0.0
 
 
 def _group_seed(config: RunConfig, task_id: str, step: int) -> int:
@@ -68,7 +70,9 @@ async def judge_group_async(
     Never raises for model or endpoint misbehaviour: a group that cannot be judged comes back with `failed=True`,
     `scores=None` and the reason in `error`, so the trainer can give it zero advantage and count it.
     """
+    started = time.perf_counter()
     outcome = await induce_rubric_async(task.prompt, teacher_refs, rollouts, clients.rubricator, config)
+    rubric_s = time.perf_counter() - started
     raw = [
         {"task_id": task.id, "step": step, "role": "rubricator", "attempt": i, "text": text}
         for i, text in enumerate(outcome.raw)
@@ -86,9 +90,10 @@ async def judge_group_async(
     if outcome.rubric is None:
         return GroupJudgement(
             task.id, step, rubric_record, [], None, [None] * len(teacher_refs), True,
-            error=f"rubric: {outcome.error}", raw_records=raw,
+            error=f"rubric: {outcome.error}", raw_records=raw, rubric_s=rubric_s,
         )
 
+    started = time.perf_counter()
     verdicts = await verify_group_async(
         task.prompt,
         outcome.rubric,
@@ -99,6 +104,7 @@ async def judge_group_async(
         seed=_group_seed(config, task.id, step),
         truncated=truncated,
     )
+    verify_s = time.perf_counter() - started
     raw += [
         {"task_id": task.id, "step": step, "role": "verifier", "attempt": i, "text": text}
         for i, text in enumerate(verdicts.raw)
@@ -141,6 +147,8 @@ async def judge_group_async(
         error=f"verify: {verdicts.error}" if failed else None,
         raw_records=raw,
         verifier_calls=verdicts.calls,
+        rubric_s=rubric_s,
+        verify_s=verify_s,
     )
 
 

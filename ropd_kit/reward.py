@@ -112,6 +112,11 @@ class StepStats:
     teacher_scores: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    # refs_s is wall time (references come before any group is judged); rubric_s and verify_s are summed over the
+    # step's groups, which run concurrently, so they can add up to more than the judging wall time.
+    refs_s: float = 0.0
+    rubric_s: float = 0.0
+    verify_s: float = 0.0
 
     def as_record(self) -> dict[str, Any]:
         return {
@@ -121,6 +126,9 @@ class StepStats:
             "rubric_size": statistics.fmean(self.rubric_sizes) if self.rubric_sizes else None,
             "teacher_score_mean": statistics.fmean(self.teacher_scores) if self.teacher_scores else None,
             "judge_s": round(self.wall_s, 3),
+            "refs_s": round(self.refs_s, 3),
+            "rubric_s": round(self.rubric_s, 3),
+            "verify_s": round(self.verify_s, 3),
             "judge_errors": self.errors[:5],
         }
 
@@ -251,6 +259,7 @@ class RubricReward(_JudgedReward):
             refs_error = None
         except Exception as exc:  # noqa: BLE001 - a teacher outage fails this step's groups, not the run
             refs, refs_error = {}, f"teacher refs: {type(exc).__name__}: {exc}"
+        self._pending.refs_s += time.perf_counter() - started
 
         async def one(i: int, task: "Task") -> GroupJudgement:
             task_refs = refs.get(task.id) or []
@@ -270,6 +279,8 @@ class RubricReward(_JudgedReward):
 
         results = list(await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks))))
         self._pending.wall_s += time.perf_counter() - started
+        self._pending.rubric_s += sum(r.rubric_s for r in results)
+        self._pending.verify_s += sum(r.verify_s for r in results)
         return results
 
     async def __call__(

@@ -48,7 +48,7 @@ TRAIN_LOG_FIELDS = (
     "step", "method", "backend", "samples_seen", "wall_s", "reward_mean", "reward_std", "loss", "kl",
     "learning_rate", "grad_norm", "completion_length", "judge_calls", "judge_http_requests", "judge_cache_hits",
     "judge_tokens", "judge_groups", "judge_failures", "judge_failed_rollouts", "rubric_size", "teacher_score_mean",
-    "judge_s", "judge_usage", "judge_errors",
+    "judge_s", "judge_usage", "judge_errors", "step_s", "generate_s", "refs_s", "rubric_s", "verify_s",
 )
 
 
@@ -274,9 +274,36 @@ class _RunState:
     eval_s: float = 0.0
     started: float = field(default_factory=time.perf_counter)
     stop_reason: str | None = None
+    # Where a step's time goes (make bench's step breakdown): the trainer's generation call is timed by a wrapper,
+    # the step from on_step_begin to on_step_end (evaluation, which runs after on_step_end, is not in it).
+    generate_s: float = 0.0
+    step_began: float | None = None
+    step_s: float | None = None
 
     def wall_s(self) -> float:
         return self.wall_offset + (time.perf_counter() - self.started) - self.eval_s
+
+    def pop_timings(self) -> dict[str, float | None]:
+        out = {"step_s": None if self.step_s is None else round(self.step_s, 3), "generate_s": round(self.generate_s, 3)}
+        self.generate_s, self.step_s = 0.0, None
+        return out
+
+
+def _time_generation(trainer: Any, state: _RunState) -> None:
+    """Add the time spent in the trainer's rollout generation (TRL's `_generate`, GRPO and distillation alike) to
+    `state.generate_s`. A trainer without that method is left alone: its log has generate_s 0."""
+    generate = getattr(trainer, "_generate", None)
+    if generate is None:
+        return
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            state.generate_s += time.perf_counter() - started
+
+    trainer._generate = timed
 
 
 def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_of: Any, eval_tasks: list | None):
@@ -302,6 +329,9 @@ def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_o
             self._usage_before = self._usage()
             if eval_tasks and trainer_state.global_step == 0:
                 self._evaluate(0)
+
+        def on_step_begin(self, args, trainer_state, control, **kwargs):
+            state.step_began = time.perf_counter()
 
         def on_log(self, args, trainer_state, control, logs=None, **kwargs):
             logs = logs or {}
@@ -341,11 +371,17 @@ def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_o
                 "judge_s": None,
                 "judge_usage": delta,
                 "judge_errors": [],
+                "refs_s": None,
+                "rubric_s": None,
+                "verify_s": None,
+                **state.pop_timings(),
                 **stats,
             }
             rundir.append_jsonl(config.path / rundir.TRAIN_LOG, [record])
 
         def on_step_end(self, args, trainer_state, control, **kwargs):
+            if state.step_began is not None:
+                state.step_s = time.perf_counter() - state.step_began
             step = trainer_state.global_step
             if (
                 hasattr(reward, "failure_rate")
@@ -594,6 +630,7 @@ def _train_grpo(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
         processing_class=tokenizer, callbacks=[callback],
     )
     callback.trainer = trainer
+    _time_generation(trainer, state)
     return _finish(trainer, config, state, reward, resume_from)
 
 
@@ -644,6 +681,7 @@ def _train_lopd(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
             processing_class=student.tokenizer, callbacks=[callback],
         )
     callback.trainer = trainer
+    _time_generation(trainer, state)
     return _finish(trainer, config, state, None, resume_from)
 
 
@@ -676,4 +714,5 @@ def _train_sft(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wal
         callbacks=[callback],
     )
     callback.trainer = trainer
+    _time_generation(trainer, state)
     return _finish(trainer, config, state, None, resume_from)

@@ -70,6 +70,12 @@ def check_train_log(run_dir: Path, method: str, steps: list[int], samples_per_st
         assert record["method"] == method and record["backend"] == "transformers"
         assert record["samples_seen"] == record["step"] * samples_per_step
         assert record["loss"] is not None
+        # One generation per optimizer step (no gradient accumulation), so every step has generation time in it.
+        assert record["step_s"] > 0
+        if method != "sft":
+            assert 0 < record["generate_s"] < record["step_s"], record
+        if method == "ropd":
+            assert record["judge_s"] > 0 and record["rubric_s"] > 0 and record["verify_s"] >= 0
     walls = [r["wall_s"] for r in log]
     assert walls == sorted(walls) and walls[0] > 0
     return log

@@ -1,0 +1,332 @@
+"""`make bench`: where ROPD's time and money go, measured side by side on this machine.
+
+Runs the benchmarks of `bench_judge` (judge throughput against concurrency, local and behind a latency proxy;
+verification granularity; cache replay) and of `bench_step` (step-time breakdown and teacher-side cost per scored
+rollout for ropd, lopd, rlvr and judge), writes one JSON per benchmark under `reports/bench/` (inputs, machine
+facts, raw timings, medians, ratios) and `reports/bench/index.html` with the plots, linking `injection.json` and
+`gpu_grpo.json` when they exist.
+
+The judging benchmarks use SmolLM2-135M as judge by default: 16 groups of 12 answers at three concurrency levels
+take minutes with it and close to an hour with the 1.5B teacher on a 2-core CPU. `--judge-model
+qwen2.5-coder-1.5b-instruct` runs them with the offline default's teacher. The step breakdown uses the offline
+default (0.5B student, 1.5B teacher side) at the demo's sizes.
+
+    python -m ropd_kit.bench                          # everything (about 15 min on 2 cores, servers built)
+    python -m ropd_kit.bench --only judge_throughput --groups 4
+    python -m ropd_kit.bench --quick                  # minutes: tiny sizes, SmolLM2 everywhere
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+from typing import Any, Callable
+
+from .bench_judge import REPO
+
+BENCHES = ("judge_throughput", "verify_granularity", "cache_replay", "step_breakdown")
+DEFAULT_OUT = REPO / "reports" / "bench"
+LINKED = {"injection.json": "prompt injection into the Verifier (python -m ropd_kit.bench_injection)",
+          "gpu_grpo.json": "Unsloth vs transformers GRPO on a GPU"}
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the numbers depend on: cores, memory, load at the start, library versions, the llama-server build."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import serve
+
+    def v(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    mem_kb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kb / 2**20, 1) if mem_kb else None,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "packages": {p: v(p) for p in ("torch", "transformers", "trl", "openai", "ropd-kit")},
+        "llama_server": serve._read_stamp(),
+    }
+
+
+def write_result(out: Path, name: str, result: dict[str, Any], facts: dict[str, Any]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    payload = {"bench": name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "machine": facts, **result}
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
+
+
+def _say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def run_judge_benches(names: list[str], out: Path, facts: dict, args: argparse.Namespace) -> dict[str, Path]:
+    from .bench_judge import (bench_cache_replay, bench_judge_throughput, bench_verify_granularity, judge_params,
+                              make_inputs)
+    from .config import RunConfig
+    from .serve import local_endpoints
+
+    work = out / "work"
+    level_max = max(args.levels)
+    params = judge_params(
+        args.judge_model, work,
+        n_tasks=args.groups, n_teacher_refs=args.refs, n_rollouts=args.rollouts,
+        teacher_max_tokens=args.answer_tokens, rollout_max_tokens=args.answer_tokens,
+        # One slot per request in flight at the highest level, each with room for a 12-answer verifier prompt.
+        server_parallel=level_max, server_ctx_size=level_max * 4096,
+    )
+    config = RunConfig.from_params(**params)
+    written: dict[str, Path] = {}
+    with local_endpoints(config) as served:
+        started = time.perf_counter()
+        groups = make_inputs(served)
+        _say(f"inputs: {len(groups)} groups of {args.refs} teacher refs + {args.rollouts} rollouts "
+             f"({time.perf_counter() - started:.0f} s)")
+        if "judge_throughput" in names:
+            result = bench_judge_throughput(groups, served, levels=tuple(args.levels), repeats_local=args.repeats_local,
+                                            repeats_remote=args.repeats, latency_s=args.latency, progress=_say)
+            written["judge_throughput"] = write_result(out, "judge_throughput", result, facts)
+        if "verify_granularity" in names:
+            result = bench_verify_granularity(groups[: args.granularity_groups], served, repeats=args.repeats_local,
+                                              progress=_say)
+            written["verify_granularity"] = write_result(out, "verify_granularity", result, facts)
+        if "cache_replay" in names:
+            result = bench_cache_replay(groups[: args.step_groups], served, repeats=args.repeats, progress=_say)
+            written["cache_replay"] = write_result(out, "cache_replay", result, facts)
+    return written
+
+
+def run_step_bench(out: Path, facts: dict, args: argparse.Namespace) -> dict[str, Path]:
+    from .bench_step import run_method, summarise_steps
+
+    work = out / "work"
+    overrides: dict[str, Any] = {"max_steps": args.steps}
+    if args.quick:
+        overrides.update({
+            **{f"{role}_model": "smollm2-135m-instruct" for role in ("teacher", "rubricator", "verifier")},
+            "student_model": "smollm2-135m-instruct", "lopd_teacher_model": "smollm2-135m-instruct",
+            "n_rollouts": 2, "n_teacher_refs": 2, "rollout_max_tokens": 32, "teacher_max_tokens": 48,
+            "max_criteria": 3, "min_criteria": 2, "prompts_per_step": 1,
+        })
+    runs = []
+    for method in args.methods:
+        _say(f"step breakdown: {method}, {args.steps} steps")
+        runs.append(run_method(method, work, progress=_say, **overrides))
+    summary = summarise_steps(runs)
+    inputs = {"methods": args.methods, "steps": args.steps, "overrides": overrides}
+    return {
+        "step_breakdown": write_result(out, "step_breakdown", {"inputs": inputs, **{
+            k: v for k, v in summary.items() if k != "cost_per_reward"}}, facts),
+        "cost_per_reward": write_result(out, "cost_per_reward", {"inputs": inputs,
+                                                                 "per_method": summary["cost_per_reward"]}, facts),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# index.html
+
+
+def _read(out: Path, name: str) -> dict | None:
+    path = out / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _fig_div(fig: Any) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False)
+
+
+def _throughput_fig(data: dict) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for key, label in (("local", "local server as it is"),
+                       ("remote_latency", f"replayed, {data['inputs']['latency_s']:g} s latency per call")):
+        levels = list(data[key])
+        fig.add_bar(name=label, x=[f"concurrency {lv}" for lv in levels],
+                    y=[data[key][lv]["groups_per_s_median"] for lv in levels])
+    fig.update_layout(title="Judge throughput (groups/s, median)", barmode="group", yaxis_title="groups / s",
+                      height=380)
+    return fig
+
+
+def _granularity_fig(data: dict) -> Any:
+    from plotly.subplots import make_subplots
+
+    modes = list(data["summary"])
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("calls / group", "tokens / group", "wall s / group"))
+    for col, key in enumerate(("calls_per_group", "tokens_per_group", "wall_s_per_group"), start=1):
+        fig.add_bar(x=modes, y=[data["summary"][m][key] for m in modes], showlegend=False, row=1, col=col)
+    fig.update_layout(title="Verification granularity (median per group)", height=380)
+    return fig
+
+
+def _breakdown_fig(data: dict) -> Any:
+    import plotly.graph_objects as go
+
+    from .bench_step import PHASES
+
+    methods = list(data["per_method"])
+    fig = go.Figure()
+    for phase in PHASES:
+        fig.add_bar(name=phase, x=methods,
+                    y=[data["per_method"][m]["seconds_median"].get(phase) for m in methods])
+    fig.update_layout(title="Step time by phase (s, median over steps)", barmode="stack", height=380,
+                      yaxis_title="seconds")
+    return fig
+
+
+def _cost_fig(data: dict) -> Any:
+    import plotly.graph_objects as go
+
+    methods = list(data["per_method"])
+    fig = go.Figure(go.Bar(x=methods, y=[data["per_method"][m]["teacher_tokens_per_rollout"] for m in methods]))
+    fig.update_layout(title="Teacher-side tokens per scored rollout", height=380, yaxis_title="tokens")
+    return fig
+
+
+def _ratios_table(rows: list[tuple[str, Any]]) -> str:
+    def fmt(value: Any) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else escape(str(value))
+
+    body = "".join(f"<tr><td>{escape(k)}</td><td>{fmt(v)}</td></tr>" for k, v in rows)
+    return f"<table><tr><th>measure</th><th>value</th></tr>{body}</table>"
+
+
+def headline(out: Path) -> list[tuple[str, Any]]:
+    """The ratios quoted in the report, from whatever benchmark JSON files exist."""
+    rows: list[tuple[str, Any]] = []
+    if data := _read(out, "judge_throughput"):
+        for key, value in data["ratios"].items():
+            rows.append((f"judge throughput {key.replace('_', ' ')}", value))
+    if data := _read(out, "verify_granularity"):
+        for mode, r in data["ratios"].items():
+            rows.append((f"{mode.replace('_', ' ')}: tokens ratio", r["tokens"]))
+            rows.append((f"{mode.replace('_', ' ')}: calls ratio", r["calls"]))
+        rows.append(("cheapest verification mode (tokens)", data["cheapest_by_tokens"]))
+    if data := _read(out, "cache_replay"):
+        rows.append(("cache replay: warm HTTP requests", data["warm_http_requests"]))
+        rows.append(("cache replay: speed-up (median)", data["speedup_median"]))
+    if data := _read(out, "step_breakdown"):
+        for method, m in data["per_method"].items():
+            rows.append((f"{method}: step s (median)", m["seconds_median"].get("step")))
+            if m.get("reward_over_generation") is not None:
+                rows.append((f"{method}: reward time / generation time", m["reward_over_generation"]))
+    if data := _read(out, "cost_per_reward"):
+        for method, m in data["per_method"].items():
+            rows.append((f"{method}: teacher-side tokens per rollout", m["teacher_tokens_per_rollout"]))
+    return rows
+
+
+def write_index(out: str | Path = DEFAULT_OUT) -> Path:
+    """reports/bench/index.html from the JSON files in `out` (any subset of them)."""
+    from .batch import _plotly_script
+
+    out = Path(out)
+    sections = []
+    builders: dict[str, Callable[[dict], Any]] = {
+        "judge_throughput": _throughput_fig, "verify_granularity": _granularity_fig,
+        "step_breakdown": _breakdown_fig, "cost_per_reward": _cost_fig,
+    }
+    for name, build in builders.items():
+        data = _read(out, name)
+        if data is None:
+            continue
+        sections.append(f'<h2 id="{name}">{escape(name.replace("_", " "))}</h2>'
+                        f'<p><a href="{name}.json">{name}.json</a> · created {escape(data.get("created", ""))}</p>'
+                        f'{_fig_div(build(data))}')
+    links = [f'<li><a href="{name}">{name}</a>: {escape(what)}</li>' for name, what in LINKED.items()
+             if (out / name).exists()]
+    other = "".join(links) or "<li>none yet</li>"
+    facts = next((d["machine"] for n in BENCHES + ("cost_per_reward",) if (d := _read(out, n))), {})
+    page = (
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ropd-kit benchmarks</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f3f3f3}</style>"
+        f"{_plotly_script()}</head><body><h1>ropd-kit benchmarks</h1>"
+        f"<p>Machine: {escape(json.dumps({k: facts.get(k) for k in ('cpus', 'memory_gib', 'processor')}))}</p>"
+        f"<h2>Ratios</h2>{_ratios_table(headline(out))}{''.join(sections)}"
+        f"<h2>Other benchmarks</h2><ul>{other}</ul></body></html>"
+    )
+    target = out / "index.html"
+    target.write_text(page)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ropd_kit.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}")
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument("--judge-model", default="smollm2-135m-instruct")
+    parser.add_argument("--groups", type=int, default=16, help="groups judged per throughput pass")
+    parser.add_argument("--refs", type=int, default=4, help="teacher refs per group")
+    parser.add_argument("--rollouts", type=int, default=8, help="student rollouts per group")
+    parser.add_argument("--answer-tokens", type=int, default=192, help="max tokens of each ref and rollout")
+    parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16])
+    parser.add_argument("--latency", type=float, default=1.0, help="seconds per call of the remote stand-in")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of the cheap measurements")
+    parser.add_argument("--repeats-local", type=int, default=2, help="repeats of the measurements on the server")
+    parser.add_argument("--granularity-groups", type=int, default=2)
+    parser.add_argument("--step-groups", type=int, default=2, help="groups in the cache-replay step")
+    parser.add_argument("--methods", type=lambda s: s.split(","), default=["ropd", "lopd", "rlvr", "judge"])
+    parser.add_argument("--steps", type=int, default=2, help="training steps per method in the step breakdown")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and SmolLM2 everywhere (minutes)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.groups, args.refs, args.rollouts, args.answer_tokens = 4, 2, 4, 48
+        args.levels, args.latency, args.repeats, args.repeats_local = [1, 4], 0.5, 1, 1
+        args.granularity_groups, args.step_groups, args.steps = 1, 2, 1
+    unknown = set(args.only.split(",")) - set(BENCHES)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHES)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = args.only.split(",")
+    out = Path(args.out)
+    facts = machine_facts()
+    started = time.perf_counter()
+    written: dict[str, Path] = {}
+    judge = [n for n in names if n != "step_breakdown"]
+    if judge:
+        written.update(run_judge_benches(judge, out, facts, args))
+    if "step_breakdown" in names:
+        written.update(run_step_bench(out, facts, args))
+    index = write_index(out)
+    for name, value in headline(out):
+        print(f"{name}: {value:.3g}" if isinstance(value, float) else f"{name}: {value}")
+    print(f"\nwritten: {', '.join(str(p) for p in written.values())}")
+    print(f"report: {index.resolve()} ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,385 @@
+"""Benchmarks of ROPD's judging (stages 3–4): throughput against concurrency, verification granularity, cache replay.
+
+In: groups of real answers (per task: `n_teacher_refs` teacher references and `n_rollouts` student rollouts, made
+once by the local server into `<work>/inputs` and kept in the LLM cache), a judge model served by llama-server.
+Out: one JSON per benchmark under `reports/bench/` (`bench.py` writes them and the index):
+
+- `judge_throughput`: rubric induction + blind verification of every group, with at most 1, 4 or 16 groups (and
+  requests) in flight. (a) against the local server as it is: on a small CPU the server is the ceiling. (b) through
+  `FaultProxy` in replay mode with a fixed latency per call: the answers are the server's own, recorded in (a), so
+  only the latency is left and the ratio measures what our client overlaps.
+- `verify_granularity`: one verifier call per group (the default) vs one per answer vs one per (answer, criterion):
+  calls, prompt + completion tokens and wall time per group, on the same rubrics.
+- `cache_replay`: the reward of one ropd step (teacher refs + judging of its groups, `RubricReward.judge_groups`)
+  with an empty cache, then again with the cache it filled: HTTP requests and the speed-up.
+
+Every judging run here uses clients without the cache (except cache_replay's warm pass), so every call is real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import statistics
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import rundir
+from .config import RunConfig
+from .data import Task, load_tasks
+from .llm import Clients, make_clients, run_sync
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Group:
+    """One prompt's answers as the judges see them."""
+
+    task: Task
+    teacher_refs: list[str]
+    rollouts: list[str]
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is missing or b is 0."""
+    return None if a is None or b in (None, 0) else a / b
+
+
+def judge_params(model: str, work: Path, **sizes: Any) -> dict[str, Any]:
+    """Flat run parameters for the bench: one local model in every role, the shipped arithmetic tasks."""
+    return {
+        "run_dir": str(work / "inputs"),
+        "tasks_path": str(REPO / "data" / "arith_train.jsonl"),
+        "seed": 0,
+        **{f"{role}_model": model for role in ("teacher", "rubricator", "verifier", "student")},
+        # Timeouts long enough that a busy CPU server never turns into retries (which would be counted as work).
+        **{f"{role}_timeout_s": 900 for role in ("teacher", "rubricator", "verifier", "student")},
+        **sizes,
+    }
+
+
+def make_inputs(config: RunConfig) -> list[Group]:
+    """Teacher refs and student rollouts for `config.n_tasks` tasks (the cache makes a re-run free)."""
+    from .pipeline import rollouts_stage, stage_tasks, teacher_refs_stage
+
+    stage_tasks(config)
+    teacher_refs_stage(config)
+    rollouts_stage(config)
+    return read_groups(config.path)
+
+
+def read_groups(run_dir: Path) -> list[Group]:
+    """The groups of a run directory's step-0 teacher refs and rollouts, in task order; answers that failed are
+    left out (they would be judged as empty)."""
+    tasks = load_tasks(run_dir / rundir.TASKS)
+    refs: dict[str, list[str]] = {}
+    for r in rundir.read_jsonl(run_dir / rundir.TEACHER_REFS):
+        if r.get("text"):
+            refs.setdefault(r["task_id"], []).append(r["text"])
+    rollouts: dict[str, list[str]] = {}
+    for r in rundir.read_jsonl(run_dir / rundir.ROLLOUTS):
+        if r.get("text") and r.get("step", 0) == 0:
+            rollouts.setdefault(r["task_id"], []).append(r["text"])
+    return [Group(t, refs.get(t.id, []), rollouts.get(t.id, [])) for t in tasks if refs.get(t.id)]
+
+
+def _with_concurrency(config: RunConfig, n: int, base_url: str | None = None) -> RunConfig:
+    updates = {}
+    for role in ("rubricator", "verifier", "teacher"):
+        endpoint = config.endpoint(role)
+        changes: dict[str, Any] = {"max_concurrency": n}
+        if base_url is not None:
+            changes["base_url"] = base_url
+        updates[role] = endpoint.model_copy(update=changes)
+    return config.model_copy(update={**updates, "use_cache": False})
+
+
+async def _judge_groups(groups: list[Group], clients: Clients, config: RunConfig, concurrency: int) -> dict[str, Any]:
+    """Judge every group with at most `concurrency` groups in flight; wall time and outcome."""
+    from .pipeline import judge_group_async
+
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(group: Group):
+        async with gate:
+            return await judge_group_async(group.task, group.teacher_refs, group.rollouts, clients, config, step=0)
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(g) for g in groups))
+    wall = time.perf_counter() - started
+    usage = clients.stats.totals()
+    return {
+        "wall_s": round(wall, 3),
+        "groups": len(groups),
+        "groups_per_s": len(groups) / wall if wall > 0 else None,
+        "failed_groups": sum(r.failed for r in results),
+        "http_requests": usage["http_requests"],
+        "tokens": usage["prompt_tokens"] + usage["completion_tokens"],
+    }
+
+
+def judge_pass(groups: list[Group], config: RunConfig, concurrency: int, base_url: str | None = None) -> dict:
+    """One timed pass over `groups` with fresh, cache-less clients capped at `concurrency` requests per role."""
+    run_config = _with_concurrency(config, concurrency, base_url)
+
+    async def go():
+        async with make_clients(run_config) as clients:
+            return await _judge_groups(groups, clients, run_config, concurrency)
+
+    return run_sync(go())
+
+
+def _levels_summary(passes: dict[int, list[dict]]) -> dict[str, Any]:
+    by_level = {
+        str(level): {
+            "groups_per_s_median": median([p["groups_per_s"] for p in runs if p["groups_per_s"]]),
+            "wall_s_median": median([p["wall_s"] for p in runs]),
+            "failed_groups": [p["failed_groups"] for p in runs],
+            "http_requests": [p["http_requests"] for p in runs],
+            "passes": runs,
+        }
+        for level, runs in passes.items()
+    }
+    base = by_level[str(min(passes))]["groups_per_s_median"]
+    for row in by_level.values():
+        row["speedup_vs_1"] = ratio(row["groups_per_s_median"], base)
+    return by_level
+
+
+def bench_judge_throughput(
+    groups: list[Group], config: RunConfig, *, levels: tuple[int, ...] = (1, 4, 16), repeats_local: int = 1,
+    repeats_remote: int = 3, latency_s: float = 1.0, progress: Any = print,
+) -> dict[str, Any]:
+    """(a) the local server as it is, (b) the same answers replayed with `latency_s` per call. `config` must be
+    served (real base URLs)."""
+    from .faultproxy import FaultProxy
+
+    upstream = config.verifier.base_url
+    local: dict[int, list[dict]] = {}
+    # (a) goes through the proxy too, recording, so that (b) can replay exactly these answers.
+    with FaultProxy(upstream, recording="record") as recorder:
+        for level in levels:
+            for rep in range(repeats_local):
+                p = judge_pass(groups, config, level, recorder.base_url)
+                progress(f"judge throughput (a) local, concurrency {level}, repeat {rep + 1}: "
+                         f"{p['groups_per_s']:.3f} groups/s ({p['wall_s']:.0f} s)")
+                local.setdefault(level, []).append(p)
+        recordings = dict(recorder.recordings)
+    remote: dict[int, list[dict]] = {}
+    with FaultProxy(upstream, recording="replay", latency_s=latency_s) as replayer:
+        replayer.recordings.update(recordings)
+        for level in levels:
+            for rep in range(repeats_remote):
+                before = replayer.snapshot()
+                p = judge_pass(groups, config, level, replayer.base_url)
+                after = replayer.snapshot()
+                # A request the recording lacks goes to the real server (and costs its time): counted, not hidden.
+                p["not_replayed"] = (after["requests"] - before["requests"]) - (after["replayed"] - before["replayed"])
+                progress(f"judge throughput (b) {latency_s:g} s latency, concurrency {level}, repeat {rep + 1}: "
+                         f"{p['groups_per_s']:.3f} groups/s ({p['wall_s']:.1f} s, {p['not_replayed']} not replayed)")
+                remote.setdefault(level, []).append(p)
+    top = str(max(levels))
+    a, b = _levels_summary(local), _levels_summary(remote)
+    return {
+        "bench": "judge_throughput",
+        "inputs": {"groups": len(groups), "answers_per_group": _answers_per_group(groups), "levels": list(levels),
+                   "repeats_local": repeats_local, "repeats_remote": repeats_remote, "latency_s": latency_s,
+                   "model": config.verifier.model, "recorded_requests": len(recordings)},
+        "local": a,
+        "remote_latency": b,
+        "ratios": {
+            f"local_{top}_vs_1": a[top]["speedup_vs_1"],
+            f"remote_{top}_vs_1": b[top]["speedup_vs_1"],
+        },
+        "target": {"remote_speedup_at_16_vs_1": 8.0, "met": (b.get("16", {}).get("speedup_vs_1") or 0) >= 8.0},
+    }
+
+
+def _answers_per_group(groups: list[Group]) -> float:
+    return statistics.fmean(len(g.teacher_refs) + len(g.rollouts) for g in groups) if groups else 0.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Verification granularity
+
+
+async def _rubric_for(group: Group, clients: Clients, config: RunConfig):
+    from .rubrics import induce_rubric_async
+
+    outcome = await induce_rubric_async(group.task.prompt, group.teacher_refs, group.rollouts, clients.rubricator,
+                                        config)
+    return outcome.rubric
+
+
+async def _verify_mode(group: Group, rubric: Any, mode: str, config: RunConfig, clients: Clients) -> dict[str, Any]:
+    from .rubrics import Rubric
+    from .verify import verify_group_async
+
+    n_answers = len(group.teacher_refs) + len(group.rollouts)
+    started = time.perf_counter()
+    if mode == "per_group":
+        cfg = config.model_copy(update={"max_answers_per_call": max(n_answers, 1)})
+        outcomes = [await verify_group_async(group.task.prompt, rubric, group.teacher_refs, group.rollouts,
+                                             clients.verifier, cfg, seed=0)]
+    elif mode == "per_answer":
+        cfg = config.model_copy(update={"max_answers_per_call": 1})
+        outcomes = [await verify_group_async(group.task.prompt, rubric, group.teacher_refs, group.rollouts,
+                                             clients.verifier, cfg, seed=0)]
+    elif mode == "per_answer_criterion":
+        cfg = config.model_copy(update={"max_answers_per_call": 1})
+        outcomes = await asyncio.gather(*(
+            verify_group_async(group.task.prompt, Rubric(criteria=[criterion]), group.teacher_refs, group.rollouts,
+                               clients.verifier, cfg, seed=0)
+            for criterion in rubric.criteria
+        ))
+    else:
+        raise ValueError(f"unknown verification mode {mode!r}")
+    wall = time.perf_counter() - started
+    usage = clients.stats.totals()
+    return {
+        "wall_s": round(wall, 3),
+        "calls": usage["http_requests"],
+        "prompt_tokens": usage["prompt_tokens"],
+        "completion_tokens": usage["completion_tokens"],
+        "tokens": usage["prompt_tokens"] + usage["completion_tokens"],
+        "failed": any(o.failed for o in outcomes),
+        "n_answers": n_answers,
+        "n_criteria": len(rubric.criteria),
+    }
+
+
+MODES = ("per_group", "per_answer", "per_answer_criterion")
+
+
+def bench_verify_granularity(
+    groups: list[Group], config: RunConfig, *, repeats: int = 2, concurrency: int = 4, progress: Any = print
+) -> dict[str, Any]:
+    """The same rubric per group verified three ways; per group and mode the medians over `repeats`."""
+    run_config = _with_concurrency(config, concurrency)
+
+    async def rubrics():
+        async with make_clients(config) as clients:  # cached: the rubric is an input here, not what is measured
+            return await asyncio.gather(*(_rubric_for(g, clients, config) for g in groups))
+
+    found = run_sync(rubrics())
+    rows: list[dict] = []
+    for g, (group, rubric) in enumerate(zip(groups, found)):
+        if rubric is None:
+            progress(f"verify granularity: no rubric for group {g}; skipped")
+            continue
+        for mode in MODES:
+            for rep in range(repeats):
+                async def go():
+                    async with make_clients(run_config) as clients:
+                        return await _verify_mode(group, rubric, mode, run_config, clients)
+
+                row = {"group": g, "task_id": group.task.id, "mode": mode, "repeat": rep, **run_sync(go())}
+                progress(f"verify granularity group {g} {mode}: {row['calls']} calls, {row['tokens']} tokens, "
+                         f"{row['wall_s']:.1f} s")
+                rows.append(row)
+    summary: dict[str, Any] = {}
+    for mode in MODES:
+        mine = [r for r in rows if r["mode"] == mode]
+        summary[mode] = {
+            "calls_per_group": median([r["calls"] for r in mine]),
+            "tokens_per_group": median([r["tokens"] for r in mine]),
+            "prompt_tokens_per_group": median([r["prompt_tokens"] for r in mine]),
+            "completion_tokens_per_group": median([r["completion_tokens"] for r in mine]),
+            "wall_s_per_group": median([r["wall_s"] for r in mine]),
+            "failed": sum(r["failed"] for r in mine),
+        }
+    base = summary["per_group"]
+    cheapest = min(MODES, key=lambda m: summary[m]["tokens_per_group"] or float("inf"))
+    return {
+        "bench": "verify_granularity",
+        "inputs": {"groups": len(groups), "answers_per_group": _answers_per_group(groups), "repeats": repeats,
+                   "concurrency": concurrency, "model": config.verifier.model},
+        "summary": summary,
+        "ratios": {
+            f"{mode}_vs_per_group": {
+                "calls": ratio(summary[mode]["calls_per_group"], base["calls_per_group"]),
+                "tokens": ratio(summary[mode]["tokens_per_group"], base["tokens_per_group"]),
+                "wall_s": ratio(summary[mode]["wall_s_per_group"], base["wall_s_per_group"]),
+            }
+            for mode in MODES[1:]
+        },
+        "default_mode": "per_group",
+        "cheapest_by_tokens": cheapest,
+        "rows": rows,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cache replay
+
+
+@contextmanager
+def _scratch() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="ropd-bench-cache-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _reward_pass(groups: list[Group], config: RunConfig) -> dict[str, Any]:
+    from .reward import RubricReward
+
+    n = len(groups[0].rollouts)
+    reward = RubricReward(config, None, None, num_generations=n)
+    try:
+        started = time.perf_counter()
+        results = run_sync(reward.judge_groups([g.task for g in groups], [g.rollouts for g in groups], step=0))
+        wall = time.perf_counter() - started
+        totals = reward.clients.stats.totals()
+    finally:
+        reward.close()
+    return {
+        "wall_s": round(wall, 3),
+        "http_requests": totals["http_requests"],
+        "cache_hits": totals["cache_hits"],
+        "calls": totals["calls"],
+        "failed_groups": sum(r.failed for r in results),
+        "scores": [r.scores for r in results],
+    }
+
+
+def bench_cache_replay(
+    groups: list[Group], config: RunConfig, *, repeats: int = 3, progress: Any = print
+) -> dict[str, Any]:
+    """Each repeat: a fresh cache and reference index, one cold pass, one warm pass over the same groups."""
+    rows = []
+    for rep in range(repeats):
+        with _scratch() as folder:
+            cfg = config.model_copy(update={"use_cache": True, "cache_dir": str(folder / "llm"),
+                                            "ref_index_dir": str(folder / "refs")})
+            cold = _reward_pass(groups, cfg)
+            warm = _reward_pass(groups, cfg)
+        same = cold["scores"] == warm["scores"]
+        rows.append({"repeat": rep, "cold": cold, "warm": warm, "same_rewards": same,
+                     "speedup": ratio(cold["wall_s"], warm["wall_s"])})
+        progress(f"cache replay repeat {rep + 1}: cold {cold['wall_s']:.1f} s / {cold['http_requests']} requests, "
+                 f"warm {warm['wall_s']:.3f} s / {warm['http_requests']} requests")
+    return {
+        "bench": "cache_replay",
+        "inputs": {"groups": len(groups), "rollouts_per_group": len(groups[0].rollouts) if groups else 0,
+                   "n_teacher_refs": config.n_teacher_refs, "repeats": repeats, "model": config.verifier.model,
+                   "what": "RubricReward.judge_groups of one step: teacher refs + rubric induction + verification"},
+        "cold_wall_s_median": median([r["cold"]["wall_s"] for r in rows]),
+        "warm_wall_s_median": median([r["warm"]["wall_s"] for r in rows]),
+        "cold_http_requests": [r["cold"]["http_requests"] for r in rows],
+        "warm_http_requests": [r["warm"]["http_requests"] for r in rows],
+        "speedup_median": median([r["speedup"] for r in rows if r["speedup"]]),
+        "warm_requests_zero": all(r["warm"]["http_requests"] == 0 for r in rows),
+        "same_rewards": all(r["same_rewards"] for r in rows),
+        "rows": [{k: v for k, v in r.items()} for r in rows],
+    }

@@ -1,0 +1,53 @@
+"""The judging benchmarks on the real SmolLM2 server, at tiny sizes: what they measure must be true of the run."""
+
+from __future__ import annotations
+
+import pytest
+
+from ropd_kit.bench_judge import (bench_cache_replay, bench_judge_throughput, bench_verify_granularity,
+                                  make_inputs)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def groups(fast_config):
+    config = fast_config.model_copy(update={"n_tasks": 2})
+    found = make_inputs(config)
+    assert len(found) == 2 and all(g.teacher_refs and g.rollouts for g in found)
+    return config, found
+
+
+def test_throughput_replays_every_recorded_answer_and_overlaps_latency(groups):
+    config, found = groups
+    result = bench_judge_throughput(found, config, levels=(1, 2), repeats_local=1, repeats_remote=1,
+                                    latency_s=0.4, progress=lambda _: None)
+    remote = result["remote_latency"]
+    # (b) must cost latency only: every request it made was answered from (a)'s recording.
+    assert all(p["not_replayed"] == 0 for level in remote.values() for p in level["passes"])
+    assert result["inputs"]["recorded_requests"] >= 2 * len(found)  # a rubric and a verdict call per group at least
+    # Two groups in flight halve a latency-bound pass; allow for the client's own time.
+    assert remote["2"]["speedup_vs_1"] > 1.4
+    assert remote["1"]["passes"][0]["wall_s"] >= 0.4 * 2 * len(found)
+
+
+def test_granularity_counts_calls_per_answer_and_per_criterion(groups):
+    config, found = groups
+    result = bench_verify_granularity(found[:1], config, repeats=1, progress=lambda _: None)
+    rows = {r["mode"]: r for r in result["rows"]}
+    assert set(rows) == {"per_group", "per_answer", "per_answer_criterion"}
+    n, k = rows["per_group"]["n_answers"], rows["per_group"]["n_criteria"]
+    assert rows["per_group"]["calls"] >= 1
+    assert rows["per_answer"]["calls"] >= n
+    assert rows["per_answer_criterion"]["calls"] >= n * k
+    # The question, rubric and instructions are paid once per call: batching is the cheapest in prompt tokens.
+    assert rows["per_group"]["prompt_tokens"] < rows["per_answer"]["prompt_tokens"] \
+        < rows["per_answer_criterion"]["prompt_tokens"]
+
+
+def test_cache_replay_makes_no_request_and_gives_the_same_rewards(groups):
+    config, found = groups
+    result = bench_cache_replay(found, config, repeats=1, progress=lambda _: None)
+    assert result["cold_http_requests"][0] > 0
+    assert result["warm_requests_zero"] and result["same_rewards"]
+    assert result["speedup_median"] > 1

@@ -1,0 +1,99 @@
+"""The bench's arithmetic and report: step breakdown, cost per rollout, ratios, index.html (no model, no server)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ropd_kit import bench
+from ropd_kit.bench_judge import ratio
+from ropd_kit.bench_step import PHASES, breakdown, fractions, summarise_steps, teacher_tokens
+
+
+def record(**fields):
+    base = {"step": 1, "step_s": 10.0, "generate_s": 4.0, "judge_s": 5.0, "refs_s": 1.0, "rubric_s": 3.0,
+            "verify_s": 1.0, "judge_usage": {}}
+    return {**base, **fields}
+
+
+def test_breakdown_splits_judging_by_summed_group_times_and_adds_up():
+    seconds = breakdown(record())
+    # judging wall 5 - 1 (refs) = 4 s, split 3:1 between rubric and verification
+    assert seconds["rubric"] == pytest.approx(3.0)
+    assert seconds["verification"] == pytest.approx(1.0)
+    assert seconds["other"] == pytest.approx(1.0)
+    assert sum(seconds[p] for p in PHASES) == pytest.approx(seconds["step"])
+    assert sum(fractions(seconds).values()) == pytest.approx(1.0)
+
+
+def test_breakdown_of_a_method_without_judging_is_generation_and_other():
+    seconds = breakdown(record(judge_s=None, refs_s=None, rubric_s=None, verify_s=None))
+    assert seconds["teacher_refs"] == seconds["rubric"] == seconds["verification"] == 0
+    assert seconds["other"] == pytest.approx(6.0)
+    assert breakdown(record(step_s=None)) is None
+
+
+def test_teacher_tokens_count_only_teacher_side_roles():
+    usage = {"teacher": {"prompt_tokens": 100, "completion_tokens": 50},
+             "verifier": {"prompt_tokens": 10, "completion_tokens": 5},
+             "student": {"prompt_tokens": 999, "completion_tokens": 999}}
+    assert teacher_tokens(record(judge_usage=usage)) == 165
+
+
+def step(seconds_record, tokens=0, rollouts=8, length=None):
+    s = breakdown(seconds_record)
+    return {"step": seconds_record["step"], "seconds": s, "fractions": fractions(s) if s else None,
+            "teacher_tokens": tokens, "rollouts": rollouts, "completion_length": length}
+
+
+def test_summarise_steps_reward_vs_generation_and_cost_per_method():
+    runs = [
+        {"method": "ropd", "steps": [step(record(step=1), tokens=800), step(record(step=2, judge_s=2.0, refs_s=0.0),
+                                                                           tokens=400)]},
+        {"method": "lopd", "prompt_tokens_mean": 40.0,
+         "steps": [step(record(judge_s=None, refs_s=None, rubric_s=None, verify_s=None), length=60.0)]},
+        {"method": "rlvr", "steps": [step(record(judge_s=0.01, refs_s=0.0, rubric_s=0.0, verify_s=0.0))]},
+    ]
+    summary = summarise_steps(runs)
+    ropd = summary["per_method"]["ropd"]
+    # medians over the two steps: reward time (refs + rubric + verification) 5 and 2 -> 3.5; generation 4
+    assert ropd["reward_s_median"] == pytest.approx(3.5)
+    assert ropd["reward_over_generation"] == pytest.approx(3.5 / 4.0)
+    assert summary["target"]["ropd_reward_time_below_generation"] is True
+    cost = summary["cost_per_reward"]
+    assert cost["ropd"]["teacher_tokens_per_rollout"] == pytest.approx((100 + 50) / 2)
+    assert cost["lopd"]["teacher_tokens_per_rollout"] == pytest.approx(100.0)
+    assert cost["rlvr"]["teacher_tokens_per_rollout"] == 0.0
+
+
+def test_ratio_refuses_missing_or_zero():
+    assert ratio(4.0, 2.0) == 2.0
+    assert ratio(None, 2.0) is None and ratio(4.0, 0) is None
+
+
+def test_index_plots_what_exists_and_links_other_benchmarks(tmp_path: Path):
+    facts = {"cpus": 2, "memory_gib": 24.0, "processor": "x86_64"}
+    throughput = {
+        "inputs": {"latency_s": 1.0},
+        "local": {"1": {"groups_per_s_median": 0.1, "speedup_vs_1": 1.0},
+                  "16": {"groups_per_s_median": 0.12, "speedup_vs_1": 1.2}},
+        "remote_latency": {"1": {"groups_per_s_median": 0.4, "speedup_vs_1": 1.0},
+                           "16": {"groups_per_s_median": 4.0, "speedup_vs_1": 10.0}},
+        "ratios": {"local_16_vs_1": 1.2, "remote_16_vs_1": 10.0},
+    }
+    bench.write_result(tmp_path, "judge_throughput", throughput, facts)
+    (tmp_path / "injection.json").write_text("{}")
+    page = bench.write_index(tmp_path).read_text()
+    assert "judge throughput" in page and "remote 16 vs 1" in page and ">10<" in page
+    assert 'href="injection.json"' in page and "gpu_grpo.json" not in page
+    assert "Plotly.newPlot" in page  # the figure is in the page, with plotly.js inlined (works offline)
+    saved = json.loads((tmp_path / "judge_throughput.json").read_text())
+    assert saved["machine"]["cpus"] == 2 and saved["bench"] == "judge_throughput"
+
+
+def test_cli_refuses_an_unknown_benchmark(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--only", "judge_throughput,nope"])
+    assert "nope" in capsys.readouterr().err
