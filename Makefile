@@ -9,7 +9,7 @@ HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev
 CONSTRAINTS := $(if $(HAS_CUDA),,-c constraints/cpu.txt)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv models server demo test test-fast bench gpu clean-venv strip-notebooks
+.PHONY: venv models server chromium demo test test-fast bench gpu clean-venv strip-notebooks
 
 venv: $(STAMP)
 
@@ -31,10 +31,14 @@ models: venv
 server: venv
 	$(PY) -m ropd_kit.serve build
 
+# Headless Chromium (Debian package) for the test that checks the HTML reports render their plots.
+chromium:
+	bash scripts/install_chromium.sh
+
 demo: venv server models
 	$(PY) -m ropd_kit.demo
 
-test: venv server
+test: venv server chromium
 	$(PY) -m ropd_kit.models install smollm2
 	$(PY) -m pytest tests
 

@@ -114,9 +114,21 @@ def run_judge_benches(names: list[str], out: Path, facts: dict, args: argparse.N
             result = bench_verify_granularity(groups[: args.granularity_groups], served, repeats=args.repeats_local,
                                               progress=_say)
             written["verify_granularity"] = write_result(out, "verify_granularity", result, facts)
-        if "cache_replay" in names:
-            result = bench_cache_replay(groups[: args.step_groups], served, repeats=args.repeats, progress=_say)
-            written["cache_replay"] = write_result(out, "cache_replay", result, facts)
+    if "cache_replay" in names:
+        # A warm pass is free only if every cold reply was usable (a rejected one is never cached), so this one runs
+        # with the offline default's teacher, which writes usable rubrics, at the demo's step size.
+        from .bench_judge import Group
+
+        step_config = RunConfig.from_params(**{
+            **params, **{f"{role}_model": args.step_judge_model for role in ("teacher", "rubricator", "verifier")},
+            "n_teacher_refs": 2, "teacher_max_tokens": 256, "max_criteria": 6,
+            "server_parallel": 4, "server_ctx_size": 4 * 4096,
+        })
+        step_groups = [Group(g.task, g.teacher_refs, g.rollouts[: args.step_rollouts])
+                       for g in groups[: args.step_groups]]
+        with local_endpoints(step_config) as served:
+            result = bench_cache_replay(step_groups, served, repeats=args.repeats, progress=_say)
+        written["cache_replay"] = write_result(out, "cache_replay", result, facts)
     return written
 
 
@@ -294,6 +306,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats-local", type=int, default=2, help="repeats of the measurements on the server")
     parser.add_argument("--granularity-groups", type=int, default=2)
     parser.add_argument("--step-groups", type=int, default=2, help="groups in the cache-replay step")
+    parser.add_argument("--step-rollouts", type=int, default=4, help="rollouts per group in the cache-replay step")
+    parser.add_argument("--step-judge-model", default="qwen2.5-coder-1.5b-instruct",
+                        help="teacher side of the cache-replay step")
     parser.add_argument("--methods", type=lambda s: s.split(","), default=["ropd", "lopd", "rlvr", "judge"])
     parser.add_argument("--steps", type=int, default=2, help="training steps per method in the step breakdown")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and SmolLM2 everywhere (minutes)")
@@ -302,6 +317,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.groups, args.refs, args.rollouts, args.answer_tokens = 4, 2, 4, 48
         args.levels, args.latency, args.repeats, args.repeats_local = [1, 4], 0.5, 1, 1
         args.granularity_groups, args.step_groups, args.steps = 1, 2, 1
+        args.step_rollouts, args.step_judge_model = 2, "smollm2-135m-instruct"
     unknown = set(args.only.split(",")) - set(BENCHES)
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHES)}")

@@ -195,3 +195,41 @@ def test_a_second_batch_skips_finished_runs(tiny_batch):
     assert again["ok"].skipped and again["ok"].status == "done"
     assert marker.stat().st_mtime_ns == before
     assert again["bad-tasks"].status == "failed" and not again["bad-tasks"].skipped
+
+
+def _chromium() -> str:
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.fail("no chromium on PATH: `make test` installs it (scripts/install_chromium.sh)")
+
+
+def rendered_dom(page: Path) -> str:
+    """The DOM of a local HTML file after headless Chromium has run its scripts (no network)."""
+    import subprocess
+
+    out = subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--virtual-time-budget=15000", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_report_renders_its_plots_in_headless_chromium(tiny_batch):
+    spec, reports, results, _ = tiny_batch
+    assert results["ok"].status == "done"
+    index = reports / spec.name / "index.html"
+    dom = rendered_dom(index)
+    # plotly.js draws each figure as an SVG inside its div; before the scripts run the divs are empty
+    figures = dom.count('class="plotly-graph-div')
+    drawn = dom.count('class="main-svg"')
+    assert figures >= 2 and drawn >= figures, (figures, drawn)
+    assert "bad-tasks" in dom
+    exported = rendered_dom(reports / spec.name / "ok" / "05_signal_alignment_auc.html")
+    assert 'class="main-svg"' in exported  # the ROC figure of the exported notebook draws offline too

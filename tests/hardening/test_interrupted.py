@@ -163,3 +163,73 @@ def test_training_killed_mid_step_resumes_from_the_checkpoint(server, tmp_path):
         teacher = record["judge_usage"].get("teacher", {})
         assert teacher.get("http_requests", 0) == 0, record["judge_usage"]
     assert (run_dir / CHECKPOINTS / f"checkpoint-{steps}").exists()
+
+
+def _sleepy_notebook(path: Path) -> Path:
+    """A notebook that, the first time a given `sleep_s` runs (a flag in `flag_dir`), marks its run directory and
+    sleeps; every execution ends by writing `finished` there."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook()
+    nb.cells = [
+        new_code_cell('run_dir = "x"\nsleep_s = 0.0\nflag_dir = "."', metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            "import pathlib, time\n"
+            "flag = pathlib.Path(flag_dir, f'slept-{sleep_s}')\n"
+            "if not flag.exists():\n"
+            "    flag.write_text('1')\n"
+            "    pathlib.Path(run_dir, 'started').write_text('1')\n"
+            "    time.sleep(sleep_s)\n"
+            "pathlib.Path(run_dir, 'finished').write_text('1')"
+        ),
+    ]
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nbformat.write(nb, path)
+    return path
+
+
+def _status(folder: Path) -> dict | None:
+    path = folder / "status.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+@pytest.mark.timeout(600)
+def test_batch_killed_mid_run_resumes_with_finished_runs_skipped(tmp_path: Path):
+    import yaml
+
+    notebook = _sleepy_notebook(tmp_path / "sleepy.ipynb")
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"name": "sleepy", "notebooks": [str(notebook)], "base": {"flag_dir": str(flags)},
+                                    "grid": {"sleep_s": [0.0, 600.0]}}))
+    reports = tmp_path / "reports"
+    command = [sys.executable, "-m", "ropd_kit.batch", str(spec), "--reports", str(reports), "--no-shared-servers"]
+    quick, slow = reports / "sleepy" / "sleep_s-0.0", reports / "sleepy" / "sleep_s-600.0"
+    proc = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while not (slow / "run" / "started").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the second run never started"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the runner and its notebook kernel, mid-run
+        proc.wait()
+
+    assert _status(quick)["status"] == "done"
+    assert _status(slow)["status"] == "running"  # what a killed run leaves: not done, so it will be redone
+    assert not (slow / "run" / "finished").exists()
+    done_at = (quick / "status.json").stat().st_mtime_ns
+
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "sleep_s-0.0: skipped (already done)" in again.stdout
+    assert (quick / "status.json").stat().st_mtime_ns == done_at
+    # The killed run ran again from a clean run directory (its records come from one execution) and finished.
+    assert _status(slow)["status"] == "done"
+    assert (slow / "run" / "finished").exists() and not (slow / "run" / "started").exists()
+    index = (reports / "sleepy" / "index.html").read_text()
+    assert '<span class="running">' not in index and index.count('<span class="done">') == 2

@@ -45,9 +45,17 @@ def test_granularity_counts_calls_per_answer_and_per_criterion(groups):
         < rows["per_answer_criterion"]["prompt_tokens"]
 
 
-def test_cache_replay_makes_no_request_and_gives_the_same_rewards(groups):
+def test_cache_replay_asks_again_only_for_what_was_not_usable(groups):
     config, found = groups
-    result = bench_cache_replay(found, config, repeats=1, progress=lambda _: None)
-    assert result["cold_http_requests"][0] > 0
-    assert result["warm_requests_zero"] and result["same_rewards"]
-    assert result["speedup_median"] > 1
+    result = bench_cache_replay(found, config, repeats=2, progress=lambda _: None)
+    row = result["rows"][0]
+    cold = row["cold"]
+    assert cold["http_requests"] > 0 and cold["http_requests_by_role"]["teacher"] > 0
+    # Teacher refs replay from the reference index, accepted judge replies from the cache: a warm pass asks again
+    # only where a cold reply was rejected by its parser (never cached). SmolLM2 often writes no usable rubric.
+    assert result["warm_http_requests_by_role"].get("teacher", 0) == 0
+    for warm in row["warm"]:
+        assert warm["http_requests"] <= cold["http_requests"] - cold["http_requests_by_role"]["teacher"]
+        if cold["failed_groups"] == 0:
+            assert warm["http_requests"] == 0
+            assert result["same_rewards"]
