@@ -188,6 +188,21 @@ def test_shipped_sets_are_valid_and_disjoint():
     assert all(t.domain == "arith" and t.answer.lstrip("-").isdigit() for t in train + test)
 
 
+def test_shipped_easy_sets_are_one_step_valid_and_disjoint_from_everything(tmp_path):
+    easy_train = load_tasks(ROOT / "data" / "arith_easy_train.jsonl", require_answers=True)
+    easy_test = load_tasks(ROOT / "data" / "arith_easy_test.jsonl", require_answers=True)
+    assert len(easy_train) == 200 and len(easy_test) == 100
+    ids = [{t.id for t in s} for s in (easy_train, easy_test,
+                                       load_tasks(ROOT / "data" / "arith_train.jsonl"),
+                                       load_tasks(ROOT / "data" / "arith_test.jsonl"))]
+    assert not ids[0] & ids[1] and not (ids[0] | ids[1]) & (ids[2] | ids[3])
+    # the file is what the command in data/README.md writes, byte for byte
+    out = tmp_path / "easy.jsonl"
+    make_arith.main(["--n", "200", "--steps", "1", "--max-number", "50", "--seed", "2",
+                     "--exclude", str(ROOT / "data" / "arith_train.jsonl"), "--out", str(out)])
+    assert out.read_bytes() == (ROOT / "data" / "arith_easy_train.jsonl").read_bytes()
+
+
 # --- answer extraction --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
