@@ -603,6 +603,11 @@ def run_batch(
 # The index page
 
 
+def _cell(value: Any) -> str:
+    # Strings as they are (a method name, not '"ropd"'); numbers, lists and None as JSON.
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
 def _varying(runs: list[RunSpec]) -> list[str]:
     keys = sorted({k for r in runs for k in r.params})
     return [k for k in keys if len({json.dumps(r.params.get(k), default=str) for r in runs}) > 1]
@@ -630,7 +635,7 @@ def write_index(batch_dir: str | Path, spec: BatchSpec, runs: list[RunSpec] | No
         if st and st.error:
             error = f"<b>{html.escape(st.failed_notebook or '')}</b>: {html.escape(st.error[:400])}"
         cells = [html.escape(run.name), f'<span class="{state}">{state}</span>',
-                 *(html.escape(json.dumps(run.params.get(k), default=str)) for k in varying),
+                 *(html.escape(_cell(run.params.get(k))) for k in varying),
                  "" if not st or st.wall_s is None else f"{st.wall_s:.0f}", links, error]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     table = (

@@ -212,12 +212,29 @@ def _answers_per_group(groups: list[Group]) -> float:
 # Verification granularity
 
 
+def fallback_rubric(task: Task):
+    """A fixed rubric for an arithmetic task, used when the judge model writes none: the granularity benchmark
+    measures what verification costs, and needs some rubric of the usual size to verify against."""
+    from .rubrics import Criterion, Rubric
+
+    return Rubric(criteria=[
+        Criterion(id="final", text=f"The final answer is {task.answer}.", points=5, category="correctness"),
+        Criterion(id="steps", text="Each operation of the story is written out as a calculation.", points=2,
+                  category="reasoning"),
+        Criterion(id="order", text="The operations are applied in the order the story tells them.", points=2,
+                  category="reasoning"),
+        Criterion(id="format", text="The last line has the form 'Answer: <number>'.", points=1, category="format"),
+    ])
+
+
 async def _rubric_for(group: Group, clients: Clients, config: RunConfig):
     from .rubrics import induce_rubric_async
 
     outcome = await induce_rubric_async(group.task.prompt, group.teacher_refs, group.rollouts, clients.rubricator,
                                         config)
-    return outcome.rubric
+    if outcome.rubric is not None:
+        return outcome.rubric, "induced"
+    return fallback_rubric(group.task), "fallback"
 
 
 async def _verify_mode(group: Group, rubric: Any, mode: str, config: RunConfig, clients: Clients) -> dict[str, Any]:
@@ -272,17 +289,17 @@ def bench_verify_granularity(
 
     found = run_sync(rubrics())
     rows: list[dict] = []
-    for g, (group, rubric) in enumerate(zip(groups, found)):
-        if rubric is None:
-            progress(f"verify granularity: no rubric for group {g}; skipped")
-            continue
+    for g, (group, (rubric, source)) in enumerate(zip(groups, found)):
+        if source == "fallback":
+            progress(f"verify granularity: the judge wrote no usable rubric for group {g}; using a fixed one")
         for mode in MODES:
             for rep in range(repeats):
                 async def go():
                     async with make_clients(run_config) as clients:
                         return await _verify_mode(group, rubric, mode, run_config, clients)
 
-                row = {"group": g, "task_id": group.task.id, "mode": mode, "repeat": rep, **run_sync(go())}
+                row = {"group": g, "task_id": group.task.id, "mode": mode, "repeat": rep, "rubric": source,
+                       **run_sync(go())}
                 progress(f"verify granularity group {g} {mode}: {row['calls']} calls, {row['tokens']} tokens, "
                          f"{row['wall_s']:.1f} s")
                 rows.append(row)

@@ -422,9 +422,14 @@ def train_log_figure(run_dirs: RunConfig | str | Path | Iterable[str | Path]) ->
     from .analysis import run_method
 
     dirs = [_path(run_dirs)] if isinstance(run_dirs, (RunConfig, str, Path)) else [Path(p) for p in run_dirs]
+    import plotly.colors
+
     fig = make_subplots(rows=1, cols=2, subplot_titles=("reward mean (± std)", "loss"))
+    palette = plotly.colors.qualitative.Plotly
     drawn = 0
-    for path in dirs:
+    for i, path in enumerate(dirs):
+        # One colour per run in both panels (plotly would otherwise colour each trace anew).
+        color = palette[i % len(palette)]
         log = rundir.read_frame(path / rundir.TRAIN_LOG)
         if log.empty or "step" not in log:
             continue
@@ -432,10 +437,11 @@ def train_log_figure(run_dirs: RunConfig | str | Path | Iterable[str | Path]) ->
         name = f"{_run_name(path)} ({run_method(path)})"
         std = log["reward_std"] if "reward_std" in log else None
         fig.add_trace(go.Scatter(x=log["step"], y=log.get("reward_mean"), mode="lines+markers", name=name,
-                                 legendgroup=name, error_y={"type": "data", "array": std} if std is not None else None),
+                                 legendgroup=name, line={"color": color},
+                                 error_y={"type": "data", "array": std} if std is not None else None),
                       row=1, col=1)
         fig.add_trace(go.Scatter(x=log["step"], y=log.get("loss"), mode="lines+markers", name=name,
-                                 legendgroup=name, showlegend=False), row=1, col=2)
+                                 legendgroup=name, showlegend=False, line={"color": color}), row=1, col=2)
         drawn += 1
     if not drawn:
         fig.add_annotation(text="no train_log.jsonl yet: run notebook 04 (training) first", showarrow=False,

@@ -233,3 +233,22 @@ def test_the_report_renders_its_plots_in_headless_chromium(tiny_batch):
     assert "bad-tasks" in dom
     exported = rendered_dom(reports / spec.name / "ok" / "05_signal_alignment_auc.html")
     assert 'class="main-svg"' in exported  # the ROC figure of the exported notebook draws offline too
+
+
+def test_training_figure_gives_each_run_one_colour_in_both_panels(tmp_path):
+    from ropd_kit import rundir
+    from ropd_kit.notebook_tools import train_log_figure
+
+    runs = []
+    for name, method in (("a", "ropd"), ("b", "lopd")):
+        run = tmp_path / name
+        rundir.append_jsonl(run / rundir.TRAIN_LOG, [
+            {"step": s, "method": method, "reward_mean": 0.1 * s, "reward_std": 0.01, "loss": 1.0 / s}
+            for s in (1, 2)])
+        runs.append(run)
+    fig = train_log_figure(runs)
+    colours = {}
+    for trace in fig.data:
+        colours.setdefault(trace.legendgroup, set()).add(trace.line.color)
+    assert len(colours) == 2 and all(len(c) == 1 for c in colours.values())
+    assert len({next(iter(c)) for c in colours.values()}) == 2

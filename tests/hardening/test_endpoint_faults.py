@@ -120,5 +120,6 @@ def test_proxy_counts_and_passes_clean_requests(server):
             ask(make_client(proxy.base_url, server, None, stats))
         snap = proxy.snapshot()
     # 1st call clean; 2nd call: 503 then a clean retry.
-    assert snap == {"requests": 3, "forwarded": 2, "upstream_errors": 0, "injected": {"503": 1}, "injected_total": 1}
+    assert snap == {"requests": 3, "forwarded": 2, "upstream_errors": 0, "injected": {"503": 1}, "injected_total": 1,
+                    "replayed": 0, "recorded": 0}
     assert stats.snapshot()["teacher"]["retries"] == 1
