@@ -145,11 +145,21 @@ def run_step_bench(out: Path, facts: dict, args: argparse.Namespace) -> dict[str
             "max_criteria": 3, "min_criteria": 2, "prompts_per_step": 1,
         })
     runs = []
-    for method in args.methods:
-        _say(f"step breakdown: {method}, {args.steps} steps")
-        runs.append(run_method(method, work, progress=_say, **overrides))
+    if args.steps_from:
+        # Finished runs instead of new ones (e.g. reports/demo after `make demo`): the same numbers, no training.
+        from .bench_step import read_run
+
+        found = sorted(p.parent for p in Path(args.steps_from).glob("**/train_log.jsonl"))
+        if not found:
+            raise SystemExit(f"--steps-from {args.steps_from}: no train_log.jsonl below it")
+        runs = [read_run(d, progress=_say) for d in found]
+        inputs: dict[str, Any] = {"from_runs": [str(d) for d in found]}
+    else:
+        for method in args.methods:
+            _say(f"step breakdown: {method}, {args.steps} steps")
+            runs.append(run_method(method, work, progress=_say, **overrides))
+        inputs = {"methods": args.methods, "steps": args.steps, "overrides": overrides}
     summary = summarise_steps(runs)
-    inputs = {"methods": args.methods, "steps": args.steps, "overrides": overrides}
     return {
         "step_breakdown": write_result(out, "step_breakdown", {"inputs": inputs, **{
             k: v for k, v in summary.items() if k != "cost_per_reward"}}, facts),
@@ -299,18 +309,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--groups", type=int, default=16, help="groups judged per throughput pass")
     parser.add_argument("--refs", type=int, default=4, help="teacher refs per group")
     parser.add_argument("--rollouts", type=int, default=8, help="student rollouts per group")
-    parser.add_argument("--answer-tokens", type=int, default=192, help="max tokens of each ref and rollout")
+    parser.add_argument("--answer-tokens", type=int, default=96, help="max tokens of each ref and rollout")
     parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16])
     parser.add_argument("--latency", type=float, default=1.0, help="seconds per call of the remote stand-in")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the cheap measurements")
-    parser.add_argument("--repeats-local", type=int, default=2, help="repeats of the measurements on the server")
-    parser.add_argument("--granularity-groups", type=int, default=2)
+    parser.add_argument("--repeats-local", type=int, default=1, help="repeats of the measurements on the server")
+    parser.add_argument("--granularity-groups", type=int, default=1)
     parser.add_argument("--step-groups", type=int, default=2, help="groups in the cache-replay step")
     parser.add_argument("--step-rollouts", type=int, default=4, help="rollouts per group in the cache-replay step")
     parser.add_argument("--step-judge-model", default="qwen2.5-coder-1.5b-instruct",
                         help="teacher side of the cache-replay step")
     parser.add_argument("--methods", type=lambda s: s.split(","), default=["ropd", "lopd", "rlvr", "judge"])
     parser.add_argument("--steps", type=int, default=2, help="training steps per method in the step breakdown")
+    parser.add_argument("--steps-from", default=None, metavar="DIR",
+                        help="step breakdown of the finished runs below DIR (e.g. reports/demo) instead of new runs")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and SmolLM2 everywhere (minutes)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -27,17 +27,17 @@ TEACHER_ROLES = ("teacher", "rubricator", "verifier")
 
 
 def step_params(method: str, run_dir: Path, scratch: Path, **overrides: Any) -> dict[str, Any]:
-    """The demo's sizes (experiments/demo.yaml), no evaluation, a cache of its own."""
+    """The demo's sizes and tasks (experiments/demo.yaml), no evaluation, a cache of its own."""
     return {
         "run_dir": str(run_dir),
-        "tasks_path": str(REPO / "data" / "arith_train.jsonl"),
+        "tasks_path": str(REPO / "data" / "arith_easy_train.jsonl"),
         "method": method,
         "seed": 0,
         "n_tasks": 8,
         "n_teacher_refs": 2,
         "n_rollouts": 4,
         "teacher_max_tokens": 256,
-        "rollout_max_tokens": 192,
+        "rollout_max_tokens": 160,
         "max_criteria": 6,
         "prompts_per_step": 2,
         "max_steps": 2,
@@ -95,6 +95,41 @@ def prompt_tokens(config: Any, tasks: list) -> float:
     return statistics.fmean(counts)
 
 
+def read_run(run_dir: Path, progress: Any = print) -> dict[str, Any]:
+    """The step breakdown of a finished run directory (any method), from its config.json and train_log.jsonl."""
+    from .config import RunConfig
+
+    config = RunConfig.model_validate_json((run_dir / "config.json").read_text())
+    method = config.method
+    log = rundir.read_jsonl(run_dir / rundir.TRAIN_LOG)
+    rollouts = config.prompts_per_step * config.n_rollouts
+    steps = []
+    for record in log:
+        seconds = breakdown(record)
+        steps.append({
+            "step": record["step"],
+            "seconds": seconds,
+            "fractions": fractions(seconds) if seconds else None,
+            "reward_mean": record.get("reward_mean"),
+            "completion_length": record.get("completion_length"),
+            "teacher_tokens": teacher_tokens(record),
+            "rollouts": rollouts,
+            "judge_failures": record.get("judge_failures"),
+        })
+        if seconds:
+            progress(f"step breakdown {method} step {record['step']}: {seconds['step']:.1f} s, generation "
+                     f"{seconds['generation']:.1f} s, judging {record.get('judge_s') or 0:.1f} s")
+    out: dict[str, Any] = {"method": method, "run_dir": str(run_dir), "steps": steps,
+                           "model": config.student_model, "judge_model": config.verifier.model}
+    if method == "lopd":
+        from .data import load_tasks
+
+        out["prompt_tokens_mean"] = prompt_tokens(config, load_tasks(run_dir / rundir.TASKS)
+                                                  if (run_dir / rundir.TASKS).exists()
+                                                  else load_tasks(config.tasks_path, limit=config.n_tasks))
+    return out
+
+
 def run_method(method: str, work: Path, progress: Any = print, **overrides: Any) -> dict[str, Any]:
     from .config import RunConfig
     from .train import train
@@ -109,31 +144,8 @@ def run_method(method: str, work: Path, progress: Any = print, **overrides: Any)
     config = RunConfig.from_params(**step_params(method, run_dir, scratch, **overrides))
     started = time.perf_counter()
     train(config)
-    wall = time.perf_counter() - started
-    log = rundir.read_jsonl(run_dir / rundir.TRAIN_LOG)
-    steps = []
-    for record in log:
-        seconds = breakdown(record)
-        rollouts = config.prompts_per_step * config.n_rollouts
-        steps.append({
-            "step": record["step"],
-            "seconds": seconds,
-            "fractions": fractions(seconds) if seconds else None,
-            "reward_mean": record.get("reward_mean"),
-            "completion_length": record.get("completion_length"),
-            "teacher_tokens": teacher_tokens(record),
-            "rollouts": rollouts,
-            "judge_failures": record.get("judge_failures"),
-        })
-        if seconds:
-            progress(f"step breakdown {method} step {record['step']}: {seconds['step']:.1f} s, generation "
-                     f"{seconds['generation']:.1f} s, judging {record.get('judge_s') or 0:.1f} s")
-    out: dict[str, Any] = {"method": method, "wall_s": round(wall, 1), "steps": steps,
-                           "model": config.student_model, "judge_model": config.verifier.model}
-    if method == "lopd":
-        from .pipeline import run_tasks
-
-        out["prompt_tokens_mean"] = prompt_tokens(config, run_tasks(config))
+    out = read_run(run_dir, progress)
+    out["wall_s"] = round(time.perf_counter() - started, 1)
     return out
 
 

@@ -97,3 +97,17 @@ def test_cli_refuses_an_unknown_benchmark(capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--only", "judge_throughput,nope"])
     assert "nope" in capsys.readouterr().err
+
+
+def test_read_run_takes_the_breakdown_from_a_finished_run_directory(tmp_path: Path):
+    from ropd_kit import rundir
+    from ropd_kit.bench_step import read_run
+    from ropd_kit.config import RunConfig
+
+    config = RunConfig(run_dir=str(tmp_path / "run"), method="rlvr", prompts_per_step=2, n_rollouts=4)
+    config.save()
+    rundir.append_jsonl(config.path / rundir.TRAIN_LOG, [record(step=1, judge_s=0.0, refs_s=0.0, rubric_s=0.0,
+                                                                verify_s=0.0)])
+    run = read_run(config.path, progress=lambda _: None)
+    assert run["method"] == "rlvr" and run["steps"][0]["rollouts"] == 8
+    assert run["steps"][0]["seconds"]["generation"] == 4.0 and run["steps"][0]["seconds"]["other"] == 6.0
