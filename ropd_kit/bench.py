@@ -11,7 +11,13 @@ take minutes with it and close to an hour with the 1.5B teacher on a 2-core CPU.
 qwen2.5-coder-1.5b-instruct` runs them with the offline default's teacher. The step breakdown uses the offline
 default (0.5B student, 1.5B teacher side) at the demo's sizes.
 
-    python -m ropd_kit.bench                          # everything (about 15 min on 2 cores, servers built)
+Measured on 2 cores (servers built, models converted): inputs 87 s; (a) 16 groups at concurrency 1, 4 and 16 on the
+SmolLM2 server, 357 s, 345 s and 294 s (the server is the ceiling, so every level costs a full pass); (b) 3 repeats
+per level, about 3 min; granularity 1.5 min; cache replay on the 1.5B 1.5 min; the step breakdown trains 2 steps of
+4 methods (about 10 min) unless `--steps-from` points at finished runs.
+
+    python -m ropd_kit.bench                          # everything (over 30 min on 2 cores, see below)
+    python -m ropd_kit.bench --steps-from reports/demo # step breakdown from `make demo`'s runs, no new training
     python -m ropd_kit.bench --only judge_throughput --groups 4
     python -m ropd_kit.bench --quick                  # minutes: tiny sizes, SmolLM2 everywhere
 """

@@ -166,14 +166,17 @@ def summarise_steps(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "seconds_median": seconds,
             "fractions_median": _median_phase(steps, "fractions"),
             "reward_s_median": reward_s,
-            "reward_over_generation": ratio(reward_s, seconds.get("generation")),
+            # lopd has no reward at all (its signal is the loss itself)
+            "reward_over_generation": None if method == "lopd" else ratio(reward_s, seconds.get("generation")),
             "steps": steps,
         }
         if method == "lopd":
             lengths = [s["completion_length"] for s in steps if s["completion_length"] is not None]
             per_rollout = run["prompt_tokens_mean"] + (statistics.fmean(lengths) if lengths else 0.0)
             cost[method] = {"teacher_tokens_per_rollout": per_rollout,
-                            "what": "white-box teacher forward pass over prompt + rollout (no API call)"}
+                            "what": "white-box teacher forward pass over prompt + rollout (no API call)"
+                            if lengths else "white-box teacher forward pass: prompt tokens only, a lower bound "
+                                            "(this trainer logs no completion length)"}
         elif method == "rlvr":
             cost[method] = {"teacher_tokens_per_rollout": 0.0, "what": "ground truth only"}
         else:
