@@ -144,9 +144,8 @@ def run_method(method: str, work: Path, progress: Any = print, **overrides: Any)
     config = RunConfig.from_params(**step_params(method, run_dir, scratch, **overrides))
     started = time.perf_counter()
     train(config)
-    out = read_run(run_dir, progress)
-    out["wall_s"] = round(time.perf_counter() - started, 1)
-    return out
+    wall = time.perf_counter() - started
+    return {**read_run(run_dir, progress), "wall_s": round(wall, 1)}
 
 
 def _median_phase(steps: list[dict], key: str) -> dict[str, float | None]:

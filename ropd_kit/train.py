@@ -284,7 +284,8 @@ class _RunState:
         return self.wall_offset + (time.perf_counter() - self.started) - self.eval_s
 
     def pop_timings(self) -> dict[str, float | None]:
-        out = {"step_s": None if self.step_s is None else round(self.step_s, 3), "generate_s": round(self.generate_s, 3)}
+        out = {"step_s": None if self.step_s is None else round(self.step_s, 3),
+               "generate_s": round(self.generate_s, 3)}
         self.generate_s, self.step_s = 0.0, None
         return out
 
@@ -570,6 +571,7 @@ def train(config: "RunConfig") -> TrainResult:
 
 
 def _finish(trainer: Any, config: "RunConfig", state: _RunState, reward: Any, resume_from: Path | None) -> TrainResult:
+    _time_generation(trainer, state)
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
@@ -630,7 +632,6 @@ def _train_grpo(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
         processing_class=tokenizer, callbacks=[callback],
     )
     callback.trainer = trainer
-    _time_generation(trainer, state)
     return _finish(trainer, config, state, reward, resume_from)
 
 
@@ -681,7 +682,6 @@ def _train_lopd(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
             processing_class=student.tokenizer, callbacks=[callback],
         )
     callback.trainer = trainer
-    _time_generation(trainer, state)
     return _finish(trainer, config, state, None, resume_from)
 
 
@@ -714,5 +714,4 @@ def _train_sft(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wal
         callbacks=[callback],
     )
     callback.trainer = trainer
-    _time_generation(trainer, state)
     return _finish(trainer, config, state, None, resume_from)
