@@ -101,7 +101,9 @@ def run_judge_benches(names: list[str], out: Path, facts: dict, args: argparse.N
     params = judge_params(
         args.judge_model, work,
         n_tasks=args.groups, n_teacher_refs=args.refs, n_rollouts=args.rollouts,
-        teacher_max_tokens=args.answer_tokens, rollout_max_tokens=args.answer_tokens,
+        teacher_max_tokens=args.answer_tokens, rollout_max_tokens=args.answer_tokens, max_criteria=args.max_criteria,
+        # A cache of the bench's own: on a fresh clone the inputs are made (and timed) anew, a re-run gets them free.
+        cache_dir=str(work / "llm-inputs"),
         # One slot per request in flight at the highest level, each with room for a 12-answer verifier prompt.
         server_parallel=level_max, server_ctx_size=level_max * 4096,
     )
@@ -114,7 +116,8 @@ def run_judge_benches(names: list[str], out: Path, facts: dict, args: argparse.N
              f"({time.perf_counter() - started:.0f} s)")
         if "judge_throughput" in names:
             result = bench_judge_throughput(groups, served, levels=tuple(args.levels), repeats_local=args.repeats_local,
-                                            repeats_remote=args.repeats, latency_s=args.latency, progress=_say)
+                                            repeats_remote=args.repeats, latency_s=args.latency,
+                                            local_groups=args.local_groups, progress=_say)
             written["judge_throughput"] = write_result(out, "judge_throughput", result, facts)
         if "verify_granularity" in names:
             result = bench_verify_granularity(groups[: args.granularity_groups], served, repeats=args.repeats_local,
@@ -317,6 +320,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rollouts", type=int, default=8, help="student rollouts per group")
     parser.add_argument("--answer-tokens", type=int, default=96, help="max tokens of each ref and rollout")
     parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16])
+    parser.add_argument("--local-groups", choices=("auto", "all"), default="auto",
+                        help="groups per pass on the local server: auto = max(4, 2 x concurrency), all = --groups")
+    parser.add_argument("--max-criteria", type=int, default=6, help="rubric size cap of the judging benches (demo's)")
     parser.add_argument("--latency", type=float, default=1.0, help="seconds per call of the remote stand-in")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the cheap measurements")
     parser.add_argument("--repeats-local", type=int, default=1, help="repeats of the measurements on the server")
@@ -326,7 +332,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--step-judge-model", default="qwen2.5-coder-1.5b-instruct",
                         help="teacher side of the cache-replay step")
     parser.add_argument("--methods", type=lambda s: s.split(","), default=["ropd", "lopd", "rlvr", "judge"])
-    parser.add_argument("--steps", type=int, default=2, help="training steps per method in the step breakdown")
+    parser.add_argument("--steps", type=int, default=1, help="training steps per method in the step breakdown")
     parser.add_argument("--steps-from", default=None, metavar="DIR",
                         help="step breakdown of the finished runs below DIR (e.g. reports/demo) instead of new runs")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and SmolLM2 everywhere (minutes)")

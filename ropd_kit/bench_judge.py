@@ -155,21 +155,37 @@ def _levels_summary(passes: dict[int, list[dict]]) -> dict[str, Any]:
     return by_level
 
 
+def local_pass_groups(level: int, n_groups: int) -> int:
+    """Groups judged by one pass against the local server at `level`: enough to keep `level` groups in flight
+    twice (at least 4), at most all of them. The server is the ceiling, so its rate at concurrency 1 is the same
+    over 4 groups as over 16, and the full set is paid only where it is needed to fill the slots."""
+    return min(n_groups, max(4, 2 * level))
+
+
 def bench_judge_throughput(
     groups: list[Group], config: RunConfig, *, levels: tuple[int, ...] = (1, 4, 16), repeats_local: int = 1,
-    repeats_remote: int = 3, latency_s: float = 1.0, progress: Any = print,
+    repeats_remote: int = 3, latency_s: float = 1.0, local_groups: str = "auto", progress: Any = print,
 ) -> dict[str, Any]:
     """(a) the local server as it is, (b) the same answers replayed with `latency_s` per call. `config` must be
-    served (real base URLs)."""
+    served (real base URLs).
+
+    `local_groups`: "all" judges every group at every level in (a); "auto" judges `local_pass_groups(level)` of
+    them (a rate needs no more). (b) judges, at every level, the groups of (a)'s largest pass: all of them were
+    recorded there."""
     from .faultproxy import FaultProxy
 
+    if local_groups not in ("auto", "all"):
+        raise ValueError(f"local_groups must be 'auto' or 'all', got {local_groups!r}")
     upstream = config.verifier.base_url
     local: dict[int, list[dict]] = {}
+    covered = 0
     # (a) goes through the proxy too, recording, so that (b) can replay exactly these answers.
     with FaultProxy(upstream, recording="record") as recorder:
         for level in levels:
+            n = len(groups) if local_groups == "all" else local_pass_groups(level, len(groups))
+            covered = max(covered, n)
             for rep in range(repeats_local):
-                p = judge_pass(groups, config, level, recorder.base_url)
+                p = judge_pass(groups[:n], config, level, recorder.base_url)
                 progress(f"judge throughput (a) local, concurrency {level}, repeat {rep + 1}: "
                          f"{p['groups_per_s']:.3f} groups/s ({p['wall_s']:.0f} s)")
                 local.setdefault(level, []).append(p)
@@ -180,7 +196,7 @@ def bench_judge_throughput(
         for level in levels:
             for rep in range(repeats_remote):
                 before = replayer.snapshot()
-                p = judge_pass(groups, config, level, replayer.base_url)
+                p = judge_pass(groups[:covered], config, level, replayer.base_url)
                 after = replayer.snapshot()
                 # A request the recording lacks goes to the real server (and costs its time): counted, not hidden.
                 p["not_replayed"] = (after["requests"] - before["requests"]) - (after["replayed"] - before["replayed"])
@@ -192,7 +208,7 @@ def bench_judge_throughput(
     return {
         "bench": "judge_throughput",
         "inputs": {"groups": len(groups), "answers_per_group": _answers_per_group(groups), "levels": list(levels),
-                   "repeats_local": repeats_local, "repeats_remote": repeats_remote, "latency_s": latency_s,
+                   "local_groups": local_groups, "replayed_groups": covered, "repeats_local": repeats_local, "repeats_remote": repeats_remote, "latency_s": latency_s,
                    "model": config.verifier.model, "recorded_requests": len(recordings)},
         "local": a,
         "remote_latency": b,

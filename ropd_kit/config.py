@@ -196,6 +196,10 @@ class RunConfig(BaseModel):
                 # Flat endpoint fields override the defaults of that role only.
                 base = cls.model_fields[role].get_default(call_default_factory=True).model_dump()
                 nested[role] = {**base, **nested[role]}
+        if params.get("student_model") is not None:
+            # `student_model` names both the student endpoint's model and the top-level field: the model served
+            # for rollouts is the one that is trained, so one flat name sets both.
+            nested["student_model"] = params["student_model"]
         unknown = sorted(set(nested) - set(cls.model_fields))
         if unknown:
             raise ConfigError(f"unknown RunConfig parameter(s): {', '.join(unknown)}")

@@ -77,10 +77,6 @@ def run_config(params: Mapping[str, Any]) -> RunConfig:
     given = {k: v for k, v in params.items() if v is not None}
     merged = {**saved, **given, "run_dir": str(run_dir)}
     config = RunConfig.from_params(**merged)
-    if "student_model" in merged:
-        # from_params reads `student_model` as the student endpoint's model; the student that is served for
-        # rollouts (01) is also the one that is trained (04), so the training field follows it.
-        config.student_model = merged["student_model"]
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = saved_path.with_name(PARAMS_FILE + ".tmp")
     tmp.write_text(json.dumps(merged, indent=2, sort_keys=True, default=str) + "\n")

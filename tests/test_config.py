@@ -19,6 +19,12 @@ def test_from_params_routes_flat_endpoint_fields_to_their_role():
     assert config.student.model == RunConfig().student.model
 
 
+def test_flat_student_model_sets_the_served_and_the_trained_student():
+    config = RunConfig.from_params(student_model="smollm2-135m-instruct")
+    assert config.student.model == "smollm2-135m-instruct"
+    assert config.student_model == "smollm2-135m-instruct"
+
+
 def test_unknown_parameter_is_named():
     with pytest.raises(ConfigError, match="n_rolouts"):
         RunConfig.from_params(n_rolouts=4)
