@@ -6,20 +6,21 @@ rollout for ropd, lopd, rlvr and judge), writes one JSON per benchmark under `re
 facts, raw timings, medians, ratios) and `reports/bench/index.html` with the plots, linking `injection.json` and
 `gpu_grpo.json` when they exist.
 
-The judging benchmarks use SmolLM2-135M as judge by default: 16 groups of 12 answers at three concurrency levels
-take minutes with it and close to an hour with the 1.5B teacher on a 2-core CPU. `--judge-model
-qwen2.5-coder-1.5b-instruct` runs them with the offline default's teacher. The step breakdown uses the offline
-default (0.5B student, 1.5B teacher side) at the demo's sizes.
+The judging benchmarks use SmolLM2-135M as judge by default, with rubrics capped at 6 criteria (the demo's cap):
+16 groups of 12 answers at three concurrency levels take minutes with it and close to an hour with the 1.5B
+teacher on a 2-core CPU. `--judge-model qwen2.5-coder-1.5b-instruct` runs them with the offline default's teacher.
+The local-server passes judge max(4, 2 x concurrency) of the groups (`--local-groups all`: every group at every
+level): the server is the ceiling, so a rate needs no more, and only concurrency 16 needs all 16 groups in flight.
+The step breakdown trains one step of each method on the offline default at the demo's sizes.
 
-Measured on 2 cores (servers built, models converted): inputs 87 s; (a) 16 groups at concurrency 1, 4 and 16 on the
-SmolLM2 server, 357 s, 345 s and 294 s (the server is the ceiling, so every level costs a full pass); (b) 3 repeats
-per level, about 3 min; granularity 1.5 min; cache replay on the 1.5B 1.5 min; the step breakdown trains 2 steps of
-4 methods (about 10 min) unless `--steps-from` points at finished runs.
+Measured on a fresh clone, 2 cores (llama-server built and models converted in ~/.cache/ropd-kit): `make bench`
+18 min 2 s, of which the venv 47 s; inputs 61 s; (a) 56 s / 85 s / 165 s at concurrency 1 / 4 / 16; (b) 3 repeats
+per level, about 3 min; granularity 1.5 min; cache replay 1.5 min; step breakdown about 5 min.
 
-    python -m ropd_kit.bench                          # everything (over 30 min on 2 cores, see below)
+    python -m ropd_kit.bench                          # everything (about 17 min on 2 cores)
     python -m ropd_kit.bench --steps-from reports/demo # step breakdown from `make demo`'s runs, no new training
     python -m ropd_kit.bench --only judge_throughput --groups 4
-    python -m ropd_kit.bench --quick                  # minutes: tiny sizes, SmolLM2 everywhere
+    python -m ropd_kit.bench --quick                  # about 4 min: tiny sizes, SmolLM2 everywhere
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ def run_judge_benches(names: list[str], out: Path, facts: dict, args: argparse.N
         args.judge_model, work,
         n_tasks=args.groups, n_teacher_refs=args.refs, n_rollouts=args.rollouts,
         teacher_max_tokens=args.answer_tokens, rollout_max_tokens=args.answer_tokens, max_criteria=args.max_criteria,
-        # A cache of the bench's own: on a fresh clone the inputs are made (and timed) anew, a re-run gets them free.
-        cache_dir=str(work / "llm-inputs"),
+        # A cache and reference index of the bench's own: on a fresh clone the inputs are made (and timed) anew,
+        # a re-run gets them free.
+        cache_dir=str(work / "llm-inputs"), ref_index_dir=str(work / "refs-inputs"),
         # One slot per request in flight at the highest level, each with room for a 12-answer verifier prompt.
         server_parallel=level_max, server_ctx_size=level_max * 4096,
     )
@@ -198,7 +200,9 @@ def _throughput_fig(data: dict) -> Any:
                        ("remote_latency", f"replayed, {data['inputs']['latency_s']:g} s latency per call")):
         levels = list(data[key])
         fig.add_bar(name=label, x=[f"concurrency {lv}" for lv in levels],
-                    y=[data[key][lv]["groups_per_s_median"] for lv in levels])
+                    y=[data[key][lv]["groups_per_s_median"] for lv in levels],
+                    customdata=[data[key][lv]["passes"][0]["groups"] for lv in levels],
+                    hovertemplate="%{y:.3f} groups/s over %{customdata} groups")
     fig.update_layout(title="Judge throughput (groups/s, median)", barmode="group", yaxis_title="groups / s",
                       height=380)
     return fig

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .bench_judge import median
 from .rubrics import Criterion, Rubric
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,10 +119,6 @@ async def judge_suite_async(
     return out
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
 def summarise(records: list[dict], repeats: int) -> dict[str, Any]:
     """Per category and per repeat: mean score and final-answer pass rate over judged rollouts; then medians."""
     per_category: dict[str, Any] = {}
@@ -136,9 +133,9 @@ def summarise(records: list[dict], repeats: int) -> dict[str, Any]:
                 by_rep_final.append(statistics.fmean(1.0 if r["final_met"] else 0.0 for r in judged))
         per_category[cat] = {
             "n_rollouts": len({r["id"] for r in rows}),
-            "mean_score_median": _median(by_rep_score),
+            "mean_score_median": median(by_rep_score),
             "mean_score_by_repeat": by_rep_score,
-            "final_answer_pass_rate_median": _median(by_rep_final),
+            "final_answer_pass_rate_median": median(by_rep_final),
             "final_answer_pass_rate_by_repeat": by_rep_final,
             "unjudged": unjudged,
         }
@@ -146,7 +143,7 @@ def summarise(records: list[dict], repeats: int) -> dict[str, Any]:
     for rid in sorted({r["id"] for r in records if r["category"] == "adversarial"}):
         rows = [r for r in records if r["id"] == rid and r["score"] is not None]
         per_attack[rid] = {
-            "median_score": _median([r["score"] for r in rows]),
+            "median_score": median([r["score"] for r in rows]),
             "final_met_rate": statistics.fmean(1.0 if r["final_met"] else 0.0 for r in rows) if rows else None,
             "judged": len(rows),
         }

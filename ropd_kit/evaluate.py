@@ -276,6 +276,9 @@ def eval_curve(run_dir: str | Path) -> "pd.DataFrame":
     evals = rundir.read_frame(Path(run_dir) / rundir.EVAL)
     if evals.empty:
         return pd.DataFrame(columns=["step", "pass@1", "n_tasks", "samples_seen", "wall_s"])
+    # A resumed run evaluates its last step again: the newest record of each (step, task, sample) is the one kept.
+    keys = [c for c in ("step", "task_id", "sample_idx") if c in evals.columns]
+    evals = evals.drop_duplicates(keys, keep="last")
     curve = (
         evals.groupby("step", dropna=False)
         .apply(lambda f: pd.Series({"pass@1": pass_at_1(f), "n_tasks": f["task_id"].nunique()}), include_groups=False)

@@ -111,3 +111,19 @@ def test_read_run_takes_the_breakdown_from_a_finished_run_directory(tmp_path: Pa
     run = read_run(config.path, progress=lambda _: None)
     assert run["method"] == "rlvr" and run["steps"][0]["rollouts"] == 8
     assert run["steps"][0]["seconds"]["generation"] == 4.0 and run["steps"][0]["seconds"]["other"] == 6.0
+
+
+def test_local_passes_fill_the_slots_twice_and_never_exceed_the_groups():
+    from ropd_kit.bench_judge import local_pass_groups
+
+    assert [local_pass_groups(level, 16) for level in (1, 4, 16)] == [4, 8, 16]
+    assert local_pass_groups(16, 5) == 5
+    assert local_pass_groups(2, 2) == 2
+
+
+def test_quick_shrinks_every_size_and_defaults_keep_the_issue_sizes():
+    full = bench.parse_args([])
+    assert (full.groups, full.refs, full.rollouts, full.levels) == (16, 4, 8, [1, 4, 16])
+    quick = bench.parse_args(["--quick"])
+    assert quick.groups < full.groups and quick.rollouts < full.rollouts and max(quick.levels) < 16
+    assert quick.step_judge_model == "smollm2-135m-instruct"

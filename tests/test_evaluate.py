@@ -68,3 +68,21 @@ def test_pass_at_1_averages_each_tasks_sample_accuracy():
     )
     assert pass_at_1(frame) == pytest.approx((0.5 + 1.0 + 0.0) / 3)
     assert pass_at_1(frame.iloc[:0]) != pass_at_1(frame.iloc[:0])  # NaN for nothing evaluated
+
+
+def test_eval_curve_keeps_the_newest_evaluation_of_a_re_evaluated_step(tmp_path):
+    from ropd_kit import rundir
+    from ropd_kit.evaluate import eval_curve
+
+    def row(step, task, idx, correct):
+        return {"step": step, "checkpoint": None, "task_id": task, "sample_idx": idx, "correct": correct}
+
+    # Step 2 was evaluated, the run was killed and resumed, and step 2 was evaluated again with other results.
+    rows = [row(0, "a", 0, False), row(0, "b", 0, False),
+            row(2, "a", 0, False), row(2, "b", 0, False),
+            row(2, "a", 0, True), row(2, "b", 0, True)]
+    (tmp_path / rundir.EVAL).write_text("".join(pd.Series(r).to_json() + "\n" for r in rows))
+    curve = eval_curve(tmp_path).set_index("step")
+    assert curve.loc[2, "pass@1"] == 1.0
+    assert curve.loc[2, "n_tasks"] == 2
+    assert curve.loc[0, "pass@1"] == 0.0
