@@ -201,7 +201,7 @@ def _throughput_fig(data: dict) -> Any:
         levels = list(data[key])
         fig.add_bar(name=label, x=[f"concurrency {lv}" for lv in levels],
                     y=[data[key][lv]["groups_per_s_median"] for lv in levels],
-                    customdata=[data[key][lv]["passes"][0]["groups"] for lv in levels],
+                    customdata=[(data[key][lv].get("passes") or [{}])[0].get("groups") for lv in levels],
                     hovertemplate="%{y:.3f} groups/s over %{customdata} groups")
     fig.update_layout(title="Judge throughput (groups/s, median)", barmode="group", yaxis_title="groups / s",
                       height=380)
