@@ -5,7 +5,8 @@ once by the local server into `<work>/inputs` and kept in the LLM cache), a judg
 Out: one JSON per benchmark under `reports/bench/` (`bench.py` writes them and the index):
 
 - `judge_throughput`: rubric induction + blind verification of every group, with at most 1, 4 or 16 groups (and
-  requests) in flight. (a) against the local server as it is: on a small CPU the server is the ceiling. (b) through
+  requests) in flight; one rubric call and one verifier call per group (a group whose rubric is unusable is
+  verified against `fallback_rubric`, so a small judge model still pays for both stages). (a) against the local server as it is: on a small CPU the server is the ceiling. (b) through
   `FaultProxy` in replay mode with a fixed latency per call: the answers are the server's own, recorded in (a), so
   only the latency is left and the ratio measures what our client overlaps.
 - `verify_granularity`: one verifier call per group (the default) vs one per answer vs one per (answer, criterion):
@@ -103,26 +104,41 @@ def _with_concurrency(config: RunConfig, n: int, base_url: str | None = None) ->
     return config.model_copy(update={**updates, "use_cache": False})
 
 
+async def _judge_one(group: Group, clients: Clients, config: RunConfig) -> dict[str, Any]:
+    """Rubric induction, then blind verification of all of the group's answers, as the reward does it. An unusable
+    rubric is replaced by `fallback_rubric`, so that every group pays for one verification whatever the judge model:
+    a small model that writes no usable rubric would otherwise turn the benchmark into rubric induction alone."""
+    from .pipeline import _group_seed
+    from .verify import verify_group_async
+
+    rubric, source = await _rubric_for(group, clients, config)
+    verdicts = await verify_group_async(group.task.prompt, rubric, group.teacher_refs, group.rollouts,
+                                        clients.verifier, config, seed=_group_seed(config, group.task.id, 0))
+    return {"rubric": source, "failed": verdicts.failed}
+
+
 async def _judge_groups(groups: list[Group], clients: Clients, config: RunConfig, concurrency: int) -> dict[str, Any]:
     """Judge every group with at most `concurrency` groups in flight; wall time and outcome."""
-    from .pipeline import judge_group_async
-
     gate = asyncio.Semaphore(concurrency)
 
     async def one(group: Group):
         async with gate:
-            return await judge_group_async(group.task, group.teacher_refs, group.rollouts, clients, config, step=0)
+            return await _judge_one(group, clients, config)
 
     started = time.perf_counter()
     results = await asyncio.gather(*(one(g) for g in groups))
     wall = time.perf_counter() - started
     usage = clients.stats.totals()
+    by_role = clients.stats.snapshot()
     return {
         "wall_s": round(wall, 3),
         "groups": len(groups),
         "groups_per_s": len(groups) / wall if wall > 0 else None,
-        "failed_groups": sum(r.failed for r in results),
+        "induced_rubrics": sum(r["rubric"] == "induced" for r in results),
+        "failed_groups": sum(r["failed"] for r in results),
         "http_requests": usage["http_requests"],
+        "http_requests_by_role": {role: u.get("http_requests", 0) for role, u in by_role.items()
+                                  if u.get("http_requests")},
         "tokens": usage["prompt_tokens"] + usage["completion_tokens"],
     }
 
@@ -144,6 +160,7 @@ def _levels_summary(passes: dict[int, list[dict]]) -> dict[str, Any]:
             "groups_per_s_median": median([p["groups_per_s"] for p in runs if p["groups_per_s"]]),
             "wall_s_median": median([p["wall_s"] for p in runs]),
             "failed_groups": [p["failed_groups"] for p in runs],
+            "induced_rubrics": [p["induced_rubrics"] for p in runs],
             "http_requests": [p["http_requests"] for p in runs],
             "passes": runs,
         }
@@ -164,10 +181,14 @@ def local_pass_groups(level: int, n_groups: int) -> int:
 
 def bench_judge_throughput(
     groups: list[Group], config: RunConfig, *, levels: tuple[int, ...] = (1, 4, 16), repeats_local: int = 1,
-    repeats_remote: int = 3, latency_s: float = 1.0, local_groups: str = "auto", progress: Any = print,
+    repeats_remote: int = 3, latency_s: float = 1.0, local_groups: str = "auto", rubric_attempts: int = 1,
+    progress: Any = print,
 ) -> dict[str, Any]:
     """(a) the local server as it is, (b) the same answers replayed with `latency_s` per call. `config` must be
     served (real base URLs).
+
+    Every group is one rubric call (`rubric_attempts`: a capable Rubricator's usual case) and one verifier call
+    (`_judge_one`), whether or not the judge model's rubric was usable.
 
     `local_groups`: "all" judges every group at every level in (a); "auto" judges `local_pass_groups(level)` of
     them (a rate needs no more). (b) judges, at every level, the groups of (a)'s largest pass: all of them were
@@ -176,18 +197,26 @@ def bench_judge_throughput(
 
     if local_groups not in ("auto", "all"):
         raise ValueError(f"local_groups must be 'auto' or 'all', got {local_groups!r}")
+    config = config.model_copy(update={"rubric_attempts": rubric_attempts})
     upstream = config.verifier.base_url
     local: dict[int, list[dict]] = {}
-    covered = 0
-    # (a) goes through the proxy too, recording, so that (b) can replay exactly these answers.
+    sizes = {level: len(groups) if local_groups == "all" else local_pass_groups(level, len(groups))
+             for level in levels}
+    covered = max(sizes.values())
+    kept = max(level for level in levels if sizes[level] == covered)
+    # (a) goes through the proxy too, recording, so that (b) can replay exactly these answers. Only the first pass
+    # over all `covered` groups is kept: the server's text can differ between passes (batching changes its
+    # arithmetic), and a reply from one pass followed by a request from another is a chain (b) could not replay.
     with FaultProxy(upstream, recording="record") as recorder:
         for level in levels:
-            n = len(groups) if local_groups == "all" else local_pass_groups(level, len(groups))
-            covered = max(covered, n)
+            n = sizes[level]
             for rep in range(repeats_local):
+                if level == kept and rep == 0:
+                    recorder.recordings.clear()
                 p = judge_pass(groups[:n], config, level, recorder.base_url)
                 progress(f"judge throughput (a) local, concurrency {level}, repeat {rep + 1}: "
-                         f"{p['groups_per_s']:.3f} groups/s ({p['wall_s']:.0f} s)")
+                         f"{p['groups_per_s']:.3f} groups/s ({p['wall_s']:.0f} s, "
+                         f"{p['induced_rubrics']} of {p['groups']} rubrics usable)")
                 local.setdefault(level, []).append(p)
         recordings = dict(recorder.recordings)
     remote: dict[int, list[dict]] = {}
@@ -208,7 +237,8 @@ def bench_judge_throughput(
     return {
         "bench": "judge_throughput",
         "inputs": {"groups": len(groups), "answers_per_group": _answers_per_group(groups), "levels": list(levels),
-                   "local_groups": local_groups, "replayed_groups": covered, "repeats_local": repeats_local, "repeats_remote": repeats_remote, "latency_s": latency_s,
+                   "local_groups": local_groups, "replayed_groups": covered, "rubric_attempts": rubric_attempts,
+                   "repeats_local": repeats_local, "repeats_remote": repeats_remote, "latency_s": latency_s,
                    "model": config.verifier.model, "recorded_requests": len(recordings)},
         "local": a,
         "remote_latency": b,
@@ -299,9 +329,12 @@ def bench_verify_granularity(
     """The same rubric per group verified three ways; per group and mode the medians over `repeats`."""
     run_config = _with_concurrency(config, concurrency)
 
+    # One try: the rubric is an input here, not what is measured (a small judge's unusable one is replaced).
+    once = config.model_copy(update={"rubric_attempts": 1})
+
     async def rubrics():
-        async with make_clients(config) as clients:  # cached: the rubric is an input here, not what is measured
-            return await asyncio.gather(*(_rubric_for(g, clients, config) for g in groups))
+        async with make_clients(once) as clients:  # cached: a re-run asks for the rubric no more
+            return await asyncio.gather(*(_rubric_for(g, clients, once) for g in groups))
 
     found = run_sync(rubrics())
     rows: list[dict] = []

@@ -5,8 +5,8 @@ reference index so that every teacher-side call is real), their `train_log.jsonl
 Out (`bench.py` writes them):
 
 - `step_breakdown`: per method, the fractions of step time spent in generation (TRL's `_generate`), teacher refs,
-  rubric induction, verification, and the rest (log-probs, loss, backward, optimizer; for lopd also the teacher's
-  forward pass). Groups are judged concurrently, so rubric and verification share the judging wall time in
+  rubric induction, verification, the optimizer's update (`optimizer.step()`), and the rest (log-probs, loss,
+  backward, gradient clipping; for lopd also the teacher's forward pass). Groups are judged concurrently, so rubric and verification share the judging wall time in
   proportion to their summed per-group times.
 - `cost_per_reward`: teacher-side tokens per scored rollout: ropd (teacher refs + Rubricator + Verifier), judge
   (Verifier), lopd (the white-box teacher's forward pass over prompt + rollout), rlvr (none).
@@ -22,7 +22,7 @@ from typing import Any
 from . import rundir
 from .bench_judge import REPO, median, ratio
 
-PHASES = ("generation", "teacher_refs", "rubric", "verification", "other")
+PHASES = ("generation", "teacher_refs", "rubric", "verification", "optimizer", "other")
 TEACHER_ROLES = ("teacher", "rubricator", "verifier")
 
 
@@ -60,13 +60,16 @@ def breakdown(record: dict[str, Any]) -> dict[str, float] | None:
     refs = record.get("refs_s") or 0.0
     judging = max(judge - refs, 0.0)
     rubric, verify = record.get("rubric_s") or 0.0, record.get("verify_s") or 0.0
+    # Logs written before the optimizer was timed have no optimizer_s: their update stays in "other".
+    optimizer = record.get("optimizer_s") or 0.0
     share = rubric / (rubric + verify) if rubric + verify > 0 else 0.0
     return {
         "generation": generate,
         "teacher_refs": refs,
         "rubric": judging * share,
         "verification": judging * (1 - share),
-        "other": max(step - generate - judge, 0.0),
+        "optimizer": optimizer,
+        "other": max(step - generate - judge - optimizer, 0.0),
         "step": step,
     }
 

@@ -48,7 +48,7 @@ TRAIN_LOG_FIELDS = (
     "step", "method", "backend", "samples_seen", "wall_s", "reward_mean", "reward_std", "loss", "kl",
     "learning_rate", "grad_norm", "completion_length", "judge_calls", "judge_http_requests", "judge_cache_hits",
     "judge_tokens", "judge_groups", "judge_failures", "judge_failed_rollouts", "rubric_size", "teacher_score_mean",
-    "judge_s", "judge_usage", "judge_errors", "step_s", "generate_s", "refs_s", "rubric_s", "verify_s",
+    "judge_s", "judge_usage", "judge_errors", "step_s", "generate_s", "optimizer_s", "refs_s", "rubric_s", "verify_s",
 )
 
 
@@ -275,18 +275,21 @@ class _RunState:
     started: float = field(default_factory=time.perf_counter)
     stop_reason: str | None = None
     # Where a step's time goes (make bench's step breakdown): the trainer's generation call is timed by a wrapper,
-    # the step from on_step_begin to on_step_end (evaluation, which runs after on_step_end, is not in it).
+    # the step from on_step_begin to on_step_end (evaluation, which runs after on_step_end, is not in it), the
+    # optimizer's update from on_pre_optimizer_step to on_optimizer_step.
     generate_s: float = 0.0
     step_began: float | None = None
     step_s: float | None = None
+    optimizer_began: float | None = None
+    optimizer_s: float = 0.0
 
     def wall_s(self) -> float:
         return self.wall_offset + (time.perf_counter() - self.started) - self.eval_s
 
     def pop_timings(self) -> dict[str, float | None]:
         out = {"step_s": None if self.step_s is None else round(self.step_s, 3),
-               "generate_s": round(self.generate_s, 3)}
-        self.generate_s, self.step_s = 0.0, None
+               "generate_s": round(self.generate_s, 3), "optimizer_s": round(self.optimizer_s, 3)}
+        self.generate_s, self.step_s, self.optimizer_s = 0.0, None, 0.0
         return out
 
 
@@ -333,6 +336,14 @@ def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_o
 
         def on_step_begin(self, args, trainer_state, control, **kwargs):
             state.step_began = time.perf_counter()
+
+        def on_pre_optimizer_step(self, args, trainer_state, control, **kwargs):
+            state.optimizer_began = time.perf_counter()
+
+        def on_optimizer_step(self, args, trainer_state, control, **kwargs):
+            if state.optimizer_began is not None:
+                state.optimizer_s += time.perf_counter() - state.optimizer_began
+                state.optimizer_began = None
 
         def on_log(self, args, trainer_state, control, logs=None, **kwargs):
             logs = logs or {}

@@ -14,7 +14,7 @@ from ropd_kit.bench_step import PHASES, breakdown, fractions, summarise_steps, t
 
 def record(**fields):
     base = {"step": 1, "step_s": 10.0, "generate_s": 4.0, "judge_s": 5.0, "refs_s": 1.0, "rubric_s": 3.0,
-            "verify_s": 1.0, "judge_usage": {}}
+            "verify_s": 1.0, "optimizer_s": 0.25, "judge_usage": {}}
     return {**base, **fields}
 
 
@@ -23,7 +23,8 @@ def test_breakdown_splits_judging_by_summed_group_times_and_adds_up():
     # judging wall 5 - 1 (refs) = 4 s, split 3:1 between rubric and verification
     assert seconds["rubric"] == pytest.approx(3.0)
     assert seconds["verification"] == pytest.approx(1.0)
-    assert seconds["other"] == pytest.approx(1.0)
+    assert seconds["optimizer"] == pytest.approx(0.25)
+    assert seconds["other"] == pytest.approx(0.75)
     assert sum(seconds[p] for p in PHASES) == pytest.approx(seconds["step"])
     assert sum(fractions(seconds).values()) == pytest.approx(1.0)
 
@@ -31,8 +32,13 @@ def test_breakdown_splits_judging_by_summed_group_times_and_adds_up():
 def test_breakdown_of_a_method_without_judging_is_generation_and_other():
     seconds = breakdown(record(judge_s=None, refs_s=None, rubric_s=None, verify_s=None))
     assert seconds["teacher_refs"] == seconds["rubric"] == seconds["verification"] == 0
-    assert seconds["other"] == pytest.approx(6.0)
+    assert seconds["other"] == pytest.approx(5.75)
     assert breakdown(record(step_s=None)) is None
+
+
+def test_breakdown_of_an_older_log_without_optimizer_time_keeps_the_update_in_other():
+    seconds = breakdown(record(optimizer_s=None))
+    assert seconds["optimizer"] == 0 and seconds["other"] == pytest.approx(1.0)
 
 
 def test_teacher_tokens_count_only_teacher_side_roles():
@@ -110,7 +116,7 @@ def test_read_run_takes_the_breakdown_from_a_finished_run_directory(tmp_path: Pa
                                                                 verify_s=0.0)])
     run = read_run(config.path, progress=lambda _: None)
     assert run["method"] == "rlvr" and run["steps"][0]["rollouts"] == 8
-    assert run["steps"][0]["seconds"]["generation"] == 4.0 and run["steps"][0]["seconds"]["other"] == 6.0
+    assert run["steps"][0]["seconds"]["generation"] == 4.0 and run["steps"][0]["seconds"]["other"] == 5.75
 
 
 def test_local_passes_fill_the_slots_twice_and_never_exceed_the_groups():

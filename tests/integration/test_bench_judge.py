@@ -23,6 +23,11 @@ def test_throughput_replays_every_recorded_answer_and_overlaps_latency(groups):
     result = bench_judge_throughput(found, config, levels=(1, 2), repeats_local=1, repeats_remote=1,
                                     latency_s=0.4, progress=lambda _: None)
     remote = result["remote_latency"]
+    # Every group is one rubric call and one verification, whatever the judge model made of the rubric.
+    for level in (*result["local"].values(), *remote.values()):
+        for p in level["passes"]:
+            roles = p["http_requests_by_role"]
+            assert roles["rubricator"] == p["groups"] and roles["verifier"] >= p["groups"], p
     # (b) must cost latency only: every request it made was answered from (a)'s recording.
     assert all(p["not_replayed"] == 0 for level in remote.values() for p in level["passes"])
     assert result["inputs"]["recorded_requests"] >= 2 * len(found)  # a rubric and a verdict call per group at least

@@ -74,6 +74,7 @@ def check_train_log(run_dir: Path, method: str, steps: list[int], samples_per_st
         assert record["step_s"] > 0
         if method != "sft":
             assert 0 < record["generate_s"] < record["step_s"], record
+        assert 0 < record["optimizer_s"] < record["step_s"] - record["generate_s"], record
         if method == "ropd":
             assert record["judge_s"] > 0 and record["rubric_s"] > 0 and record["verify_s"] >= 0
     walls = [r["wall_s"] for r in log]
