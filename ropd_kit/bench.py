@@ -292,7 +292,8 @@ def write_index(out: str | Path = DEFAULT_OUT) -> Path:
             continue
         sections.append(f'<h2 id="{name}">{escape(name.replace("_", " "))}</h2>'
                         f'<p><a href="{name}.json">{name}.json</a> · created {escape(data.get("created", ""))}</p>'
-                        f'{_fig_div(build(data))}')
+                        f'{_fig_div(build(data))}'
+                        + (f"<p>{escape(data['reading'])}</p>" if data.get("reading") else ""))
     links = [f'<li><a href="{name}">{name}</a>: {escape(what)}</li>' for name, what in LINKED.items()
              if (out / name).exists()]
     other = "".join(links) or "<li>none yet</li>"

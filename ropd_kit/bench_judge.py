@@ -6,7 +6,8 @@ Out: one JSON per benchmark under `reports/bench/` (`bench.py` writes them and t
 
 - `judge_throughput`: rubric induction + blind verification of every group, with at most 1, 4 or 16 groups (and
   requests) in flight; one rubric call and one verifier call per group (a group whose rubric is unusable is
-  verified against `fallback_rubric`, so a small judge model still pays for both stages). (a) against the local server as it is: on a small CPU the server is the ceiling. (b) through
+  verified against `fallback_rubric`, so a small judge model still pays for both stages). (a) against the local
+  server as it is: on a small CPU the server is the ceiling (its tokens/s stay flat as concurrency grows). (b) through
   `FaultProxy` in replay mode with a fixed latency per call: the answers are the server's own, recorded in (a), so
   only the latency is left and the ratio measures what our client overlaps.
 - `verify_granularity`: one verifier call per group (the default) vs one per answer vs one per (answer, criterion):
@@ -140,6 +141,7 @@ async def _judge_groups(groups: list[Group], clients: Clients, config: RunConfig
         "http_requests_by_role": {role: u.get("http_requests", 0) for role, u in by_role.items()
                                   if u.get("http_requests")},
         "tokens": usage["prompt_tokens"] + usage["completion_tokens"],
+        "tokens_per_s": (usage["prompt_tokens"] + usage["completion_tokens"]) / wall if wall > 0 else None,
     }
 
 
@@ -159,6 +161,7 @@ def _levels_summary(passes: dict[int, list[dict]]) -> dict[str, Any]:
         str(level): {
             "groups_per_s_median": median([p["groups_per_s"] for p in runs if p["groups_per_s"]]),
             "wall_s_median": median([p["wall_s"] for p in runs]),
+            "tokens_per_s_median": median([p["tokens_per_s"] for p in runs if p.get("tokens_per_s")]),
             "failed_groups": [p["failed_groups"] for p in runs],
             "induced_rubrics": [p["induced_rubrics"] for p in runs],
             "http_requests": [p["http_requests"] for p in runs],
@@ -247,7 +250,23 @@ def bench_judge_throughput(
             f"remote_{top}_vs_1": b[top]["speedup_vs_1"],
         },
         "target": {"remote_speedup_at_16_vs_1": 8.0, "met": (b.get("16", {}).get("speedup_vs_1") or 0) >= 8.0},
+        "reading": _reading(a, b, top, latency_s),
     }
+
+
+def _reading(local: dict, remote: dict, top: str, latency_s: float) -> str:
+    """One sentence with the numbers that say where the ceiling is."""
+    low = min(local, key=int)
+    speed_local, speed_remote = local[top]["speedup_vs_1"], remote[top]["speedup_vs_1"]
+    lt, ht = local[low].get("tokens_per_s_median"), local[top].get("tokens_per_s_median")
+    tokens = f"{lt:.0f} tokens/s at concurrency {low}, {ht:.0f} at {top}" if lt and ht else "tokens/s not measured"
+    if speed_local is None or speed_remote is None:
+        return "Not enough passes for a reading."
+    where = ("the server's compute, not the client, is the ceiling" if speed_local < 0.25 * speed_remote
+             else "the server still gains from concurrency")
+    return (f"Local server: {speed_local:.2f}x groups/s at concurrency {top} vs {low} ({tokens}): {where}. "
+            f"The same answers with only {latency_s:g} s of latency per call: {speed_remote:.1f}x, what the client "
+            f"overlaps.")
 
 
 def _answers_per_group(groups: list[Group]) -> float:

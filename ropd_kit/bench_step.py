@@ -197,4 +197,24 @@ def summarise_steps(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "ropd_reward_time_below_generation": (ropd.get("reward_over_generation") or float("inf")) < 1.0,
             "ropd_reward_over_generation": ropd.get("reward_over_generation"),
         },
+        "reading": step_reading(ropd),
     }
+
+
+def step_reading(ropd: dict[str, Any]) -> str:
+    """Whether ropd's reward fits within its generation time, and if not, what stands in the way."""
+    over = ropd.get("reward_over_generation")
+    if over is None:
+        return "No ropd step with both reward and generation time."
+    seconds = ropd["seconds_median"]
+    reward, generation = ropd["reward_s_median"], seconds.get("generation") or 0.0
+    head = f"ropd's reward took {reward:.1f} s against {generation:.1f} s of generation ({over:.2f}x)"
+    if over < 1.0:
+        return f"{head}: judging costs less than generating."
+    judging = (seconds.get("rubric") or 0.0) + (seconds.get("verification") or 0.0)
+    return (f"{head}: the target (below 1) is not met. In the way: TRL's GRPOTrainer scores a batch after "
+            f"generating it and before the optimizer step, so the judging ({judging:.1f} s) cannot overlap the "
+            f"generation of its own rollouts; only the teacher refs ({seconds.get('teacher_refs') or 0.0:.1f} s), "
+            f"which need no rollout, could be fetched during generation, and that is not done. On a CPU machine the "
+            f"judge server and the student share the cores, so overlap would not shorten the step either; "
+            f"the groups of a step are judged concurrently.")

@@ -68,6 +68,7 @@ def test_summarise_steps_reward_vs_generation_and_cost_per_method():
     assert ropd["reward_s_median"] == pytest.approx(3.5)
     assert ropd["reward_over_generation"] == pytest.approx(3.5 / 4.0)
     assert summary["target"]["ropd_reward_time_below_generation"] is True
+    assert "(0.88x): judging costs less" in summary["reading"]
     cost = summary["cost_per_reward"]
     assert cost["ropd"]["teacher_tokens_per_rollout"] == pytest.approx((100 + 50) / 2)
     assert cost["lopd"]["teacher_tokens_per_rollout"] == pytest.approx(100.0)
@@ -133,3 +134,25 @@ def test_quick_shrinks_every_size_and_defaults_keep_the_issue_sizes():
     quick = bench.parse_args(["--quick"])
     assert quick.groups < full.groups and quick.rollouts < full.rollouts and max(quick.levels) < 16
     assert quick.step_judge_model == "smollm2-135m-instruct"
+
+
+def test_throughput_reading_names_the_ceiling_from_the_numbers():
+    from ropd_kit.bench_judge import _reading
+
+    local = {"1": {"speedup_vs_1": 1.0, "tokens_per_s_median": 250.0},
+             "16": {"speedup_vs_1": 1.1, "tokens_per_s_median": 270.0}}
+    remote = {"1": {"speedup_vs_1": 1.0}, "16": {"speedup_vs_1": 15.0}}
+    text = _reading(local, remote, "16", 1.0)
+    assert "1.10x" in text and "250 tokens/s" in text and "15.0x" in text and "is the ceiling" in text
+    local["16"]["speedup_vs_1"] = 9.0
+    assert "still gains" in _reading(local, remote, "16", 1.0)
+
+
+def test_step_reading_says_what_stands_in_the_way_when_reward_outlasts_generation():
+    from ropd_kit.bench_step import step_reading
+
+    summary = summarise_steps([{"method": "ropd", "steps": [step(record(judge_s=9.0, refs_s=1.0))]}])
+    text = step_reading(summary["per_method"]["ropd"])
+    # reward = refs 1 + judging 8; generation 4
+    assert "9.0 s against 4.0 s of generation (2.25x)" in text and "not met" in text
+    assert "judging (8.0 s)" in text and "teacher refs (1.0 s)" in text
