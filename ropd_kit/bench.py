@@ -9,7 +9,7 @@ facts, raw timings, medians, ratios) and `reports/bench/index.html` with the plo
 The judging benchmarks use SmolLM2-135M as judge by default, with rubrics capped at 6 criteria (the demo's cap):
 16 groups of 12 answers at three concurrency levels take minutes with it and close to an hour with the 1.5B
 teacher on a 2-core CPU. `--judge-model qwen2.5-coder-1.5b-instruct` runs them with the offline default's teacher.
-The local-server passes judge max(4, 2 x concurrency) of the groups (`--local-groups all`: every group at every
+The local-server passes judge max(4, concurrency) of the groups (`--local-groups all`: every group at every
 level): the server is the ceiling, so a rate needs no more, and only concurrency 16 needs all 16 groups in flight.
 The step breakdown trains one step of each method on the offline default at the demo's sizes.
 
@@ -326,7 +326,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--answer-tokens", type=int, default=96, help="max tokens of each ref and rollout")
     parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16])
     parser.add_argument("--local-groups", choices=("auto", "all"), default="auto",
-                        help="groups per pass on the local server: auto = max(4, 2 x concurrency), all = --groups")
+                        help="groups per pass on the local server: auto = max(4, concurrency), all = --groups")
     parser.add_argument("--max-criteria", type=int, default=6, help="rubric size cap of the judging benches (demo's)")
     parser.add_argument("--latency", type=float, default=1.0, help="seconds per call of the remote stand-in")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the cheap measurements")

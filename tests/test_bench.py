@@ -120,10 +120,10 @@ def test_read_run_takes_the_breakdown_from_a_finished_run_directory(tmp_path: Pa
     assert run["steps"][0]["seconds"]["generation"] == 4.0 and run["steps"][0]["seconds"]["other"] == 5.75
 
 
-def test_local_passes_fill_the_slots_twice_and_never_exceed_the_groups():
+def test_local_passes_fill_the_slots_once_and_never_exceed_the_groups():
     from ropd_kit.bench_judge import local_pass_groups
 
-    assert [local_pass_groups(level, 16) for level in (1, 4, 16)] == [4, 8, 16]
+    assert [local_pass_groups(level, 16) for level in (1, 4, 16)] == [4, 4, 16]
     assert local_pass_groups(16, 5) == 5
     assert local_pass_groups(2, 2) == 2
 
