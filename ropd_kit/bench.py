@@ -14,10 +14,11 @@ level): the server is the ceiling, so a rate needs no more, and only concurrency
 The step breakdown trains one step of each method on the offline default at the demo's sizes.
 
 Measured on a fresh clone, 2 cores (llama-server built and models converted in ~/.cache/ropd-kit): `make bench`
-18 min 2 s, of which the venv 47 s; inputs 61 s; (a) 56 s / 85 s / 165 s at concurrency 1 / 4 / 16; (b) 3 repeats
-per level, about 3 min; granularity 1.5 min; cache replay 1.5 min; step breakdown about 5 min.
+16 min 49 s, of which the venv about 50 s; inputs 87 s; (a) 59 s / 23 s / 197 s at concurrency 1 / 4 / 16 (4, 4 and
+16 groups); (b) 3 repeats per level, about 2 min; granularity 1.5 min; cache replay 1.5 min; step breakdown about
+5 min.
 
-    python -m ropd_kit.bench                          # everything (about 17 min on 2 cores)
+    python -m ropd_kit.bench                          # everything (about 16 min on 2 cores)
     python -m ropd_kit.bench --steps-from reports/demo # step breakdown from `make demo`'s runs, no new training
     python -m ropd_kit.bench --only judge_throughput --groups 4
     python -m ropd_kit.bench --quick                  # about 4 min: tiny sizes, SmolLM2 everywhere
