@@ -7,9 +7,9 @@ Out: one JSON per benchmark under `reports/bench/` (`bench.py` writes them and t
 - `judge_throughput`: rubric induction + blind verification of every group, with at most 1, 4 or 16 groups (and
   requests) in flight; one rubric call and one verifier call per group (a group whose rubric is unusable is
   verified against `fallback_rubric`, so a small judge model still pays for both stages). (a) against the local
-  server as it is: on a small CPU the server is the ceiling (its tokens/s stay flat as concurrency grows). (b) through
-  `FaultProxy` in replay mode with a fixed latency per call: the answers are the server's own, recorded in (a), so
-  only the latency is left and the ratio measures what our client overlaps.
+  server as it is: on a small CPU the server is the ceiling (tokens/s per pass say how much batching still buys).
+  (b) through `FaultProxy` in replay mode with a fixed latency per call: the answers are the server's own, recorded
+  in (a), so only the latency is left and the ratio measures what our client overlaps.
 - `verify_granularity`: one verifier call per group (the default) vs one per answer vs one per (answer, criterion):
   calls, prompt + completion tokens and wall time per group, on the same rubrics.
 - `cache_replay`: the reward of one ropd step (teacher refs + judging of its groups, `RubricReward.judge_groups`)
@@ -129,8 +129,9 @@ async def _judge_groups(groups: list[Group], clients: Clients, config: RunConfig
     started = time.perf_counter()
     results = await asyncio.gather(*(one(g) for g in groups))
     wall = time.perf_counter() - started
-    usage = clients.stats.totals()
     by_role = clients.stats.snapshot()
+    usage = clients.stats.totals(by_role)
+    tokens = usage["prompt_tokens"] + usage["completion_tokens"]
     return {
         "wall_s": round(wall, 3),
         "groups": len(groups),
@@ -140,8 +141,8 @@ async def _judge_groups(groups: list[Group], clients: Clients, config: RunConfig
         "http_requests": usage["http_requests"],
         "http_requests_by_role": {role: u.get("http_requests", 0) for role, u in by_role.items()
                                   if u.get("http_requests")},
-        "tokens": usage["prompt_tokens"] + usage["completion_tokens"],
-        "tokens_per_s": (usage["prompt_tokens"] + usage["completion_tokens"]) / wall if wall > 0 else None,
+        "tokens": tokens,
+        "tokens_per_s": tokens / wall if wall > 0 else None,
     }
 
 

@@ -6,8 +6,8 @@ Out (`bench.py` writes them):
 
 - `step_breakdown`: per method, the fractions of step time spent in generation (TRL's `_generate`), teacher refs,
   rubric induction, verification, the optimizer's update (`optimizer.step()`), and the rest (log-probs, loss,
-  backward, gradient clipping; for lopd also the teacher's forward pass). Groups are judged concurrently, so rubric and verification share the judging wall time in
-  proportion to their summed per-group times.
+  backward, gradient clipping; for lopd also the teacher's forward pass). Groups are judged concurrently, so rubric
+  and verification share the judging wall time in proportion to their summed per-group times.
 - `cost_per_reward`: teacher-side tokens per scored rollout: ropd (teacher refs + Rubricator + Verifier), judge
   (Verifier), lopd (the white-box teacher's forward pass over prompt + rollout), rlvr (none).
 """
