@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from . import rundir
-from .evaluate import eval_curve, is_correct
+from .answers import is_correct
+from .evaluate import eval_curve
 
 if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
     import plotly.graph_objects as go

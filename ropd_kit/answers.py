@@ -1,4 +1,4 @@
-"""Final-answer extraction for tasks with numeric ground truth (used by data calibration and evaluation).
+"""Final answers: extraction for tasks with numeric ground truth, and the correctness check against ground truth.
 
 In: a model's free text (a teacher reference, a student rollout). Out: the final number it commits to, as a
 normalised string ("1,234" -> "1234", "42.0" -> "42", "3 / 4" -> "3/4"), or None when the text contains no number
@@ -13,7 +13,11 @@ number, and among markers the one written last wins, because models restate or c
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+
+log = logging.getLogger(__name__)
 
 # Thousands groups must be exactly three digits, so "1,2,3" stays a list of three numbers, not 123.
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
@@ -100,3 +104,54 @@ def extract_final_answer(text: str | None) -> str | None:
         return max(candidates)[1]
     numbers = _NUMBER.findall(text)
     return normalize_number(numbers[-1]) if numbers else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Correctness against ground truth (evaluation, data calibration, the rlvr reward, the AUC labels)
+
+_INTEGER = re.compile(r"-?\d[\d,]*(\.0+)?")
+
+
+def _math_verify(answer: str, text: str) -> bool:
+    from math_verify import parse, verify
+
+    # math-verify's timeouts use SIGALRM, which only exists on the main thread; TRL calls reward functions from a
+    # background event-loop thread, where they must be off.
+    timeout = 5 if threading.current_thread() is threading.main_thread() else None
+    gold = parse(f"\\boxed{{{answer}}}", parsing_timeout=timeout) or parse(answer, parsing_timeout=timeout)
+    predicted = parse(text, parsing_timeout=timeout)
+    if not gold or not predicted:
+        return False
+    try:
+        return bool(verify(gold, predicted, timeout_seconds=timeout))
+    except Exception as exc:  # noqa: BLE001 - a comparison sympy cannot do is a wrong answer, not a crashed eval
+        log.debug("math-verify could not compare %r with %r: %s", answer, text[-80:], exc)
+        return False
+
+
+def is_correct(answer: str | None, text: str) -> bool:
+    """Whether `text` ends up at the ground-truth `answer`.
+
+    >>> is_correct("42", "6 * 7 = 42. Answer: 42")
+    True
+    >>> is_correct("42", "Answer: 41")
+    False
+    """
+    if answer is None:
+        raise ValueError("is_correct needs a ground-truth answer; this task has none (answer=None)")
+    answer = str(answer).strip()
+    if _INTEGER.fullmatch(answer):
+        predicted = extract_final_answer(text)
+        return predicted is not None and predicted == normalize_number(answer)
+    return _math_verify(answer, text)
+
+
+def predicted_answer(answer: str | None, text: str) -> str | None:
+    """What the evaluation read as the text's final answer (for the eval table; None when nothing was found)."""
+    if answer is not None and not _INTEGER.fullmatch(str(answer).strip()):
+        from math_verify import parse
+
+        timeout = 5 if threading.current_thread() is threading.main_thread() else None
+        parsed = parse(text, parsing_timeout=timeout)
+        return str(parsed[-1]) if parsed else None
+    return extract_final_answer(text)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from . import rundir
-from .answers import extract_final_answer, normalize_number
+from .answers import is_correct, predicted_answer
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -29,54 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-_INTEGER = re.compile(r"-?\d[\d,]*(\.0+)?")
 EVAL_COLUMNS = ["step", "checkpoint", "task_id", "sample_idx", "answer_text", "predicted", "answer", "correct",
                 "n_tokens", "truncated"]
-
-
-def _math_verify(answer: str, text: str) -> bool:
-    from math_verify import parse, verify
-
-    # math-verify's timeouts use SIGALRM, which only exists on the main thread; TRL calls reward functions from a
-    # background event-loop thread, where they must be off.
-    timeout = 5 if threading.current_thread() is threading.main_thread() else None
-    gold = parse(f"\\boxed{{{answer}}}", parsing_timeout=timeout) or parse(answer, parsing_timeout=timeout)
-    predicted = parse(text, parsing_timeout=timeout)
-    if not gold or not predicted:
-        return False
-    try:
-        return bool(verify(gold, predicted, timeout_seconds=timeout))
-    except Exception as exc:  # noqa: BLE001 - a comparison sympy cannot do is a wrong answer, not a crashed eval
-        log.debug("math-verify could not compare %r with %r: %s", answer, text[-80:], exc)
-        return False
-
-
-def is_correct(answer: str | None, text: str) -> bool:
-    """Whether `text` ends up at the ground-truth `answer`.
-
-    >>> is_correct("42", "6 * 7 = 42. Answer: 42")
-    True
-    >>> is_correct("42", "Answer: 41")
-    False
-    """
-    if answer is None:
-        raise ValueError("is_correct needs a ground-truth answer; this task has none (answer=None)")
-    answer = str(answer).strip()
-    if _INTEGER.fullmatch(answer):
-        predicted = extract_final_answer(text)
-        return predicted is not None and predicted == normalize_number(answer)
-    return _math_verify(answer, text)
-
-
-def predicted_answer(answer: str | None, text: str) -> str | None:
-    """What the evaluation read as the text's final answer (for the eval table; None when nothing was found)."""
-    if answer is not None and not _INTEGER.fullmatch(str(answer).strip()):
-        from math_verify import parse
-
-        timeout = 5 if threading.current_thread() is threading.main_thread() else None
-        parsed = parse(text, parsing_timeout=timeout)
-        return str(parsed[-1]) if parsed else None
-    return extract_final_answer(text)
 
 
 # ---------------------------------------------------------------------------------------------------------------

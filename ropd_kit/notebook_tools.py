@@ -178,7 +178,7 @@ def _answers(path: Path) -> dict[str, str | None]:
 
 
 def _correct(answer: str | None, text: str | None) -> bool | None:
-    from .evaluate import is_correct
+    from .answers import is_correct
 
     if answer is None or text is None:
         return None

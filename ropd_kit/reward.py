@@ -534,7 +534,7 @@ def correctness_reward(completions: list, answer: list, **kwargs: Any) -> list[f
     >>> correctness_reward(["2 + 2 = 4\\nAnswer: 4", "Answer: 5"], answer=["4", "4"])
     [1.0, 0.0]
     """
-    from .evaluate import is_correct
+    from .answers import is_correct
 
     return [
         None if gold is None else float(is_correct(str(gold), text))

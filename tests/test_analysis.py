@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from ropd_kit import analysis, rundir
 from ropd_kit.config import RunConfig
-from ropd_kit.evaluate import is_correct
+from ropd_kit.answers import is_correct
 
 
 # ---------------------------------------------------------------------------------------------------------------

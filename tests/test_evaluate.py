@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ropd_kit.evaluate import is_correct, pass_at_1, predicted_answer
+from ropd_kit.answers import is_correct, predicted_answer
+from ropd_kit.evaluate import pass_at_1
 
 
 @given(st.integers(min_value=-10**9, max_value=10**9))
