@@ -12,9 +12,6 @@ about the same behaviour.
 
 from __future__ import annotations
 
-import logging
-import re
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -27,7 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import RunConfig
     from .data import Task
 
-log = logging.getLogger(__name__)
 
 EVAL_COLUMNS = ["step", "checkpoint", "task_id", "sample_idx", "answer_text", "predicted", "answer", "correct",
                 "n_tokens", "truncated"]
