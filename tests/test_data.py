@@ -319,5 +319,6 @@ def test_load_hf_local_folder_with_named_fields(tmp_path):
 def test_load_hf_bad_row_names_the_row(tmp_path):
     path = _write_lines(tmp_path / "bad.jsonl", [json.dumps({"question": "fine?", "answer": "1"}),
                                                 json.dumps({"question": "", "answer": "2"})])
-    with pytest.raises(TaskError, match=r"\[train\]:row 1: field 'prompt': expected a non-empty string"):
+    # the error names their column (question), not ours (prompt)
+    with pytest.raises(TaskError, match=r"\[train\]:row 1: field 'question': expected a non-empty string"):
         load_hf_dataset(path, "train")
