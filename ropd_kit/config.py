@@ -50,6 +50,31 @@ class EndpointConfig(BaseModel):
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=4, ge=0, le=20)
     structured_output: StructuredOutput = "auto"
+    # API-grade limits (ropd_kit.limits), per endpoint = base_url + model, shared by every client of it in a process.
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, description="At most this many HTTP requests (retries included) in any 60 s (None: none)."
+    )
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1,
+        description="At most this many tokens in any 60 s: prompt estimate + max_tokens charged before a call, "
+        "corrected to the reported usage after it (None: no limit).",
+    )
+    usd_per_mtok_input: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="$ per million prompt tokens (None: unpriced)."
+    )
+    usd_per_mtok_output: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="$ per million completion tokens (None: unpriced)."
+    )
+    breaker_failures: int | None = Field(
+        default=5, ge=1, description="Open the circuit breaker after this many consecutive failed calls (None: off)."
+    )
+    breaker_failure_rate: float = Field(
+        default=0.5, gt=0, le=1, description="...or when this fraction or more of the last breaker_window calls failed."
+    )
+    breaker_window: int = Field(default=20, ge=1, le=10_000)
+    breaker_cooldown_s: float = Field(
+        default=30.0, gt=0, allow_inf_nan=False, description="Open for this long, then one probe call is let through."
+    )
 
     @field_validator("api_key_env")
     @classmethod
@@ -60,6 +85,20 @@ class EndpointConfig(BaseModel):
                 "api_key_env must be the NAME of an environment variable (e.g. 'OPENAI_API_KEY'), not a key value"
             )
         return v
+
+    @model_validator(mode="after")
+    def _prices_come_in_pairs(self) -> "EndpointConfig":
+        # Half a price table would report a cost that silently leaves out one side of the bill.
+        if (self.usd_per_mtok_input is None) != (self.usd_per_mtok_output is None):
+            raise ValueError(
+                f"usd_per_mtok_input ({self.usd_per_mtok_input}) and usd_per_mtok_output ({self.usd_per_mtok_output}) "
+                "go together: set both (0 for a side that is free) or neither"
+            )
+        return self
+
+    @property
+    def priced(self) -> bool:
+        return self.usd_per_mtok_input is not None and self.usd_per_mtok_output is not None
 
     @property
     def is_local(self) -> bool:
@@ -160,6 +199,11 @@ class RunConfig(BaseModel):
     n_eval_tasks: int | None = Field(default=None, ge=1)
     resume: bool = False
     max_judge_failure_rate: float = Field(default=0.5, ge=0, le=1)
+    reward_deadline_s: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="Per-step reward deadline: groups not judged this many seconds after the step's judging starts "
+        "get None (zero advantage) and are counted as judge failures (None: wait for every group).",
+    )
     use_unsloth: Literal["auto", "never", "always"] = "auto"
 
     @model_validator(mode="after")

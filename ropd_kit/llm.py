@@ -14,6 +14,18 @@ In: chat messages plus sampling settings. Out: a `ChatResult` (text, token count
   the API key nor any header.
 - Structured output: JSON schema where the endpoint accepts it, else JSON mode, else plain text; the mode that works
   is remembered per client (and in the cache directory). Callers always parse the text themselves.
+- API limits (`ropd_kit.limits`, shared per endpoint = base_url + model by every client in the process):
+  `requests_per_minute` is charged by the same transport hook, once per real HTTP request (retries included);
+  `tokens_per_minute` is charged once per call before it is sent, as an estimate (prompt characters / 4 + a few
+  tokens per message + max_tokens), and settled afterwards to the usage the endpoint reported over the call's
+  attempts (an over-estimate is refunded at once; without reported usage the estimate stays). A failed call keeps
+  its estimate. Cache hits charge nothing and never touch the breaker.
+- A circuit breaker per endpoint: after `breaker_failures` consecutive failed calls (or a failure rate of
+  `breaker_failure_rate` over the last `breaker_window`) calls fail at once with `LLMError(kind="circuit_open")`,
+  counted like every other failure; after `breaker_cooldown_s` one probe call goes through and its outcome closes or
+  reopens it. A 400-class answer proves the endpoint is up and counts as a success for the breaker.
+- Money: with a price table on the endpoint (`usd_per_mtok_input` / `usd_per_mtok_output`) the tokens of real
+  requests are turned into dollars per role (`usd` in `UsageStats` snapshots and deltas; None when unpriced).
 
 Sync code (scripts, notebook cells) runs coroutines with `run_sync`, which also works inside Jupyter's running loop.
 """
@@ -32,13 +44,16 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 from urllib.parse import urlsplit
 
+from . import limits
 from .config import ConfigError, EndpointConfig, RunConfig, cache_root
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-FAILURE_KINDS = ("rate_limit", "server", "timeout", "connection", "bad_request", "empty", "auth")
+FAILURE_KINDS = ("rate_limit", "server", "timeout", "connection", "bad_request", "empty", "auth", "circuit_open")
+# Failure kinds that say the endpoint itself is unwell: they count against its circuit breaker.
+BREAKER_KINDS = frozenset({"rate_limit", "server", "timeout", "connection", "empty", "auth"})
 COUNTERS = ("calls", "http_requests", "cache_hits", "retries", "failures", "prompt_tokens", "completion_tokens")
 ROLES = ("teacher", "rubricator", "verifier", "student")
 STRUCTURED_MODES = ("json_schema", "json_object", "none")
@@ -97,7 +112,21 @@ class ChatResult:
 def _zero() -> dict[str, Any]:
     row: dict[str, Any] = {name: 0 for name in COUNTERS}
     row["failures_by_kind"] = {}
+    row["usd"] = None  # unpriced until a client with a price table registers or records
     return row
+
+
+def token_cost_usd(
+    prompt_tokens: int, completion_tokens: int, usd_per_mtok_input: float | None, usd_per_mtok_output: float | None
+) -> float | None:
+    """Dollars for a token count at a price table ($ per million input / output tokens); None when unpriced."""
+    if usd_per_mtok_input is None or usd_per_mtok_output is None:
+        return None
+    return (prompt_tokens * usd_per_mtok_input + completion_tokens * usd_per_mtok_output) / 1e6
+
+
+def _add_usd(a: float | None, b: float | None) -> float | None:
+    return a if b is None else (b if a is None else a + b)
 
 
 class UsageStats:
@@ -105,17 +134,21 @@ class UsageStats:
 
     calls: logical `chat` calls (cache hits included) · http_requests: real requests sent, retries included ·
     cache_hits · retries: requests beyond the first within one call · failures: calls that raised LLMError (also
-    by kind) · prompt_tokens / completion_tokens: as reported by the endpoint for real requests (not cache hits).
+    by kind) · prompt_tokens / completion_tokens: as reported by the endpoint for real requests (not cache hits) ·
+    usd: those tokens at the endpoint's prices (a float; None for a role whose endpoint has no price table).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rows: dict[str, dict[str, Any]] = {}
 
-    def register(self, role: str) -> None:
-        """Make `role` appear (with zeros) in snapshots before it has done anything."""
+    def register(self, role: str, *, priced: bool = False) -> None:
+        """Make `role` appear (with zeros) in snapshots before it has done anything; `priced`: its usd starts at 0.0
+        instead of None (unpriced)."""
         with self._lock:
-            self._rows.setdefault(role, _zero())
+            row = self._rows.setdefault(role, _zero())
+            if priced and row["usd"] is None:
+                row["usd"] = 0.0
 
     def record(self, role: str, **increments: int) -> None:
         unknown = set(increments) - set(COUNTERS)
@@ -138,8 +171,13 @@ class UsageStats:
     def record_cache_hit(self, role: str) -> None:
         self.record(role, cache_hits=1)
 
-    def record_tokens(self, role: str, prompt_tokens: int, completion_tokens: int) -> None:
-        self.record(role, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    def record_tokens(self, role: str, prompt_tokens: int, completion_tokens: int, usd: float | None = None) -> None:
+        """Tokens of one real request, and what they cost (`token_cost_usd`; None when unpriced)."""
+        with self._lock:
+            row = self._rows.setdefault(role, _zero())
+            row["prompt_tokens"] += int(prompt_tokens)
+            row["completion_tokens"] += int(completion_tokens)
+            row["usd"] = _add_usd(row["usd"], usd)
 
     def record_failure(self, role: str, kind: str) -> None:
         with self._lock:
@@ -148,7 +186,8 @@ class UsageStats:
             row["failures_by_kind"][kind] = row["failures_by_kind"].get(kind, 0) + 1
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        """{role: {counter: int, ..., "failures_by_kind": {kind: int}}} — a deep copy, JSON-serialisable."""
+        """{role: {counter: int, ..., "failures_by_kind": {kind: int}, "usd": float | None}} — a deep copy,
+        JSON-serialisable."""
         with self._lock:
             return {
                 role: {**row, "failures_by_kind": dict(row["failures_by_kind"])} for role, row in self._rows.items()
@@ -179,17 +218,19 @@ class UsageStats:
 
 
 def _sum_rows(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Counters summed; usd summed over the priced rows (None when none is priced)."""
     total = _zero()
     for row in rows:
         for name in COUNTERS:
             total[name] += row.get(name, 0)
+        total["usd"] = _add_usd(total["usd"], row.get("usd"))
         for kind, n in row.get("failures_by_kind", {}).items():
             total["failures_by_kind"][kind] = total["failures_by_kind"].get(kind, 0) + n
     return total
 
 
 def _flat(role: str, row: dict[str, Any]) -> dict[str, Any]:
-    record: dict[str, Any] = {"role": role, **{name: row.get(name, 0) for name in COUNTERS}}
+    record: dict[str, Any] = {"role": role, **{name: row.get(name, 0) for name in COUNTERS}, "usd": row.get("usd")}
     by_kind = row.get("failures_by_kind", {})
     for kind in FAILURE_KINDS:
         record[f"failures_{kind}"] = by_kind.get(kind, 0)
@@ -197,7 +238,8 @@ def _flat(role: str, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def usage_delta(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per-role difference of two snapshots (after - before); roles new in `after` count from zero."""
+    """Per-role difference of two snapshots (after - before); roles new in `after` count from zero. usd is None
+    where `after` is unpriced."""
     out: dict[str, dict[str, Any]] = {}
     for role, row in after.items():
         prev = before.get(role, _zero())
@@ -207,6 +249,8 @@ def usage_delta(before: dict[str, dict[str, Any]], after: dict[str, dict[str, An
             k: row.get("failures_by_kind", {}).get(k, 0) - prev.get("failures_by_kind", {}).get(k, 0) for k in kinds
         }
         diff["failures_by_kind"] = {k: v for k, v in diff["failures_by_kind"].items() if v}
+        usd_after, usd_before = row.get("usd"), prev.get("usd")
+        diff["usd"] = None if usd_after is None else usd_after - (usd_before or 0.0)
         out[role] = diff
     return out
 
@@ -352,7 +396,9 @@ class LLMClient:
         self.role = role
         self.cache = cache
         self.stats = stats if stats is not None else UsageStats()
-        self.stats.register(role)
+        self.stats.register(role, priced=endpoint.priced)
+        # Rate limits and circuit breaker of this endpoint, shared with every other client of it in the process.
+        self.guard = limits.guard_for(endpoint)
         self.empty_attempts = empty_attempts
         self._structured_mode: str | None = None
         self._token_param = "max_tokens"
@@ -375,15 +421,15 @@ class LLMClient:
     def _new_http_client(self):
         import openai
 
-        loopback = (urlsplit(self.endpoint.base_url).hostname or "") in _LOOPBACK_HOSTS
         # DefaultAsyncHttpxClient keeps the SDK's own timeout/limit defaults whatever httpx flavour it is built on.
         return openai.DefaultAsyncHttpxClient(
-            event_hooks={"request": [self._on_request]},
-            # A proxy from the environment cannot reach our loopback server; only remote endpoints use it.
-            trust_env=not loopback,
+            event_hooks={"request": [self._on_request]}, trust_env=trusts_env(self.endpoint.base_url)
         )
 
     async def _on_request(self, request) -> None:
+        # Every real request, retries included, waits for the endpoint's requests/minute window first.
+        if self.guard.requests is not None:
+            await self.guard.requests.acquire(1)
         self.stats.record_http_request(self.role)
         box = _CALL_REQUESTS.get()
         if box is not None:
@@ -492,16 +538,45 @@ class LLMClient:
         if request_seed is not None:
             request["seed"] = request_seed
 
+        breaker = self.guard.breaker
+        probe = False
+        if breaker is not None:
+            try:
+                probe = breaker.before_call()
+            except limits.CircuitOpen as exc:
+                self.stats.record_failure(self.role, "circuit_open")
+                raise self._error("circuit_open", str(exc), attempts=0) from None
+
         box = [0]
+        spent = [0, 0]  # prompt and completion tokens over this call's attempts, for the tokens/minute window
         token = _CALL_REQUESTS.set(box)
         try:
             async with self._state().semaphore:
-                result = await self._complete(request, max_tokens, json_schema, schema_name, box)
+                charge = None
+                if self.guard.tokens is not None:
+                    schema_chars = 0 if json_schema is None else len(canonical_json(json_schema))
+                    charge = await self.guard.tokens.acquire(
+                        limits.estimate_tokens(messages, max_tokens, extra_chars=schema_chars)
+                    )
+                result = await self._complete(request, max_tokens, json_schema, schema_name, box, spent)
+                if charge is not None and sum(spent) > 0:  # no reported usage: the estimate stays charged
+                    charge.settle(sum(spent))
         except LLMError as err:
             self.stats.record_failure(self.role, err.kind)
+            if breaker is not None:
+                if err.kind in BREAKER_KINDS:
+                    breaker.record_failure(probe)
+                else:  # the endpoint answered (e.g. 400 for this prompt): it is up
+                    breaker.record_success(probe)
+            raise
+        except BaseException:  # cancelled, or a bug: no verdict on the endpoint
+            if breaker is not None:
+                breaker.release(probe)
             raise
         finally:
             _CALL_REQUESTS.reset(token)
+        if breaker is not None:
+            breaker.record_success(probe)
 
         if key is not None and result.finish_reason in CACHEABLE_FINISH and _accepted(accept, result.text):
             self.cache.put(key, {
@@ -511,7 +586,8 @@ class LLMClient:
         return result
 
     async def _complete(
-        self, request: dict, max_tokens: int, json_schema: dict | None, schema_name: str, box: list[int]
+        self, request: dict, max_tokens: int, json_schema: dict | None, schema_name: str, box: list[int],
+        spent: list[int] | None = None,
     ) -> ChatResult:
         last_finish: str | None = None
         for attempt in range(self.empty_attempts):
@@ -519,7 +595,12 @@ class LLMClient:
             usage = getattr(response, "usage", None)
             prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
             completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-            self.stats.record_tokens(self.role, prompt_tokens, completion_tokens)
+            usd = token_cost_usd(prompt_tokens, completion_tokens, self.endpoint.usd_per_mtok_input,
+                                 self.endpoint.usd_per_mtok_output)
+            self.stats.record_tokens(self.role, prompt_tokens, completion_tokens, usd)
+            if spent is not None:
+                spent[0] += prompt_tokens
+                spent[1] += completion_tokens
             choices = getattr(response, "choices", None) or []
             text = (choices[0].message.content or "") if choices else ""
             last_finish = choices[0].finish_reason if choices else None
@@ -776,19 +857,53 @@ class EndpointUnreachable(ConnectionError):
     """An endpoint that does not answer at all; raised before any expensive work starts."""
 
 
+def trusts_env(base_url: str) -> bool:
+    """Whether requests to `base_url` take their proxy settings (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) from the
+    environment: yes for remote endpoints, no for a loopback server, which a proxy elsewhere cannot reach. The chat
+    client and `check_reachable` both ask this, so they go (or do not go) through the same proxy."""
+    return (urlsplit(base_url).hostname or "") not in _LOOPBACK_HOSTS
+
+
 def check_reachable(endpoints: dict[str, "EndpointConfig"], *, timeout_s: float = 5.0) -> None:
     """Fail fast, naming the URL, when a role's endpoint cannot be connected to.
 
-    Only a connection failure or timeout counts: any HTTP answer (even 401/404 from `/models`) proves a server is
-    there, and the real calls report their own errors.
+    The probe is a `GET <base_url>/models` through the same SDK, HTTP client flavour and proxy settings
+    (`trusts_env`) as the chat client, with no retries and a placeholder key (never the real one). Only a connection
+    failure or timeout counts: any HTTP answer (even 401/404) proves a server is there, and the real calls report
+    their own errors.
     """
-    import httpx
+    import openai
 
     for role, endpoint in endpoints.items():
-        url = endpoint.base_url.rstrip("/") + "/models"
+        client = openai.OpenAI(
+            api_key="not-needed", base_url=endpoint.base_url, timeout=timeout_s, max_retries=0,
+            http_client=openai.DefaultHttpxClient(trust_env=trusts_env(endpoint.base_url)),
+        )
+        failure: str | None = None
         try:
-            httpx.get(url, timeout=timeout_s, trust_env=False)
-        except (httpx.ConnectError, httpx.TimeoutException, httpx.UnsupportedProtocol) as exc:
+            client.models.with_raw_response.list()
+        except openai.APIConnectionError as exc:  # timeouts included
+            cause = exc.__cause__ or exc
+            failure = f"{type(exc).__name__}: {type(cause).__name__}"
+        except openai.OpenAIError:
+            pass  # an HTTP answer, whatever it says
+        finally:
+            client.close()
+        if failure is not None:
+            via = " (through the proxy set in the environment)" if _proxied(endpoint.base_url) else ""
             raise EndpointUnreachable(
-                f"{role} endpoint {endpoint.base_url} is unreachable ({type(exc).__name__}); check its base_url"
-            ) from None
+                f"{role} endpoint {endpoint.base_url} is unreachable{via} ({failure}); check its base_url"
+            )
+
+
+def _proxied(base_url: str) -> bool:
+    """Whether an environment proxy applies to `base_url` (for the message only; httpx decides the route)."""
+    import urllib.request
+
+    if not trusts_env(base_url):
+        return False
+    parts = urlsplit(base_url)
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass_environment(parts.hostname or "", proxies)
