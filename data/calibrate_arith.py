@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             result = measure(role, tasks, base_url=args.base_url, max_tokens=args.max_tokens, parallel=args.parallel,
                              progress=args.progress)
         else:
-            from ropd_kit.serve import LocalServer
+            from ropd_kit.offline.serve import LocalServer
 
             with LocalServer(ROLES[role], parallel=args.parallel) as server:
                 result = measure(role, tasks, base_url=server.base_url, max_tokens=args.max_tokens,

@@ -30,7 +30,7 @@ import pandas as pd
 
 from . import rundir
 from .answers import is_correct
-from .evaluate import eval_curve
+from .train.evaluate import eval_curve
 
 if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
     import plotly.graph_objects as go
@@ -220,7 +220,7 @@ def load_teacher(name: str | None = None, *, dtype: str = "bfloat16"):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .config import DEFAULT_TEACHER
-    from .models import hf_folder
+    from .offline.models import hf_folder
 
     folder = hf_folder(name or DEFAULT_TEACHER)
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from . import rundir
-from .batch import INDEX, load_spec, run_batch
+from .batch.spec import INDEX, load_spec
+from .batch.runner import run_batch
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = REPO / "experiments" / "demo.yaml"

@@ -22,6 +22,9 @@ VERDICTS = "verdicts.jsonl"
 TRAIN_LOG = "train_log.jsonl"
 EVAL = "eval.jsonl"
 JUDGE_RAW = "judge_raw.jsonl"  # raw Rubricator / Verifier output, kept for audits and the inspector
+# A batch folder (reports/<batch>/<run>/) holds the run directory under RUN_SUBDIR and the run's status record.
+RUN_SUBDIR = "run"
+STATUS = "status.json"
 
 
 class RecordError(ValueError):

@@ -229,7 +229,7 @@ def role_client(config: RunConfig, role: str) -> Iterator[LLMClient]:
     endpoint = config.endpoint(role)
     with contextlib.ExitStack() as stack:
         if endpoint.is_local:
-            from ropd_kit.serve import LocalServer
+            from ropd_kit.offline.serve import LocalServer
 
             server = stack.enter_context(LocalServer(
                 endpoint.model, parallel=config.server_parallel, ctx_size=config.server_ctx_size,

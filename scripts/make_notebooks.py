@@ -211,7 +211,7 @@ judge cost per step (`judge_calls`)."""),
     ("md", """## Accuracy against the ground truth
 pass@1 at each evaluated step, with the samples seen and wall time spent to get there (what 06 compares across
 methods)."""),
-    ("code", """from ropd_kit.evaluate import eval_curve
+    ("code", """from ropd_kit.train.evaluate import eval_curve
 
 eval_curve(config.run_dir)"""),
 ]

@@ -19,7 +19,7 @@ ROLES = ("teacher", "rubricator", "verifier", "student")
 @pytest.fixture(scope="session")
 def local_server():
     """A running LocalServer serving SmolLM2 under the id "smollm2-135m-instruct", 4 parallel slots, 1 thread."""
-    from ropd_kit import models, serve
+    from ropd_kit.offline import models, serve
 
     serve.server_binary()  # builds when missing or stale (about 5 minutes on 2 cores)
     models.install(FAST_MODEL)

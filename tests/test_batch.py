@@ -17,9 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from ropd_kit import batch, notebook_tools
-from ropd_kit.batch import (BatchError, BatchSpec, SecretParameterError, check_secrets, load_spec, run_batch,
-                            secret_values)
+from ropd_kit import batch, notebook_tools, redaction, rundir
+from ropd_kit.batch import report
+from ropd_kit.batch.spec import BatchError, BatchSpec, load_spec
+from ropd_kit.redaction import SecretParameterError, check_secrets, secret_values
+from ropd_kit.batch.runner import run_batch
 
 
 def write_toy(path: Path) -> Path:
@@ -93,8 +95,8 @@ def test_repository_specs_load_and_use_known_parameters():
     known = set(notebook_tools.config_parameter_names())
     for path in sorted((root / "experiments").glob("*.yaml")):
         s = load_spec(path)
-        notebooks = [batch.notebook_path(n) for n in s.notebooks]
-        known_here = known | {k for nb in notebooks for k in batch.notebook_parameters(nb)}
+        notebooks = [batch.spec.notebook_path(n) for n in s.notebooks]
+        known_here = known | {k for nb in notebooks for k in batch.spec.notebook_parameters(nb)}
         for run in s.expand():
             assert set(run.params) <= known_here, (path, set(run.params) - known_here)
             check_secrets(run.params, env={})
@@ -153,8 +155,8 @@ def test_secret_values_are_keys_not_paths():
 def test_redact_file_replaces_and_counts(tmp_path):
     f = tmp_path / "out.txt"
     f.write_text("a sk-secret-xyz b sk-secret-xyz")
-    assert batch.redact_file(f, {"K": "sk-secret-xyz"}) == 2
-    assert "sk-secret" not in f.read_text() and batch.REDACTED in f.read_text()
+    assert redaction.redact_file(f, {"K": "sk-secret-xyz"}) == 2
+    assert "sk-secret" not in f.read_text() and redaction.REDACTED in f.read_text()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,7 +166,7 @@ def test_redact_file_replaces_and_counts(tmp_path):
 def test_kernel_runs_this_interpreter():
     from jupyter_client.kernelspec import KernelSpecManager
 
-    name = batch.kernel_name()
+    name = batch.spec.kernel_name()
     argv0 = KernelSpecManager().get_kernel_spec(name).argv[0]
     assert argv0 in {"python", "python3"} or os.path.samefile(argv0, sys.executable)
 
@@ -201,7 +203,7 @@ def test_batch_records_failure_goes_on_and_resumes(toy, tmp_path):
     assert (reports / "toy" / "fail-False" / "run" / "ran.txt").read_text() == "5"
 
 
-STATUS = batch.STATUS
+STATUS = rundir.STATUS
 
 
 def test_bad_specs_are_refused_before_anything_runs(toy, tmp_path):
@@ -236,15 +238,15 @@ def test_strip_clears_outputs_and_keeps_the_parameters_tag(toy, tmp_path):
     reports = tmp_path / "reports"
     run_batch({"name": "s", "notebooks": [str(toy)]}, reports, progress=False, serve_local=False)
     executed = reports / "s" / "default" / "toy.ipynb"
-    assert notebook_tools.unstripped([executed]) == [executed]
-    assert notebook_tools.strip([executed]) == [executed]
+    assert report.unstripped([executed]) == [executed]
+    assert report.strip([executed]) == [executed]
     nb = nbformat.read(executed, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code)
     assert any("parameters" in c.metadata.get("tags", []) for c in code)
     assert "papermill" not in nb.metadata
-    assert notebook_tools.unstripped([executed]) == [] and notebook_tools.strip([executed]) == []
-    assert notebook_tools.main(["check", str(executed)]) == 0
+    assert report.unstripped([executed]) == [] and report.strip([executed]) == []
+    assert report.main(["check", str(executed)]) == 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -256,7 +258,7 @@ def fake_run(folder: Path, method: str, accuracies: list[float]) -> Path:
     from ropd_kit import rundir
     from ropd_kit.config import RunConfig
 
-    run = folder / batch.RUN_SUBDIR
+    run = folder / rundir.RUN_SUBDIR
     RunConfig(run_dir=str(run), method=method).save()
     rundir.write_jsonl(run / rundir.TRAIN_LOG, [
         {"step": s, "method": method, "samples_seen": 4 * s, "wall_s": 10.0 * s, "reward_mean": 0.1 * s,
@@ -268,7 +270,7 @@ def fake_run(folder: Path, method: str, accuracies: list[float]) -> Path:
     ])
     rundir.write_jsonl(run / "signal_auc.jsonl", [{"signal": "score", "auc": 0.8, "n": 8, "n_pos": 4, "n_neg": 4,
                                                    "n_missing": 0, "note": ""}])
-    (folder / batch.STATUS).write_text(batch.RunStatus(
+    (folder / rundir.STATUS).write_text(batch.RunStatus(
         run=folder.name, status="done", params={"method": method}, fingerprint="x", run_dir=str(run)
     ).model_dump_json())
     return run

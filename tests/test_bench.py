@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ropd_kit import bench
-from ropd_kit.bench_judge import ratio
-from ropd_kit.bench_step import PHASES, breakdown, fractions, summarise_steps, teacher_tokens
+from ropd_kit.bench import suite as bench
+from ropd_kit.bench.judge import ratio
+from ropd_kit.bench.step import PHASES, breakdown, fractions, summarise_steps, teacher_tokens
 
 
 def record(**fields):
@@ -108,7 +108,7 @@ def test_cli_refuses_an_unknown_benchmark(capsys):
 
 def test_read_run_takes_the_breakdown_from_a_finished_run_directory(tmp_path: Path):
     from ropd_kit import rundir
-    from ropd_kit.bench_step import read_run
+    from ropd_kit.bench.step import read_run
     from ropd_kit.config import RunConfig
 
     config = RunConfig(run_dir=str(tmp_path / "run"), method="rlvr", prompts_per_step=2, n_rollouts=4)
@@ -121,7 +121,7 @@ def test_read_run_takes_the_breakdown_from_a_finished_run_directory(tmp_path: Pa
 
 
 def test_local_passes_fill_the_slots_once_and_never_exceed_the_groups():
-    from ropd_kit.bench_judge import local_pass_groups
+    from ropd_kit.bench.judge import local_pass_groups
 
     assert [local_pass_groups(level, 16) for level in (1, 4, 16)] == [4, 4, 16]
     assert local_pass_groups(16, 5) == 5
@@ -137,7 +137,7 @@ def test_quick_shrinks_every_size_and_defaults_keep_the_issue_sizes():
 
 
 def test_throughput_reading_names_the_ceiling_from_the_numbers():
-    from ropd_kit.bench_judge import _reading
+    from ropd_kit.bench.judge import _reading
 
     local = {"1": {"speedup_vs_1": 1.0, "tokens_per_s_median": 250.0},
              "16": {"speedup_vs_1": 1.1, "tokens_per_s_median": 270.0}}
@@ -149,7 +149,7 @@ def test_throughput_reading_names_the_ceiling_from_the_numbers():
 
 
 def test_step_reading_says_what_stands_in_the_way_when_reward_outlasts_generation():
-    from ropd_kit.bench_step import step_reading
+    from ropd_kit.bench.step import step_reading
 
     summary = summarise_steps([{"method": "ropd", "steps": [step(record(judge_s=9.0, refs_s=1.0))]}])
     text = step_reading(summary["per_method"]["ropd"])

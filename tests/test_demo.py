@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ropd_kit import rundir
-from ropd_kit.batch import load_spec
+from ropd_kit.batch.spec import load_spec
 from ropd_kit.demo import DEFAULT_SPEC, run_summary
 
 

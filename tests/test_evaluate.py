@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ropd_kit.answers import is_correct, predicted_answer
-from ropd_kit.evaluate import pass_at_1
+from ropd_kit.train.evaluate import pass_at_1
 
 
 @given(st.integers(min_value=-10**9, max_value=10**9))
@@ -73,7 +73,7 @@ def test_pass_at_1_averages_each_tasks_sample_accuracy():
 
 def test_eval_curve_keeps_the_newest_evaluation_of_a_re_evaluated_step(tmp_path):
     from ropd_kit import rundir
-    from ropd_kit.evaluate import eval_curve
+    from ropd_kit.train.evaluate import eval_curve
 
     def row(step, task, idx, correct):
         return {"step": step, "checkpoint": None, "task_id": task, "sample_idx": idx, "correct": correct}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ropd_kit import models
-from ropd_kit.models import MODELS, ChecksumError, ModelError, ModelSpec, Part, resolve_model
+from ropd_kit.offline import models
+from ropd_kit.offline.models import MODELS, ChecksumError, ModelError, ModelSpec, Part, resolve_model
 
 
 # --- registry ---------------------------------------------------------------------------------------------------

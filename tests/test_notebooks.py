@@ -16,8 +16,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ropd_kit import batch, notebook_tools
-from ropd_kit.batch import load_spec, run_batch
+from ropd_kit import batch, notebook_tools, redaction, rundir
+from ropd_kit.batch import report
+from ropd_kit.batch.spec import load_spec
+from ropd_kit.batch.runner import run_batch
 from ropd_kit.config import FAST_MODEL, RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +46,7 @@ def test_the_six_notebooks_are_there():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_notebook_has_no_outputs(path):
-    assert notebook_tools.unstripped([path]) == [], f"{path.name} has outputs: run `make strip-notebooks`"
+    assert report.unstripped([path]) == [], f"{path.name} has outputs: run `make strip-notebooks`"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -59,7 +61,7 @@ def test_parameters_cell_first_then_config(path):
         ast.literal_eval(node.value)
         names.append(node.targets[0].id)
     assert names[0] == "run_dir"
-    assert not [n for n in names if batch.looks_like_secret_name(n)]
+    assert not [n for n in names if redaction.looks_like_secret_name(n)]
     assert "notebook_tools.run_config(" in cells[1].source
     assert not any("parameters" in c.metadata.get("tags", []) for c in cells[1:])
 
@@ -86,7 +88,7 @@ def test_run_config_merges_earlier_notebooks_parameters(tmp_path):
     fresh = notebook_tools.run_config({"run_dir": str(tmp_path / "fresh"), "student_model": None, "n_tasks": None})
     assert fresh.student_model == RunConfig().student_model and fresh.n_tasks is None
     assert json.loads((tmp_path / "run" / "config.json").read_text())["method"] == "lopd"
-    with pytest.raises(batch.SecretParameterError):
+    with pytest.raises(redaction.SecretParameterError):
         notebook_tools.run_config({"run_dir": run_dir, "api_key": "sk-123"})
 
 
@@ -102,7 +104,7 @@ def server(request):
         return
     except pytest.FixtureLookupError:
         pass
-    from ropd_kit.serve import LocalServer
+    from ropd_kit.offline.serve import LocalServer
 
     with LocalServer(FAST_MODEL, parallel=2, ctx_size=8192) as own:
         yield own
@@ -189,7 +191,7 @@ def test_the_api_key_is_nowhere_under_reports(tiny_batch):
 @pytest.mark.slow
 def test_a_second_batch_skips_finished_runs(tiny_batch):
     spec, reports, results, _ = tiny_batch
-    marker = reports / spec.name / "ok" / batch.STATUS
+    marker = reports / spec.name / "ok" / rundir.STATUS
     before = marker.stat().st_mtime_ns
     again = {r.run: r for r in run_batch(spec, reports, progress=False, serve_local=False)}
     assert again["ok"].skipped and again["ok"].status == "done"
@@ -237,7 +239,7 @@ def test_the_report_renders_its_plots_in_headless_chromium(tiny_batch):
 
 def test_training_figure_gives_each_run_one_colour_in_both_panels(tmp_path):
     from ropd_kit import rundir
-    from ropd_kit.notebook_tools import train_log_figure
+    from ropd_kit.notebook_tools.training import train_log_figure
 
     runs = []
     for name, method in (("a", "ropd"), ("b", "lopd")):

@@ -13,7 +13,6 @@ import asyncio
 import json
 import re
 import threading
-import time
 
 import pytest
 from hypothesis import given

@@ -10,7 +10,7 @@ import pytest
 from hardening_helpers import tiny_config
 
 from ropd_kit.config import FAST_MODEL, RunConfig
-from ropd_kit.faultproxy import FaultProxy
+from ropd_kit.bench.faultproxy import FaultProxy
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +20,7 @@ def server(request):
         return
     except pytest.FixtureLookupError:
         pass
-    from ropd_kit.serve import LocalServer
+    from ropd_kit.offline.serve import LocalServer
 
     with LocalServer(FAST_MODEL, parallel=4, threads=1) as own:  # one thread: two thrash on a shared 2-core box
         yield own

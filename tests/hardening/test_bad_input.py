@@ -18,7 +18,7 @@ from ropd_kit import pipeline, train
 from ropd_kit.config import ConfigError, EndpointConfig, RunConfig
 from ropd_kit.data import Task, TaskError, load_tasks
 from ropd_kit.llm import LLMClient, LLMError, UsageStats
-from ropd_kit.models import ModelError, resolve_model
+from ropd_kit.offline.models import ModelError, resolve_model
 from ropd_kit.rubrics import Criterion, Rubric, RubricError, parse_rubric
 from ropd_kit.scoring import weighted_pass_rate
 
@@ -110,7 +110,7 @@ def test_gguf_path_that_is_not_a_gguf_is_named(tmp_path):
 
 @pytest.mark.integration
 def test_truncated_gguf_fails_the_server_start_with_its_path(tmp_path):
-    from ropd_kit.serve import LocalServer, ServerError
+    from ropd_kit.offline.serve import LocalServer, ServerError
 
     path = tmp_path / "cut.gguf"
     path.write_bytes(b"GGUF" + bytes(60))  # right magic, nothing usable after it

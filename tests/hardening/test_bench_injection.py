@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ropd_kit.bench_injection import CATEGORIES, DEFAULT_SUITE, INJECTION_RUBRIC, load_suite, run_bench, summarise
+from ropd_kit.bench.injection import CATEGORIES, DEFAULT_SUITE, INJECTION_RUBRIC, load_suite, run_bench, summarise
 
 
 @pytest.mark.integration

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from hardening_helpers import cache_texts, endpoint, run
 
-from ropd_kit.faultproxy import FAULTS, WRONG_SCHEMA_CONTENT, FaultProxy
+from ropd_kit.bench.faultproxy import FAULTS, WRONG_SCHEMA_CONTENT, FaultProxy
 from ropd_kit.llm import LLMCache, LLMClient, LLMError, UsageStats
 
 pytestmark = pytest.mark.integration

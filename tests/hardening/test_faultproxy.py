@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ropd_kit.config import RunConfig
-from ropd_kit.faultproxy import FaultProxy, is_verifier_request, wrong_length_verdicts
+from ropd_kit.bench.faultproxy import FaultProxy, is_verifier_request, wrong_length_verdicts
 from ropd_kit.rubrics import RUBRIC_SCHEMA, rubric_messages
 from ropd_kit.verify import parse_verdicts, verdict_schema, verifier_messages
 
@@ -78,7 +78,7 @@ def test_random_faults_are_reproducible_from_the_seed():
 @pytest.mark.integration
 def test_command_line_proxy_with_latency(server):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ropd_kit.faultproxy", "--upstream", server.base_url, "--latency", "0.5"],
+        [sys.executable, "-m", "ropd_kit.bench.faultproxy", "--upstream", server.base_url, "--latency", "0.5"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:

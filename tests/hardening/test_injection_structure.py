@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ropd_kit import verify
-from ropd_kit.bench_injection import INJECTION_ANSWER, INJECTION_QUESTION, INJECTION_RUBRIC, load_suite
+from ropd_kit.bench.injection import INJECTION_ANSWER, INJECTION_QUESTION, INJECTION_RUBRIC, load_suite
 from ropd_kit.rubrics import rubric_messages
 from ropd_kit.config import RunConfig
 from ropd_kit.judge_text import strip_thinking

@@ -109,7 +109,7 @@ def test_torn_lines_in_every_run_file_are_repaired_on_resume_read(tmp_path):
 @pytest.mark.integration
 @pytest.mark.timeout(2400)  # two training processes, each up to 900 s on a busy machine
 def test_training_killed_mid_step_resumes_from_the_checkpoint(server, tmp_path):
-    from ropd_kit.train import CHECKPOINTS
+    from ropd_kit.train.methods import CHECKPOINTS
 
     steps = 2  # killed while on step 2; the resumed run redoes step 2 only
     config = tiny_config(server, tmp_path).model_copy(update={

@@ -14,7 +14,7 @@ import pytest
 from hardening_helpers import TASKS, cache_texts, run, through
 
 from ropd_kit.data import Task
-from ropd_kit.faultproxy import WRONG_SCHEMA_CONTENT
+from ropd_kit.bench.faultproxy import WRONG_SCHEMA_CONTENT
 from ropd_kit.llm import make_clients
 from ropd_kit.pipeline import judge_group_async
 from ropd_kit.rubrics import Criterion, Rubric, induce_rubric_async

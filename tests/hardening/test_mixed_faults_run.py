@@ -15,7 +15,7 @@ import pytest
 from hardening_helpers import cache_texts, through, tiny_config
 
 from ropd_kit import rundir, train
-from ropd_kit.faultproxy import FAULTS, FaultEvent, FaultProxy
+from ropd_kit.bench.faultproxy import FAULTS, FaultEvent, FaultProxy
 from ropd_kit.llm import LLMCache
 
 # A training run: a few minutes on a quiet 2-core machine, far more when the CPU is shared; the session-wide

@@ -103,7 +103,7 @@ def test_sentinel_key_leaves_no_trace_in_a_pipeline_run(sentinel, proxy, small_c
 
 
 def test_batch_refuses_a_key_value_as_a_parameter_without_printing_it(sentinel):
-    from ropd_kit.batch import SecretParameterError, check_secrets
+    from ropd_kit.redaction import SecretParameterError, check_secrets
 
     with pytest.raises(SecretParameterError) as info:
         check_secrets({"teacher_base_url": "https://api.example.com/v1", "note": f"key={sentinel}"},

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ropd_kit.bench_judge import (bench_cache_replay, bench_judge_throughput, bench_verify_granularity,
-                                  make_inputs)
+from ropd_kit.bench.judge import bench_cache_replay, bench_judge_throughput, bench_verify_granularity, make_inputs
 
 pytestmark = pytest.mark.integration
 

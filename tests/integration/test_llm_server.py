@@ -32,7 +32,7 @@ def server(request):
         return
     except pytest.FixtureLookupError:
         pass
-    from ropd_kit.serve import LocalServer
+    from ropd_kit.offline.serve import LocalServer
 
     with LocalServer(FAST_MODEL, parallel=2) as own:
         yield own

@@ -17,9 +17,9 @@ import jsonschema
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from ropd_kit import models
+from ropd_kit.offline import models
 from ropd_kit.config import FAST_MODEL, EndpointConfig, RunConfig
-from ropd_kit.serve import LocalServer, ServerError, local_endpoints
+from ropd_kit.offline.serve import LocalServer, ServerError, local_endpoints
 
 pytestmark = pytest.mark.integration
 
@@ -194,7 +194,7 @@ def test_server_dies_with_the_process_that_started_it(tmp_path):
     """A killed notebook kernel (SIGKILL: no atexit, no __exit__) must not leave its server running."""
     code = (
         "import time\n"
-        "from ropd_kit.serve import LocalServer\n"
+        "from ropd_kit.offline.serve import LocalServer\n"
         f"server = LocalServer('smollm2', parallel=1, log_path={str(tmp_path / 'server.log')!r}).start()\n"
         "print(server.pid, flush=True)\n"
         "time.sleep(600)\n"
@@ -243,7 +243,7 @@ def test_local_endpoints_share_one_server_per_model_file(tmp_path):
 
 def test_cli_run_serves_until_interrupted():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ropd_kit.serve", "run", "smollm2", "--parallel", "1"],
+        [sys.executable, "-m", "ropd_kit.offline.serve", "run", "smollm2", "--parallel", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -265,7 +265,7 @@ def test_cli_run_serves_until_interrupted():
 
 
 def test_a_stamp_from_other_flags_or_another_cpu_means_rebuild(tmp_path, monkeypatch):
-    from ropd_kit import serve
+    from ropd_kit.offline import serve
 
     monkeypatch.setenv("ROPD_CACHE", str(tmp_path))
     serve.binary_path().parent.mkdir(parents=True)

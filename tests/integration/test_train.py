@@ -17,7 +17,9 @@ import pytest
 
 from ropd_kit import rundir
 from ropd_kit.config import FAST_MODEL, RunConfig
-from ropd_kit.train import TRAIN_LOG_FIELDS, JudgeFailureError, TrainError, last_checkpoint, train
+from ropd_kit.train.progress import TRAIN_LOG_FIELDS, JudgeFailureError
+from ropd_kit.train.student import TrainError
+from ropd_kit.train.methods import last_checkpoint, train
 
 # A training run: a minute or two on a quiet 2-core machine, far more when the CPU is shared; the session-wide
 # 900 s timeout is too tight for the latter.
@@ -167,7 +169,7 @@ def test_lopd_two_steps_with_a_white_box_teacher(tiny: RunConfig):
 
 
 def test_sft_two_steps_with_evaluation_then_evaluate_the_checkpoint(tiny: RunConfig):
-    from ropd_kit.evaluate import evaluate, pass_at_1
+    from ropd_kit.train.evaluate import evaluate, pass_at_1
 
     config = tiny.model_copy(update={"method": "sft", "eval_steps": 2, "n_eval_tasks": 2})
     result = train(config)
@@ -190,7 +192,7 @@ def test_sft_two_steps_with_evaluation_then_evaluate_the_checkpoint(tiny: RunCon
 
 
 def test_a_run_whose_judge_keeps_failing_stops_with_a_clear_error(tiny: RunConfig):
-    from ropd_kit.faultproxy import FaultProxy
+    from ropd_kit.bench.faultproxy import FaultProxy
 
     # The rubricator answers every chat request with HTTP 500 (its /models still works, so the run starts).
     with FaultProxy(tiny.rubricator.base_url, fault_rate=1.0, faults=["500"]) as proxy:
@@ -211,7 +213,7 @@ def test_backend_choice_on_a_machine_without_cuda():
 
     import torch
 
-    from ropd_kit.train import choose_backend
+    from ropd_kit.train.student import choose_backend
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -220,6 +222,6 @@ def test_backend_choice_on_a_machine_without_cuda():
     with pytest.raises(TrainError, match="use_unsloth='always'"):
         choose_backend(RunConfig(use_unsloth="always"))
     # Importing the training module must not pull in unsloth (it patches trl/transformers on import) nor torch.
-    probe = "import sys, ropd_kit.train, ropd_kit.reward, ropd_kit.evaluate; print(sorted({'unsloth', 'torch', 'trl'} & set(sys.modules)))"
+    probe = "import sys, ropd_kit.train, ropd_kit.reward, ropd_kit.train.evaluate; print(sorted({'unsloth', 'torch', 'trl'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import rundir
-from .bench_judge import REPO, median, ratio
+from .. import rundir
+from .judge import REPO, median, ratio
 
 PHASES = ("generation", "teacher_refs", "rubric", "verification", "optimizer", "other")
 TEACHER_ROLES = ("teacher", "rubricator", "verifier")
@@ -89,8 +89,8 @@ def prompt_tokens(config: Any, tasks: list) -> float:
     """Mean token count of the student's chat prompt (what lopd's teacher reads before each rollout)."""
     from transformers import AutoTokenizer
 
-    from .rollouts import student_messages
-    from .train import model_folder
+    from ..rollouts import student_messages
+    from ..train.student import model_folder
 
     tokenizer = AutoTokenizer.from_pretrained(model_folder(config.lopd_teacher_model))
     counts = [len(tokenizer.apply_chat_template(student_messages(t), add_generation_prompt=True, tokenize=True))
@@ -100,7 +100,7 @@ def prompt_tokens(config: Any, tasks: list) -> float:
 
 def read_run(run_dir: Path, progress: Any = print) -> dict[str, Any]:
     """The step breakdown of a finished run directory (any method), from its config.json and train_log.jsonl."""
-    from .config import RunConfig
+    from ..config import RunConfig
 
     config = RunConfig.model_validate_json((run_dir / "config.json").read_text())
     method = config.method
@@ -125,7 +125,7 @@ def read_run(run_dir: Path, progress: Any = print) -> dict[str, Any]:
     out: dict[str, Any] = {"method": method, "run_dir": str(run_dir), "steps": steps,
                            "model": config.student_model, "judge_model": config.verifier.model}
     if method == "lopd":
-        from .data import load_tasks
+        from ..data import load_tasks
 
         out["prompt_tokens_mean"] = prompt_tokens(config, load_tasks(run_dir / rundir.TASKS)
                                                   if (run_dir / rundir.TASKS).exists()
@@ -134,8 +134,8 @@ def read_run(run_dir: Path, progress: Any = print) -> dict[str, Any]:
 
 
 def run_method(method: str, work: Path, progress: Any = print, **overrides: Any) -> dict[str, Any]:
-    from .config import RunConfig
-    from .train import train
+    from ..config import RunConfig
+    from ..train.methods import train
 
     run_dir = work / f"step-{method}"
     scratch = work / f"scratch-{method}"

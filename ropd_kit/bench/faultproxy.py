@@ -24,7 +24,7 @@ Only POST requests to `.../chat/completions` or `.../completions` are subject to
     proxy.injected  # Counter({'503': 1, '429': 1})
 
 Command line (a remote-API stand-in with 1 s of latency in front of a running local server):
-    python -m ropd_kit.faultproxy --upstream http://127.0.0.1:8080/v1 --latency 1.0
+    python -m ropd_kit.bench.faultproxy --upstream http://127.0.0.1:8080/v1 --latency 1.0
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ WRONG_SCHEMA_CONTENT = json.dumps({"result": "ok", "items": [1, 2, 3], "note": "
 
 
 def _error_body(fault: str, request: web.Request) -> dict:
-    message = f"fault injected by ropd_kit.faultproxy: HTTP {_STATUS[fault]}"
+    message = f"fault injected by ropd_kit.bench.faultproxy: HTTP {_STATUS[fault]}"
     if fault == "401":
         # Realistic misbehaviour: some servers repeat the rejected credential in the error text.
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -459,7 +459,7 @@ class FaultProxy:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ropd_kit.faultproxy", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ropd_kit.bench.faultproxy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--upstream", required=True, help="base URL of the real endpoint, e.g. http://127.0.0.1:8080/v1")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")

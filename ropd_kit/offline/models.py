@@ -9,7 +9,7 @@ In:  a registry name (or short alias), a .gguf path, a local transformers folder
 Out: a verified .gguf path (`install`, `gguf_path`) for llama-server, or a transformers folder (`hf_folder`) converted
      once from that GGUF and cached, for training and the white-box teacher.
 
-CLI: `python -m ropd_kit.models install smollm2 | install --all | path NAME | list`.
+CLI: `python -m ropd_kit.offline.models install smollm2 | install --all | path NAME | list`.
 """
 
 from __future__ import annotations
@@ -477,7 +477,7 @@ def _align_special_tokens(model, tokenizer) -> None:
 # --- CLI -----------------------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ropd_kit.models", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ropd_kit.offline.models", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_install = sub.add_parser("install", help="download, assemble and verify model files")
     p_install.add_argument("names", nargs="*", help="registry names or aliases")

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import rundir
-from .config import RunConfig
-from .data import Task, load_tasks
-from .llm import Clients, make_clients, run_sync
+from .. import rundir
+from ..config import RunConfig
+from ..data import Task, load_tasks
+from ..llm import Clients, make_clients, run_sync
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -71,7 +71,7 @@ def judge_params(model: str, work: Path, **sizes: Any) -> dict[str, Any]:
 
 def make_inputs(config: RunConfig) -> list[Group]:
     """Teacher refs and student rollouts for `config.n_tasks` tasks (the cache makes a re-run free)."""
-    from .pipeline import rollouts_stage, stage_tasks, teacher_refs_stage
+    from ..pipeline import rollouts_stage, stage_tasks, teacher_refs_stage
 
     stage_tasks(config)
     teacher_refs_stage(config)
@@ -109,8 +109,8 @@ async def _judge_one(group: Group, clients: Clients, config: RunConfig) -> dict[
     """Rubric induction, then blind verification of all of the group's answers, as the reward does it. An unusable
     rubric is replaced by `fallback_rubric`, so that every group pays for one verification whatever the judge model:
     a small model that writes no usable rubric would otherwise turn the benchmark into rubric induction alone."""
-    from .pipeline import _group_seed
-    from .verify import verify_group_async
+    from ..pipeline import _group_seed
+    from ..verify import verify_group_async
 
     rubric, source = await _rubric_for(group, clients, config)
     verdicts = await verify_group_async(group.task.prompt, rubric, group.teacher_refs, group.rollouts,
@@ -281,7 +281,7 @@ def _answers_per_group(groups: list[Group]) -> float:
 def fallback_rubric(task: Task):
     """A fixed rubric for an arithmetic task, used when the judge model writes none: the granularity benchmark
     measures what verification costs, and needs some rubric of the usual size to verify against."""
-    from .rubrics import Criterion, Rubric
+    from ..rubrics import Criterion, Rubric
 
     return Rubric(criteria=[
         Criterion(id="final", text=f"The final answer is {task.answer}.", points=5, category="correctness"),
@@ -294,7 +294,7 @@ def fallback_rubric(task: Task):
 
 
 async def _rubric_for(group: Group, clients: Clients, config: RunConfig):
-    from .rubrics import induce_rubric_async
+    from ..rubrics import induce_rubric_async
 
     outcome = await induce_rubric_async(group.task.prompt, group.teacher_refs, group.rollouts, clients.rubricator,
                                         config)
@@ -304,8 +304,8 @@ async def _rubric_for(group: Group, clients: Clients, config: RunConfig):
 
 
 async def _verify_mode(group: Group, rubric: Any, mode: str, config: RunConfig, clients: Clients) -> dict[str, Any]:
-    from .rubrics import Rubric
-    from .verify import verify_group_async
+    from ..rubrics import Rubric
+    from ..verify import verify_group_async
 
     n_answers = len(group.teacher_refs) + len(group.rollouts)
     started = time.perf_counter()
@@ -418,7 +418,7 @@ def _scratch() -> Iterator[Path]:
 
 
 def _reward_pass(groups: list[Group], config: RunConfig) -> dict[str, Any]:
-    from .reward import RubricReward
+    from ..reward import RubricReward
 
     n = len(groups[0].rollouts)
     reward = RubricReward(config, None, None, num_generations=n)

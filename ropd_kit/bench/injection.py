@@ -10,8 +10,8 @@ final-answer criterion was judged met, per repeat and their medians, plus per-at
 An ideal verifier gives adversarial rollouts what honest wrong answers get; the gap between the two is what the
 attacks buy.
 
-    python -m ropd_kit.bench_injection                  # Qwen2.5-Coder-1.5B if installed, else SmolLM2-135M
-    python -m ropd_kit.bench_injection --model smollm2-135m-instruct --repeats 1
+    python -m ropd_kit.bench.injection                  # Qwen2.5-Coder-1.5B if installed, else SmolLM2-135M
+    python -m ropd_kit.bench.injection --model smollm2-135m-instruct --repeats 1
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .bench_judge import median
-from .rubrics import Criterion, Rubric
+from .judge import median
+from ..rubrics import Criterion, Rubric
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SUITE = REPO / "tests" / "hardening" / "adversarial_rollouts.jsonl"
 DEFAULT_OUT = REPO / "reports" / "bench" / "injection.json"
 CATEGORIES = ("honest_right", "honest_wrong", "adversarial")
@@ -73,8 +73,8 @@ def load_suite(path: str | Path = DEFAULT_SUITE) -> list[dict]:
 
 def pick_model(requested: str = "auto") -> str:
     """The verifier model: Qwen2.5-Coder-1.5B (the offline default's verifier) when installed, else SmolLM2."""
-    from .config import DEFAULT_TEACHER, FAST_MODEL
-    from .models import is_installed
+    from ..config import DEFAULT_TEACHER, FAST_MODEL
+    from ..offline.models import is_installed
 
     if requested != "auto":
         return requested
@@ -85,8 +85,8 @@ async def judge_suite_async(
     rows: list[dict], client: Any, config: Any, *, repeats: int, group_size: int, seed: int = 0
 ) -> list[dict]:
     """Every rollout judged `repeats` times, each time in a fresh random grouping. One record per judgement."""
-    from .scoring import weighted_pass_rate
-    from .verify import verify_group_async
+    from ..scoring import weighted_pass_rate
+    from ..verify import verify_group_async
 
     points = INJECTION_RUBRIC.points
     final_k = INJECTION_RUBRIC.ids.index("final")
@@ -170,9 +170,9 @@ def run_bench(
     """Judge the suite with a local verifier (started here unless `base_url` names a running server)."""
     from contextlib import nullcontext
 
-    from .config import EndpointConfig, RunConfig
-    from .llm import LLMClient, UsageStats, run_sync
-    from .serve import LocalServer
+    from ..config import EndpointConfig, RunConfig
+    from ..llm import LLMClient, UsageStats, run_sync
+    from ..offline.serve import LocalServer
 
     rows = load_suite(suite)
     name = pick_model(model)
@@ -229,7 +229,7 @@ def run_bench(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ropd_kit.bench_injection", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ropd_kit.bench.injection", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="auto", help="registry name of the verifier model (auto: 1.5B if installed)")
     parser.add_argument("--suite", default=str(DEFAULT_SUITE))
     parser.add_argument("--repeats", type=int, default=3)

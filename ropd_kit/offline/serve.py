@@ -13,7 +13,7 @@ Out: a running server (`LocalServer.base_url`, served model id == registry name)
 The binary is compiled once from the llama.cpp source vendored in the llama-cpp-python sdist (PyPI is reachable
 where model hubs are not) and cached in `<cache_root>/bin/llama-server`.
 
-CLI: `python -m ropd_kit.serve build [--force]` · `python -m ropd_kit.serve run MODEL [--port P] [--parallel N]`.
+CLI: `python -m ropd_kit.offline.serve build [--force]` · `python -m ropd_kit.offline.serve run MODEL [--port P] [--parallel N]`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ropd_kit.config import cache_root
-from ropd_kit.models import file_lock, served_gguf
+from ropd_kit.offline.models import file_lock, served_gguf
 
 if TYPE_CHECKING:
     from ropd_kit.config import RunConfig
@@ -507,7 +507,7 @@ def _interrupt(*_: object) -> None:
 # --- CLI -----------------------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ropd_kit.serve", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ropd_kit.offline.serve", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_build = sub.add_parser("build", help="compile llama-server into the cache (idempotent)")
     p_build.add_argument("--force", action="store_true", help="recompile from clean")
@@ -519,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--ctx-size", type=int, default=None, help="total over slots (default 4096 per slot)")
     p_run.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    from ropd_kit.models import ModelError
+    from ropd_kit.offline.models import ModelError
 
     try:
         if args.cmd == "build":

@@ -37,11 +37,11 @@ from html import escape
 from pathlib import Path
 from typing import Any, Callable
 
-from .bench_judge import REPO
+from .judge import REPO
 
 BENCHES = ("judge_throughput", "verify_granularity", "cache_replay", "step_breakdown")
 DEFAULT_OUT = REPO / "reports" / "bench"
-LINKED = {"injection.json": "prompt injection into the Verifier (python -m ropd_kit.bench_injection)",
+LINKED = {"injection.json": "prompt injection into the Verifier (python -m ropd_kit.bench.injection)",
           "gpu_grpo.json": "Unsloth vs transformers GRPO on a GPU"}
 
 
@@ -49,7 +49,7 @@ def machine_facts() -> dict[str, Any]:
     """What the numbers depend on: cores, memory, load at the start, library versions, the llama-server build."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import serve
+    from ..offline import serve
 
     def v(name: str) -> str | None:
         try:
@@ -93,10 +93,9 @@ def _say(message: str) -> None:
 
 
 def run_judge_benches(names: list[str], out: Path, facts: dict, args: argparse.Namespace) -> dict[str, Path]:
-    from .bench_judge import (bench_cache_replay, bench_judge_throughput, bench_verify_granularity, judge_params,
-                              make_inputs)
-    from .config import RunConfig
-    from .serve import local_endpoints
+    from .judge import bench_cache_replay, bench_judge_throughput, bench_verify_granularity, judge_params, make_inputs
+    from ..config import RunConfig
+    from ..offline.serve import local_endpoints
 
     work = out / "work"
     level_max = max(args.levels)
@@ -129,7 +128,7 @@ def run_judge_benches(names: list[str], out: Path, facts: dict, args: argparse.N
     if "cache_replay" in names:
         # A warm pass is free only if every cold reply was usable (a rejected one is never cached), so this one runs
         # with the offline default's teacher, which writes usable rubrics, at the demo's step size.
-        from .bench_judge import Group
+        from .judge import Group
 
         step_config = RunConfig.from_params(**{
             **params, **{f"{role}_model": args.step_judge_model for role in ("teacher", "rubricator", "verifier")},
@@ -145,7 +144,7 @@ def run_judge_benches(names: list[str], out: Path, facts: dict, args: argparse.N
 
 
 def run_step_bench(out: Path, facts: dict, args: argparse.Namespace) -> dict[str, Path]:
-    from .bench_step import run_method, summarise_steps
+    from .step import run_method, summarise_steps
 
     work = out / "work"
     overrides: dict[str, Any] = {"max_steps": args.steps}
@@ -159,7 +158,7 @@ def run_step_bench(out: Path, facts: dict, args: argparse.Namespace) -> dict[str
     runs = []
     if args.steps_from:
         # Finished runs instead of new ones (e.g. reports/demo after `make demo`): the same numbers, no training.
-        from .bench_step import read_run
+        from .step import read_run
 
         found = sorted(p.parent for p in Path(args.steps_from).glob("**/train_log.jsonl"))
         if not found:
@@ -223,7 +222,7 @@ def _granularity_fig(data: dict) -> Any:
 def _breakdown_fig(data: dict) -> Any:
     import plotly.graph_objects as go
 
-    from .bench_step import PHASES
+    from .step import PHASES
 
     methods = list(data["per_method"])
     fig = go.Figure()
@@ -279,7 +278,7 @@ def headline(out: Path) -> list[tuple[str, Any]]:
 
 def write_index(out: str | Path = DEFAULT_OUT) -> Path:
     """reports/bench/index.html from the JSON files in `out` (any subset of them)."""
-    from .batch import _plotly_script
+    from ..batch.report import _plotly_script
 
     out = Path(out)
     sections = []

@@ -15,14 +15,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from . import rundir
-from .answers import is_correct, predicted_answer
+from .. import rundir
+from ..answers import is_correct, predicted_answer
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .config import RunConfig
-    from .data import Task
+    from ..config import RunConfig
+    from ..data import Task
 
 
 EVAL_COLUMNS = ["step", "checkpoint", "task_id", "sample_idx", "answer_text", "predicted", "answer", "correct",
@@ -35,7 +35,7 @@ EVAL_COLUMNS = ["step", "checkpoint", "task_id", "sample_idx", "answer_text", "p
 
 def prompt_messages(task: "Task") -> list[dict]:
     """The chat the student sees for a task (the same in GRPO, lopd, sft and evaluation)."""
-    from .rollouts import student_messages
+    from ..rollouts import student_messages
 
     return student_messages(task)
 
@@ -115,7 +115,7 @@ def generate_texts(
 
 
 def _as_tasks(tasks: "Iterable[Task] | str | Path") -> list["Task"]:
-    from .data import load_tasks
+    from ..data import load_tasks
 
     if isinstance(tasks, (str, Path)):
         return load_tasks(tasks, require_answers=True)
@@ -151,13 +151,13 @@ def evaluate(
     """
     import pandas as pd
 
-    from .config import RunConfig
+    from ..config import RunConfig
 
     config = config or RunConfig()
     task_list = _as_tasks(tasks)
     checkpoint: str | None = None
     if isinstance(model_or_checkpoint, (str, Path)):
-        from .train import load_student
+        from .student import load_student
 
         checkpoint = str(model_or_checkpoint)
         loaded = load_student(model_or_checkpoint, config=config, for_training=False)

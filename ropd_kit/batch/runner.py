@@ -1,0 +1,291 @@
+"""Batch runs: a grid of parameters × the notebooks, executed headless with papermill into `reports/`.
+
+In:  an experiment spec (YAML or a dict) —
+         name: demo
+         notebooks: [01_teacher_references, 02_rubric_induction, ...]   # default: all six, in order
+         base: {n_tasks: 8, teacher_base_url: local, ...}              # parameters every run gets
+         grid: {method: [ropd, lopd, rlvr]}                            # product -> runs ...
+         runs: [{name: big, params: {n_rollouts: 8}}]                  # ... and/or named runs (× the grid)
+         target_accuracy: 0.5                                          # optional, for the index's efficiency table
+Out: `reports/<name>/<run>/NN_*.ipynb` (executed) + `.html` each, the run's directory `reports/<name>/<run>/run`
+     (passed to every notebook as `run_dir`), `reports/<name>/<run>/status.json`, and `reports/<name>/index.html`
+     summarising all runs (a table, and comparison figures when runs have train/eval logs).
+
+A run whose status says it finished with the same parameters is skipped (resumable); a run that fails is recorded
+(the error and the notebook it failed in) and the next run goes on. Secrets never become papermill parameters,
+since papermill copies parameter values into the output notebooks: a parameter whose name looks like a key holder
+(api_key, token, secret, password) is refused unless it ends in `_env` (the NAME of an environment variable), and so
+is any value equal to the value of such a variable.
+
+CLI: `python -m ropd_kit.batch experiments/<name>.yaml [--reports reports] [--only RUN] [--force]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from .spec import BatchError, BatchSpec, HEADLESS_ENV, INDEX, RunSpec, _known_parameters, kernel_name, load_spec, notebook_path
+from ..rundir import RUN_SUBDIR, STATUS
+from ..redaction import check_secrets, redact_file, secret_values
+from .report import write_index
+from .status import NotebookStatus, RunStatus, _fingerprint, _finished, _now, _write_status, read_status
+
+
+@contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _served_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters that point this run's `local` endpoints at servers started once for the whole batch.
+
+    Without this every notebook kernel would load the models again (and training would start its own servers).
+    Servers are shared by model and size, and stopped when the batch ends.
+    """
+    from ..config import RunConfig
+    from ..notebook_tools.servers import ROLES, resolve_endpoints
+    from ..notebook_tools.params import config_parameter_names
+
+    names = set(config_parameter_names())
+    config = RunConfig.from_params(**{k: v for k, v in params.items() if k in names and k != "run_dir"})
+    resolved = resolve_endpoints(config)
+    out: dict[str, Any] = {}
+    for role in ROLES:
+        if config.endpoint(role).is_local:
+            out[f"{role}_base_url"] = resolved.endpoint(role).base_url
+            out[f"{role}_model"] = resolved.endpoint(role).model
+    return out
+
+
+class _QuietUnknownParameters(logging.Filter):
+    # Every run passes the batch's whole parameter set to every notebook (each takes what it declares, and
+    # run_config reads RunConfig fields from the injected cell), so papermill's per-name warning is noise here.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Passed unknown parameter" not in record.getMessage()
+
+
+def _error_text(exc: BaseException) -> tuple[str, str | None]:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        message = f"{exc.ename}: {exc.evalue} (in cell In [{exc.exec_count}])"
+        trace = _ANSI.sub("", "\n".join(exc.traceback or []))
+        return message, trace[-6000:]
+    return f"{type(exc).__name__}: {_ANSI.sub('', str(exc))}", None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running
+
+
+def _execute_run(
+    run: RunSpec,
+    notebooks: list[Path],
+    folder: Path,
+    fingerprint: str,
+    secrets: Mapping[str, str],
+    *,
+    kernel: str,
+    start_timeout: int,
+    execution_timeout: int | None,
+    serve_local: bool,
+    bar: Any,
+) -> RunStatus:
+    import papermill
+
+    from .report import export_html
+
+    if folder.exists():
+        shutil.rmtree(folder)  # an unfinished or changed run starts clean: its records come from one execution
+    run_dir = folder / RUN_SUBDIR
+    run_dir.mkdir(parents=True)
+    params = {**run.params, "run_dir": str(run_dir)}
+    status = RunStatus(run=run.name, status="running", params=params, fingerprint=fingerprint,
+                       run_dir=str(run_dir), started=_now())
+    _write_status(folder / STATUS, status, secrets)
+    t_run = time.perf_counter()
+    try:
+        if serve_local:
+            params = {**params, **_served_params(run.params)}
+    except Exception as exc:  # noqa: BLE001 - a model that cannot be served fails this run, not the batch
+        status.status, status.failed_notebook = "failed", "(local servers)"
+        status.error, status.traceback = _error_text(exc)
+        status.finished, status.wall_s = _now(), round(time.perf_counter() - t_run, 2)
+        _write_status(folder / STATUS, status, secrets)
+        return status
+    for nb in notebooks:
+        bar.set_postfix_str(f"{run.name}: {nb.stem}", refresh=True)
+        output = folder / nb.name
+        t0 = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            papermill.execute_notebook(
+                str(nb), str(output), parameters=params, kernel_name=kernel, progress_bar=False,
+                start_timeout=start_timeout, execution_timeout=execution_timeout,
+                # A widget's saved state (the inspector's plotly FigureWidget carries plotly.js: ~10 MB) is useless
+                # without the kernel that drives it.
+                store_widget_state=False,
+            )
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded and the batch goes on
+            error = exc
+        redacted = redact_file(output, secrets)
+        html_path = None
+        if output.exists():
+            try:
+                html_path = export_html(output)
+                redacted += redact_file(html_path, secrets)
+            except Exception as exc:  # noqa: BLE001 - a report that cannot be rendered must not hide the run's result
+                error = error or exc
+        status.notebooks.append(
+            NotebookStatus(
+                notebook=nb.stem, output=output.name, html=html_path.name if html_path else None,
+                status="failed" if error else "done", wall_s=round(time.perf_counter() - t0, 2), redacted=redacted,
+            )
+        )
+        if error is not None:
+            status.status = "failed"
+            status.failed_notebook = nb.stem
+            status.error, status.traceback = _error_text(error)
+            break
+    else:
+        status.status = "done"
+    status.finished = _now()
+    status.wall_s = round(time.perf_counter() - t_run, 2)
+    _write_status(folder / STATUS, status, secrets)
+    return status
+
+
+def run_batch(
+    spec_or_path: BatchSpec | Mapping[str, Any] | str | Path,
+    reports_dir: str | Path = "reports",
+    *,
+    only: list[str] | str | None = None,
+    force: bool = False,
+    progress: bool = True,
+    start_timeout: int = 180,
+    execution_timeout: int | None = None,
+    kernel: str | None = None,
+    serve_local: bool = True,
+) -> list[RunStatus]:
+    """Execute every run of the spec (notebooks in order) and write `reports/<name>/index.html`.
+
+    Finished runs with unchanged parameters are skipped unless `force`; `only` limits the batch to some run names.
+    With `serve_local`, endpoints whose base_url is "local" are served once for the whole batch (llama-server, one
+    per model) and the notebooks get their URLs; otherwise each notebook starts its own.
+    Returns one RunStatus per run of the spec that was executed or skipped (`skipped=True`), in spec order.
+    Raises BatchError (before anything runs) for a bad spec, an unknown parameter or a secret in the parameters.
+    """
+    from tqdm.auto import tqdm
+
+    spec_dir = Path(spec_or_path).resolve().parent if isinstance(spec_or_path, (str, Path)) else None
+    spec = load_spec(spec_or_path)
+    notebooks = [notebook_path(n, spec_dir) for n in spec.notebooks]
+    if not notebooks:
+        raise BatchError(f"batch {spec.name!r}: no notebooks to run")
+    runs = spec.expand()
+    names = [r.name for r in runs]
+    wanted = [only] if isinstance(only, str) else list(only or [])
+    unknown_runs = [n for n in wanted if n not in names]
+    if unknown_runs:
+        raise BatchError(f"batch {spec.name!r}: no run named {unknown_runs[0]!r} (runs: {', '.join(names)})")
+
+    known = _known_parameters(notebooks)
+    for run in runs:
+        check_secrets(run.params, run=run.name)  # first: a key must not reach even an error message about names
+        if "run_dir" in run.params:
+            raise BatchError(f"run {run.name!r}: run_dir is set by the batch (reports/<name>/<run>/run); remove it")
+        unknown = sorted(set(run.params) - known)
+        if unknown:
+            raise BatchError(
+                f"run {run.name!r}: unknown parameter(s) {', '.join(unknown)} — neither RunConfig fields nor in a "
+                f"notebook's parameters cell"
+            )
+
+    batch_dir = Path(reports_dir) / spec.name
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    kernel = kernel or kernel_name()
+    todo = [r for r in runs if not wanted or r.name in wanted]
+    results: list[RunStatus] = []
+    quiet = _QuietUnknownParameters()
+    logging.getLogger("papermill").addFilter(quiet)
+    bar = tqdm(total=len(todo), desc=f"batch {spec.name}", unit="run", disable=not progress)
+    try:
+        with _env(**{HEADLESS_ENV: "1"}):
+            for run in todo:
+                folder = batch_dir / run.name
+                fingerprint = _fingerprint(run.params, notebooks)
+                previous = read_status(folder)
+                if not force and _finished(previous, fingerprint, folder):
+                    results.append(previous.model_copy(update={"skipped": True}))
+                else:
+                    secrets = secret_values(run.params)
+                    results.append(
+                        _execute_run(run, notebooks, folder, fingerprint, secrets, kernel=kernel,
+                                     start_timeout=start_timeout, execution_timeout=execution_timeout,
+                                     serve_local=serve_local, bar=bar)
+                    )
+                bar.update(1)
+    finally:
+        bar.close()
+        logging.getLogger("papermill").removeFilter(quiet)
+        if serve_local:
+            from ..notebook_tools.servers import stop_servers
+
+            stop_servers()
+        write_index(batch_dir, spec, runs)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ropd_kit.batch", description=__doc__.split("\n")[0])
+    parser.add_argument("spec", help="experiment spec (YAML), e.g. experiments/demo.yaml")
+    parser.add_argument("--reports", default="reports", help="reports folder (default: reports)")
+    parser.add_argument("--only", action="append", default=None, metavar="RUN", help="run only this run (repeatable)")
+    parser.add_argument("--force", action="store_true", help="re-run runs that already finished")
+    parser.add_argument("--execution-timeout", type=int, default=None, help="seconds per cell (default: none)")
+    parser.add_argument("--no-shared-servers", action="store_true",
+                        help="let each notebook start its own local servers instead of one set for the batch")
+    args = parser.parse_args(argv)
+    try:
+        results = run_batch(args.spec, args.reports, only=args.only, force=args.force,
+                            execution_timeout=args.execution_timeout, serve_local=not args.no_shared_servers)
+    except BatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for st in results:
+        state = "skipped (already done)" if st.skipped else st.status
+        detail = f" in {st.failed_notebook}: {st.error}" if st.status == "failed" else ""
+        print(f"{st.run}: {state}{detail}")
+    spec = load_spec(args.spec)
+    print(f"\nreport: {(Path(args.reports) / spec.name / INDEX).resolve()}")
+    return 1 if any(st.status == "failed" for st in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

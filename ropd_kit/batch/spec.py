@@ -1,0 +1,192 @@
+"""What a batch is: the experiment spec (a grid of parameters × notebooks), the notebooks it names and the
+kernel that runs them. In: a YAML file or a dict. Out: a validated `BatchSpec`, notebook paths and parameters.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+DEFAULT_NOTEBOOKS = (
+    "01_teacher_references",
+    "02_rubric_induction",
+    "03_verification_and_rewards",
+    "04_grpo_training",
+    "05_signal_alignment_auc",
+    "06_efficiency",
+)
+INDEX = "index.html"
+HEADLESS_ENV = "ROPD_HEADLESS"  # notebooks switch tqdm to plain text bars when it is set
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+class BatchError(ValueError):
+    """A spec or a run that cannot work; the message names the file, run and field."""
+
+
+class RunSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v: str) -> str:
+        if not _SAFE_NAME.match(v):
+            raise ValueError(f"run name {v!r} must be a folder name: letters, digits, '.', '_', '-'")
+        return v
+
+
+class BatchSpec(BaseModel):
+    """An experiment: which notebooks, which parameters, which runs. `expand()` lists the runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    notebooks: list[str] = Field(default_factory=lambda: list(DEFAULT_NOTEBOOKS))
+    base: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    runs: list[RunSpec] = Field(default_factory=list)
+    target_accuracy: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v: str) -> str:
+        if not _SAFE_NAME.match(v):
+            raise ValueError(f"batch name {v!r} must be a folder name: letters, digits, '.', '_', '-'")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty_axes(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = [k for k, values in v.items() if not values]
+        if empty:
+            raise ValueError(f"grid axis {empty[0]!r} has no values")
+        return v
+
+    def expand(self) -> list[RunSpec]:
+        """The runs: each named run (or one unnamed) × the product of the grid, named after the grid values."""
+        named = self.runs or [RunSpec(name="default")]
+        keys = list(self.grid)
+        combos = list(itertools.product(*(self.grid[k] for k in keys))) if keys else [()]
+        out: list[RunSpec] = []
+        for run in named:
+            for combo in combos:
+                parts = [f"{k}-{_slug(v)}" for k, v in zip(keys, combo)]
+                name = "_".join(([run.name] if self.runs or not parts else []) + parts)
+                out.append(RunSpec(name=name, params={**self.base, **run.params, **dict(zip(keys, combo))}))
+        seen: set[str] = set()
+        for run in out:
+            if run.name in seen:
+                raise BatchError(f"batch {self.name!r}: two runs are both named {run.name!r}; give runs distinct names")
+            seen.add(run.name)
+        return out
+
+
+def _slug(value: Any) -> str:
+    text = re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-.")
+    return text[:40] or "x"
+
+
+def load_spec(spec_or_path: BatchSpec | Mapping[str, Any] | str | Path) -> BatchSpec:
+    """A BatchSpec from itself, a dict, or a YAML file; errors name the file and the field."""
+    import yaml
+
+    if isinstance(spec_or_path, BatchSpec):
+        return spec_or_path
+    source = "spec"
+    if isinstance(spec_or_path, (str, Path)):
+        path = Path(spec_or_path)
+        if not path.exists():
+            raise BatchError(f"{path}: experiment spec not found")
+        source = str(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise BatchError(f"{path}: not valid YAML ({exc})") from exc
+        if not isinstance(data, dict):
+            raise BatchError(f"{path}: expected a mapping with name/notebooks/base/grid/runs, got {type(data).__name__}")
+        data.setdefault("name", path.stem)
+    else:
+        data = dict(spec_or_path)
+    try:
+        return BatchSpec(**data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise BatchError(f"{source}: {problems}") from exc
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Kernel and notebooks
+
+
+def kernel_name() -> str:
+    """A kernelspec that runs this interpreter: "python3" when it resolves to sys.executable, else any spec whose
+    argv[0] is this interpreter (the Makefile registers "ropd-kit"). Raises BatchError with the fix otherwise."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+
+    def runs_here(argv: list[str]) -> bool:
+        if not argv:
+            return False
+        exe = argv[0]
+        # jupyter_client swaps a bare "python"/"python3" for sys.executable when it starts the kernel.
+        if exe in {"python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]}:
+            return True
+        try:
+            return Path(exe).exists() and os.path.samefile(exe, sys.executable)
+        except OSError:
+            return False
+
+    try:
+        if runs_here(manager.get_kernel_spec("python3").argv):
+            return "python3"
+    except NoSuchKernel:
+        pass
+    for name in sorted(manager.find_kernel_specs()):
+        try:
+            if runs_here(manager.get_kernel_spec(name).argv):
+                return name
+        except NoSuchKernel:  # pragma: no cover - a spec removed while we look
+            continue
+    raise BatchError(
+        f"no Jupyter kernel runs {sys.executable}: the 'python3' kernelspec points elsewhere. Register one with "
+        f"`{sys.executable} -m ipykernel install --user --name ropd-kit` (the Makefile's venv target does this)"
+    )
+
+
+def notebook_path(name: str, base_dir: Path | None = None) -> Path:
+    """A notebook by name ("01_teacher_references"), file name, or path (relative to `base_dir` or cwd)."""
+    candidates = [Path(name)]
+    if base_dir is not None:
+        candidates.append(base_dir / name)
+    candidates += [NOTEBOOKS_DIR / name, NOTEBOOKS_DIR / f"{name}.ipynb"]
+    for c in candidates:
+        if c.suffix == ".ipynb" and c.is_file():
+            return c.resolve()
+    raise BatchError(f"notebook {name!r} not found (looked in {', '.join(str(c) for c in candidates)})")
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """The names (and defaults) of a notebook's `parameters` cell."""
+    import papermill
+
+    return {k: v.get("default") for k, v in papermill.inspect_notebook(str(path)).items()}
+
+
+def _known_parameters(notebooks: list[Path]) -> set[str]:
+    from ..notebook_tools.params import config_parameter_names
+
+    known = set(config_parameter_names())
+    for nb in notebooks:
+        known |= set(notebook_parameters(nb))
+    return known

@@ -1,0 +1,160 @@
+"""Notebook 06 and the batch index: accuracy against samples seen and wall time across runs, samples to a target
+accuracy, mimicry of the teacher, and the comparison sections of the index page.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+from .. import rundir
+from ..rundir import RUN_SUBDIR, STATUS
+from ..config import RunConfig
+from .training import _run_name, train_log_figure
+
+if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
+    import pandas as pd
+    import plotly.graph_objects as go
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Efficiency across runs (notebook 06 and the batch index)
+
+
+def find_runs(run_dir: str | Path, pattern: str | Sequence[str] | None = None) -> list[Path]:
+    """The run directories to compare: those matching `pattern` (a glob or a list of paths); by default the runs of
+    the same batch (`reports/<batch>/*/run`) or the sibling folders with a config.json, this run included."""
+
+    here = Path(run_dir)
+    if pattern:
+        patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+        found = sorted({Path(p) for pat in patterns for p in glob.glob(str(pat))})
+    elif here.name == RUN_SUBDIR and (here.parent / STATUS).exists():  # written by the batch runner
+        found = sorted(p.parent / RUN_SUBDIR for p in here.parent.parent.glob(f"*/{STATUS}"))
+    else:
+        found = sorted(p.parent for p in here.parent.glob("*/config.json"))
+    runs = [p for p in found if (p / "config.json").exists() or (p / rundir.TRAIN_LOG).exists()]
+    if here.exists() and all(p.resolve() != here.resolve() for p in runs):
+        runs.append(here)
+    return runs
+
+
+def efficiency(runs: Iterable[str | Path]) -> "pd.DataFrame":
+    """`analysis.efficiency_frame` of the runs, one run at a time so that each keeps its own name (batch run
+    directories are all called `run`); says which runs have no evaluation to compare (no eval.jsonl)."""
+    import pandas as pd
+
+    from ..analysis import efficiency_frame
+
+    runs = [Path(r) for r in runs]
+    missing = [_run_name(r) for r in runs if not (r / rundir.EVAL).exists()]
+    if missing:
+        print(f"no eval.jsonl (train with eval_steps set, notebook 04) in: {', '.join(missing)}")
+    frames = [efficiency_frame([r]).assign(run=_run_name(r)) for r in runs if (r / rundir.EVAL).exists()]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return efficiency_frame([])
+    return pd.concat(frames, ignore_index=True)
+
+
+def default_target(frame: "pd.DataFrame") -> float | None:
+    """The highest accuracy every method reaches (the lowest of the methods' best): a target all of them hit."""
+    if frame.empty:
+        return None
+    best = frame.groupby("method")["accuracy"].max()
+    target = float(best.min())
+    return target if target > 0 else None
+
+
+def target_table(frame: "pd.DataFrame", target: float | None = None, baseline: str = "ropd") -> "pd.DataFrame":
+    """Samples and seconds each method needed to reach `target` accuracy (default: `default_target`), and how many
+    times more than `baseline` (the samples-to-target ratio)."""
+    import pandas as pd
+
+    from ..analysis import samples_to_target
+
+    target = default_target(frame) if target is None else target
+    if target is None:
+        print("no accuracy above 0 in any run: nothing to compare (train longer, or evaluate more tasks)")
+        return pd.DataFrame(columns=["method", "target", "reached", "step", "samples_seen", "wall_s", "accuracy",
+                                     "n_runs", f"samples_vs_{baseline}", f"time_vs_{baseline}"])
+    table = samples_to_target(frame, target)
+    base = table.set_index("method")
+    for column, x in ((f"samples_vs_{baseline}", "samples_seen"), (f"time_vs_{baseline}", "wall_s")):
+        ref = base[x].get(baseline) if baseline in base.index else None
+        table[column] = [
+            (row[x] / ref) if ref and not pd.isna(ref) and not pd.isna(row[x]) else float("nan")
+            for _, row in table.iterrows()
+        ]
+    return table
+
+
+def mimicry(runs: Iterable[str | Path], config: RunConfig, *, max_per_step: int | None = 8) -> "pd.DataFrame":
+    """`analysis.mimicry_frame`: the teacher log-prob of each run's rollouts per step (white-box teacher
+    `config.lopd_teacher_model`, `max_per_step` rollouts scored per step) beside accuracy."""
+    import pandas as pd
+
+    from ..analysis import load_teacher, mimicry_frame
+
+    runs = [Path(r) for r in runs if (Path(r) / rundir.ROLLOUTS).exists()]
+    if max_per_step == 0:
+        print("mimicry skipped (max_per_step=0)")
+        return mimicry_frame([])
+    if not runs:
+        print("no rollouts.jsonl in these runs: nothing to score")
+        return mimicry_frame([])
+    model, tokenizer = load_teacher(config.lopd_teacher_model)
+    frames = [mimicry_frame([r], model, tokenizer, max_per_step=max_per_step, seed=config.seed).assign(run=_run_name(r))
+              for r in runs]
+    return pd.concat(frames, ignore_index=True)
+
+
+def comparison_sections(run_dirs: Sequence[Path], target: float | None = None) -> tuple[list[str], bool]:
+    """HTML sections of the batch index: training curves, efficiency, samples-to-target, signal AUC, mimicry.
+
+    Returns (sections, whether they need plotly.js in the page head). Runs without the logs are simply absent.
+    """
+    import html as html_lib
+
+    import pandas as pd
+
+    from ..analysis import efficiency_figure, mimicry_figure
+
+    def fig_html(fig: "go.Figure") -> str:
+        return fig.to_html(include_plotlyjs=False, full_html=False)
+
+    def table_html(frame: "pd.DataFrame") -> str:
+        # JSON nulls read back as None in object columns: show them as blanks, like NaN
+        frame = frame.astype(object).where(frame.notna(), "")
+        return frame.to_html(index=False, float_format=lambda x: f"{x:.3f}", border=0)
+
+    sections: list[str] = []
+    with_logs = [p for p in run_dirs if (p / rundir.TRAIN_LOG).exists()]
+    if with_logs:
+        sections.append("<h2>Training</h2>" + fig_html(train_log_figure(with_logs)))
+    with_eval = [p for p in run_dirs if (p / rundir.EVAL).exists()]
+    if with_eval:
+        frame = efficiency(with_eval)
+        if len(frame):
+            target = default_target(frame) if target is None else target
+            sections.append("<h2>Efficiency</h2>" + fig_html(efficiency_figure(frame, "samples_seen", target=target))
+                            + fig_html(efficiency_figure(frame, "wall_s", target=target)))
+            if target is not None:
+                sections.append(f"<h3>Cost to reach accuracy {target:.2f}</h3>" + table_html(target_table(frame, target)))
+    aucs = [rundir.read_frame(p / "signal_auc.jsonl").assign(run=_run_name(p)) for p in run_dirs
+            if (p / "signal_auc.jsonl").exists()]
+    if aucs:
+        table = pd.concat(aucs, ignore_index=True)
+        columns = ["run"] + [c for c in table.columns if c != "run"]
+        sections.append("<h2>Reward signals vs correctness (ROC AUC)</h2>" + table_html(table[columns]))
+    mims = [rundir.read_frame(p / "mimicry.jsonl") for p in run_dirs if (p / "mimicry.jsonl").exists()]
+    if mims:
+        # notebook 06 of every run scores all runs of the batch so far: keep the latest line per (run, step)
+        frame = pd.concat(mims, ignore_index=True).drop_duplicates(["run", "step"], keep="last")
+        sections.append("<h2>Mimicry</h2>" + fig_html(mimicry_figure(frame)))
+    if not sections:
+        sections.append('<p class="note">' + html_lib.escape(
+            "No comparison yet: runs have no train_log.jsonl / eval.jsonl (run notebook 04 with eval_steps set)."
+        ) + "</p>")
+    return sections, any("plotly-graph-div" in s for s in sections)

@@ -1,0 +1,77 @@
+"""Local servers for the notebooks, started once per kernel: endpoints whose base_url is "local" resolved to
+a running llama-server, and the endpoint table each notebook shows.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ..config import RunConfig
+
+if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
+    import pandas as pd
+
+
+ROLES = ("teacher", "rubricator", "verifier", "student")
+# ---------------------------------------------------------------------------------------------------------------
+# Local servers, started once per kernel
+
+
+_SERVERS: dict[tuple, Any] = {}
+
+
+def resolve_endpoints(config: RunConfig, roles: Sequence[str] = ROLES) -> RunConfig:
+    """A copy of `config` whose `base_url="local"` endpoints (of `roles`) point at running llama-servers.
+
+    Unlike `serve.local_endpoints`, the servers stay up for the whole kernel (stopped at exit, or by
+    `stop_servers()`), so stepping through a notebook cell by cell does not reload a model for every cell.
+    Roles that name the same model share one server. Endpoints with a real URL are returned unchanged.
+    """
+    from ..offline.models import served_gguf
+    from ..offline.serve import MIN_SLOT_CTX, LocalServer
+
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise ValueError(f"resolve_endpoints: unknown role(s) {unknown}; roles are {ROLES}")
+    updates = {}
+    for role in roles:
+        endpoint = config.endpoint(role)
+        if not endpoint.is_local:
+            continue
+        if config.server_ctx_size // config.server_parallel < MIN_SLOT_CTX:
+            warnings.warn(
+                f"server_ctx_size={config.server_ctx_size} over server_parallel={config.server_parallel} slots "
+                f"leaves fewer than {MIN_SLOT_CTX} tokens per request; long prompts will be rejected",
+                stacklevel=2,
+            )
+        _, gguf = served_gguf(endpoint.model)
+        key = (str(gguf.resolve()), config.server_parallel, config.server_ctx_size, config.server_threads)
+        server = _SERVERS.get(key)
+        if server is None or not server.running:
+            server = LocalServer(endpoint.model, parallel=config.server_parallel, ctx_size=config.server_ctx_size,
+                                 threads=config.server_threads).start()  # start() registers the stop at exit
+            _SERVERS[key] = server
+        updates[role] = endpoint.model_copy(update={"base_url": server.base_url, "model": server.model_id})
+    return config.model_copy(update=updates)
+
+
+def stop_servers() -> int:
+    """Stop the servers `resolve_endpoints` started in this kernel; returns how many were running."""
+    running = [s for s in _SERVERS.values() if s.running]
+    for server in running:
+        server.stop()
+    _SERVERS.clear()
+    return len(running)
+
+
+def endpoint_table(config: RunConfig) -> "pd.DataFrame":
+    """Role, base_url, model and key variable NAME of each endpoint (never the key)."""
+    import pandas as pd
+
+    rows = [
+        {"role": r, "base_url": config.endpoint(r).base_url, "model": config.endpoint(r).model,
+         "api_key_env": config.endpoint(r).api_key_env}
+        for r in ROLES
+    ]
+    return pd.DataFrame(rows)

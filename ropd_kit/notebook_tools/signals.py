@@ -1,0 +1,90 @@
+"""Notebook 05: how well each reward signal tracks correctness — the teacher-as-judge signal, the signal
+table (ROC AUC per signal) and saving tables into the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from .. import rundir
+from ..config import RunConfig
+from .tables import _path
+from .servers import resolve_endpoints
+
+if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
+    import pandas as pd
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Signal alignment (notebook 05)
+
+
+def judge_signal(config: RunConfig, frame: "pd.DataFrame", *, progress: bool = True) -> "pd.DataFrame":
+    """The teacher-as-judge score (0–1, `reward.JudgeReward`, no rubric) of each rollout of a `signal_frame`.
+
+    Returns records task_id, step, rollout_idx, judge (None where the grade could not be read).
+    """
+    import asyncio
+
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from ..llm import make_clients, run_sync
+    from ..reward import JudgeReward
+
+    async def go() -> list[float | None]:
+        async with make_clients(config) as clients:
+            judge = JudgeReward(config, clients, None, num_generations=max(2, config.n_rollouts))
+            bar = tqdm(total=len(frame), desc="teacher-as-judge", disable=not progress)
+
+            async def one(prompt: str, text: str | None) -> float | None:
+                score = (await judge.score(prompt, text))[0] if text else None
+                bar.update(1)
+                return score
+
+            try:
+                return await asyncio.gather(*(one(p, t) for p, t in zip(frame["prompt"], frame["text"])))
+            finally:
+                bar.close()
+
+    out = frame[["task_id", "step", "rollout_idx"]].copy()
+    out["judge"] = pd.array(run_sync(go()), dtype="Float64") if len(frame) else []
+    return out
+
+
+def signal_table(
+    config: RunConfig,
+    signals: Sequence[str] = ("score", "logprob", "judge"),
+    *,
+    step: int | None = None,
+    max_rollouts: int | None = None,
+) -> "pd.DataFrame":
+    """`analysis.signal_frame` of the run plus the signals asked for: "score" (rubric reward, always there),
+    "logprob" (mean token log-prob under the white-box teacher `config.lopd_teacher_model`) and "judge" (the
+    teacher-as-judge score through the verifier endpoint; local endpoints are started). `max_rollouts` keeps a
+    seeded random subset so a CPU run stays short."""
+    from ..analysis import add_teacher_logprob, load_teacher, signal_frame
+
+    unknown = sorted(set(signals) - {"score", "logprob", "judge"})
+    if unknown:
+        raise ValueError(f"signal_table: unknown signal(s) {unknown}; choose from score, logprob, judge")
+    frame = signal_frame(config.path, step=step)
+    if max_rollouts is not None and len(frame) > max_rollouts:
+        frame = frame.sample(n=max_rollouts, random_state=config.seed).sort_index().reset_index(drop=True)
+    if "judge" in signals:
+        judged = judge_signal(resolve_endpoints(config, roles=("verifier",)), frame)
+        frame = frame.merge(judged, on=["task_id", "step", "rollout_idx"], how="left")
+    if "logprob" in signals:
+        model, tokenizer = load_teacher(config.lopd_teacher_model)
+        frame = add_teacher_logprob(frame, model, tokenizer)
+    return frame
+
+
+def save_table(config: RunConfig | str | Path, name: str, frame: "pd.DataFrame") -> Path:
+    """Write a result table into the run directory as `<name>.jsonl` (the batch index collects `signal_auc`)."""
+    target = _path(config) / f"{name}.jsonl"
+    records_ = json.loads(frame.to_json(orient="records"))  # NaN -> null, numpy -> plain types
+    rundir.write_jsonl(target, records_)
+    return target

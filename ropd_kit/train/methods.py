@@ -1,0 +1,366 @@
+"""ROPD stage 6: train the student — GRPO on rubric rewards (ropd), and the baselines with the same logs.
+
+In: a `RunConfig` (method, student, sizes, endpoints). Out: LoRA checkpoints under `<run_dir>/checkpoints/` and,
+per optimizer step, one `train_log.jsonl` record with the same fields for every method (step, samples_seen,
+wall_s, reward_mean/std, judge calls/tokens/failures, loss, kl, ...) so that the methods' curves overlay; ropd also
+appends the step's rollouts, rubrics, verdicts and raw judge output; evaluation at `eval_steps` goes to eval.jsonl.
+
+Methods (one GRPO code path for the first three: `GRPOTrainer` with `num_generations = n_rollouts`):
+- ropd:  `reward.RubricReward` — one rubric per group from teacher refs + the group's rollouts, blind verdicts, s_i.
+- rlvr:  `reward.correctness_reward` — 1/0 against the ground truth (needs answers).
+- judge: `reward.JudgeReward` — the teacher grades each rollout 0–10 without a rubric, scaled to 0–1.
+- lopd:  TRL's `DistillationTrainer` — on-policy, per-token reverse KL (beta=1) to a white-box teacher loaded in
+         transformers (`lopd_teacher_model`, same tokenizer); `GOLDTrainer` (ULD loss) when tokenizers differ.
+- sft:   TRL's `SFTTrainer` on the teacher refs (the static black-box baseline).
+
+The student is loaded by `load_student`: with CUDA and `unsloth` importable, Unsloth's FastLanguageModel + LoRA
+(unsloth is imported there and only there, before trl/transformers/peft, because it patches them); otherwise
+transformers + peft LoRA (bf16). The choice is printed and written into every train-log record (`backend`).
+Importing this module imports neither torch nor unsloth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import rundir
+from ..llm import check_reachable
+from .progress import JudgeFailureError, STEP_FILES, _RunState, _make_callback, _time_generation
+from .student import TrainError, _say, choose_backend, load_student, model_folder
+from .student import CHECKPOINTS, last_checkpoint
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from ..config import RunConfig
+    from ..data import Task
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Datasets
+
+
+def grpo_dataset(tasks: list["Task"]):
+    """One row per task: the student's chat prompt plus the columns the rewards read (task_id, question, answer,
+    domain). The same prompt as `rollouts.student_messages`, so ropd, rlvr, judge and eval all see one text."""
+    from datasets import Dataset
+
+    from ..rollouts import student_messages
+
+    return Dataset.from_list([
+        {"prompt": student_messages(t), "task_id": t.id, "question": t.prompt, "answer": t.answer, "domain": t.domain}
+        for t in tasks
+    ])
+
+
+def sft_dataset(tasks: list["Task"], refs: dict[str, list[str]], *, why: str = ""):
+    """Prompt-completion rows (student prompt -> one teacher ref); loss on the completion only."""
+    from datasets import Dataset
+
+    from ..rollouts import student_messages
+
+    rows = [
+        {"prompt": student_messages(t), "completion": [{"role": "assistant", "content": text}]}
+        for t in tasks
+        for text in refs.get(t.id, [])
+    ]
+    if not rows:
+        raise TrainError(f"sft: no teacher reference could be obtained for any task; nothing to train on{why}")
+    return Dataset.from_list(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# train()
+
+
+@dataclass
+class TrainResult:
+    """What a run left behind. `train_log` is the run's train_log.jsonl as a DataFrame."""
+
+    run_dir: Path
+    method: str
+    backend: str
+    steps: int
+    checkpoint: Path | None
+    wall_s: float
+    judge_groups: int = 0
+    judge_failures: int = 0
+    train_log: "pd.DataFrame | None" = None
+    usage: dict = field(default_factory=dict)
+
+
+def _truncate_after(run_dir: Path, step: int) -> float:
+    """Drop records of steps after `step` from the run's step files; returns the train log's wall_s at `step`."""
+    wall = 0.0
+    for name in STEP_FILES:
+        path = run_dir / name
+        if not path.exists():
+            continue
+        records = rundir.read_jsonl(path, repair=True)
+        kept = [r for r in records if r.get("step") is None or r["step"] <= step]
+        if len(kept) != len(records):
+            rundir.write_jsonl(path, kept)
+        if name == rundir.TRAIN_LOG:
+            walls = [r.get("wall_s") or 0.0 for r in kept if r.get("step") == step]
+            wall = walls[-1] if walls else 0.0
+    return wall
+
+
+def _judge_config(config: "RunConfig") -> "RunConfig":
+    # Training never samples from the student endpoint (the policy generates in-process); pointing it at the
+    # teacher's keeps `serve.local_endpoints` from starting a second server for nothing.
+    return config.model_copy(update={"student": config.teacher})
+
+
+def _load_tasks(config: "RunConfig", method: str) -> list["Task"]:
+    # The run's own task list when earlier stages (notebooks 01-03) wrote one, so training sees the same tasks.
+    from ..pipeline import run_tasks
+
+    tasks = run_tasks(config)
+    if method == "rlvr":
+        missing = [t.id for t in tasks if t.answer is None]
+        if missing:
+            raise TrainError(
+                f"method='rlvr' needs a ground-truth answer for every task; {len(missing)} task(s) in "
+                f"{config.tasks_path} have none (first: {', '.join(missing[:3])})"
+            )
+    return tasks
+
+
+def _eval_tasks(config: "RunConfig") -> list["Task"] | None:
+    if not config.eval_steps:
+        return None
+    from ..data import load_tasks
+
+    return load_tasks(config.eval_tasks_path, require_answers=True, limit=config.n_eval_tasks)
+
+
+def _common_args(config: "RunConfig", backend: str, batch: int) -> dict[str, Any]:
+    import torch
+
+    args: dict[str, Any] = dict(
+        output_dir=str(config.path / CHECKPOINTS),
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=1,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    if backend == "transformers":
+        cuda = torch.cuda.is_available()
+        args["bf16"] = bool(not cuda or torch.cuda.is_bf16_supported())
+        args["fp16"] = bool(cuda and not torch.cuda.is_bf16_supported())
+        # Recomputing activations buys memory a small CPU run does not need, at ~20% of its time.
+        checkpointing = getattr(config, "gradient_checkpointing", None)
+        args["gradient_checkpointing"] = cuda if checkpointing is None else bool(checkpointing)
+        args["use_cpu"] = not cuda
+    return args
+
+
+def train(config: "RunConfig") -> TrainResult:
+    """Run `config.method` for `config.max_steps` optimizer steps; `config.resume` continues from the last checkpoint.
+
+    Endpoints with `base_url="local"` are served for the duration of the run (only the roles the method uses).
+    Raises `JudgeFailureError` after the step at which the judge failure rate passed `max_judge_failure_rate`
+    (its train log, rubrics and a checkpoint are written first).
+    """
+    method = config.method
+    if method not in ("ropd", "rlvr", "judge", "lopd", "sft"):
+        raise TrainError(f"unknown method {method!r}: use ropd, rlvr, judge, lopd or sft")
+    config.path.mkdir(parents=True, exist_ok=True)
+    tasks = _load_tasks(config, method)
+    eval_tasks = _eval_tasks(config)
+    backend = choose_backend(config)
+    _say(f"method={method} backend={backend} student={config.student_model} run_dir={config.path}")
+    if not Path(str(config.student_model)).expanduser().is_dir():
+        # A mistyped model name is a local error: say so before servers start or endpoints are probed.
+        from ..offline.models import resolve_model
+
+        resolve_model(config.student_model)
+
+    resume_from = None
+    wall_offset = 0.0
+    if config.resume:
+        resume_from = last_checkpoint(config.path)
+        if resume_from is None:
+            _say("resume=True but no checkpoint yet: starting from step 0")
+        else:
+            step = int(resume_from.name.split("-")[1])
+            wall_offset = _truncate_after(config.path, step)
+            _say(f"resuming from {resume_from} (step {step})")
+    elif (config.path / rundir.TRAIN_LOG).exists() and rundir.read_jsonl(config.path / rundir.TRAIN_LOG):
+        raise TrainError(
+            f"{config.path / rundir.TRAIN_LOG} already has steps: pass resume=True to continue this run, or use a new "
+            "run_dir"
+        )
+    config.save()
+
+    needs_judges = method in ("ropd", "judge")
+    if needs_judges:
+        from ..offline.serve import local_endpoints
+
+        with local_endpoints(_judge_config(config)) as served:
+            # An unreachable judge would otherwise surface only after the student is loaded and a step is spent.
+            check_reachable({role: served.endpoint(role) for role in ("teacher", "rubricator", "verifier")})
+            return _train_grpo(served, tasks, eval_tasks, backend, resume_from, wall_offset)
+    if method == "rlvr":
+        return _train_grpo(config, tasks, eval_tasks, backend, resume_from, wall_offset)
+    if method == "lopd":
+        return _train_lopd(config, tasks, eval_tasks, backend, resume_from, wall_offset)
+    return _train_sft(config, tasks, eval_tasks, backend, resume_from, wall_offset)
+
+
+def _finish(trainer: Any, config: "RunConfig", state: _RunState, reward: Any, resume_from: Path | None) -> TrainResult:
+    _time_generation(trainer, state)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finally:
+        clients = getattr(reward, "clients", None)  # made by the reward on its first call
+        usage = clients.stats.snapshot() if clients is not None else {}
+        if hasattr(reward, "close"):
+            reward.close()
+    result = TrainResult(
+        run_dir=config.path,
+        method=state.method,
+        backend=state.backend,
+        steps=trainer.state.global_step,
+        checkpoint=last_checkpoint(config.path),
+        wall_s=round(state.wall_s(), 3),
+        judge_groups=getattr(reward, "total_groups", 0),
+        judge_failures=getattr(reward, "total_failed", 0),
+        train_log=rundir.read_frame(config.path / rundir.TRAIN_LOG),
+        usage=usage,
+    )
+    if state.stop_reason:
+        raise JudgeFailureError(f"{state.stop_reason}; run directory: {config.path} (last checkpoint "
+                                f"{result.checkpoint})")
+    _say(f"done: {result.steps} steps in {result.wall_s:.0f} s, checkpoint {result.checkpoint}")
+    return result
+
+
+def _train_grpo(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wall_offset) -> TrainResult:
+    student = load_student(config.student_model, config=config, backend=backend, for_training=True)
+    from trl import GRPOConfig, GRPOTrainer
+
+    from ..reward import JudgeReward, RubricReward, correctness_reward
+
+    model, tokenizer = student.model, student.tokenizer
+    eos = model.generation_config.eos_token_id
+    eos_ids = {eos} if isinstance(eos, int) else set(eos or [])
+    eos_ids.add(tokenizer.eos_token_id)
+    if config.method == "ropd":
+        reward: Any = RubricReward(config, None, config.path, num_generations=config.n_rollouts, eos_token_ids=eos_ids)
+    elif config.method == "judge":
+        reward = JudgeReward(config, None, config.path, num_generations=config.n_rollouts)
+    else:
+        reward = correctness_reward
+
+    batch = config.prompts_per_step * config.n_rollouts
+    args = GRPOConfig(
+        **_common_args(config, backend, batch),
+        num_generations=config.n_rollouts,
+        max_completion_length=config.rollout_max_tokens,
+        temperature=config.rollout_temperature,
+        top_p=config.rollout_top_p,
+        scale_rewards=config.scale_rewards,
+        beta=config.kl_beta,
+    )
+    state = _RunState(config.method, student.backend, batch, wall_offset=wall_offset)
+    callback = _make_callback(config, state, reward, lambda: getattr(reward, "clients", None), eval_tasks)
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=[reward], args=args, train_dataset=grpo_dataset(tasks),
+        processing_class=tokenizer, callbacks=[callback],
+    )
+    callback.trainer = trainer
+    return _finish(trainer, config, state, reward, resume_from)
+
+
+def _same_tokenizer(a: Any, b: Any) -> bool:
+    return a.get_vocab() == b.get_vocab()
+
+
+def _train_lopd(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wall_offset) -> TrainResult:
+    student = load_student(config.student_model, config=config, backend=backend, for_training=True)
+    # The teacher is frozen, so it does not need Unsloth's training patches; plain transformers keeps it simple.
+    teacher = load_student(config.lopd_teacher_model, config=config, backend="transformers", for_training=False)
+    batch = config.prompts_per_step * config.n_rollouts
+    # Each task appears n_rollouts times, so a step sees as many student samples as a GRPO step does.
+    dataset = grpo_dataset([t for t in tasks for _ in range(config.n_rollouts)])
+    state = _RunState("lopd", student.backend, batch, wall_offset=wall_offset)
+    callback = _make_callback(config, state, None, lambda: None, eval_tasks)
+    if _same_tokenizer(student.tokenizer, teacher.tokenizer):
+        from trl import DistillationConfig, DistillationTrainer
+
+        args = DistillationConfig(
+            **_common_args(config, backend, batch),
+            beta=1.0,  # reverse KL: the student is pulled towards the teacher's modes on its own samples
+            max_completion_length=config.rollout_max_tokens,
+            temperature=config.rollout_temperature,
+            top_p=config.rollout_top_p,
+        )
+        trainer = DistillationTrainer(
+            model=student.model, teacher_model=teacher.model, args=args, train_dataset=dataset,
+            processing_class=student.tokenizer, callbacks=[callback],
+        )
+    else:
+        from trl.experimental.gold import GOLDConfig, GOLDTrainer
+
+        _say("lopd: student and teacher tokenizers differ -> GOLD (ULD loss), on-policy (lmbda=1)")
+        args = GOLDConfig(
+            **_common_args(config, backend, batch),
+            lmbda=1.0, beta=1.0, use_uld_loss=True,
+            teacher_tokenizer_name_or_path=model_folder(config.lopd_teacher_model),
+            max_completion_length=config.rollout_max_tokens,
+            temperature=config.rollout_temperature,
+        )
+        # GOLD's collator reads the prompt as messages[:-1]; with lmbda=1 the last (assistant) turn is replaced by
+        # the student's own sample, so it only has to exist.
+        messages = dataset.map(lambda row: {"messages": row["prompt"] + [{"role": "assistant", "content": "..."}]},
+                               remove_columns=dataset.column_names)
+        trainer = GOLDTrainer(
+            model=student.model, teacher_model=teacher.model, args=args, train_dataset=messages,
+            processing_class=student.tokenizer, callbacks=[callback],
+        )
+    callback.trainer = trainer
+    return _finish(trainer, config, state, None, resume_from)
+
+
+def _train_sft(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wall_offset) -> TrainResult:
+    from ..teacher import ReferenceIndex, collect_references, texts_by_task
+
+    index = ReferenceIndex.for_config(config)
+    try:
+        records = collect_references(tasks, _judge_config(config), index=index, run_dir=config.path, progress=False)
+    finally:
+        index.close()
+    refs = texts_by_task(records)
+    errors = [r.get("error") for r in records if not r.get("text")]
+    if errors:
+        _say(f"sft: {len(errors)} of {len(records)} teacher refs failed (first: {errors[0]}); training on the others")
+    dataset = sft_dataset(tasks, refs, why=f" (first error: {errors[0]})" if errors else "")
+    student = load_student(config.student_model, config=config, backend=backend, for_training=True)
+    from trl import SFTConfig, SFTTrainer
+
+    batch = config.prompts_per_step * config.n_teacher_refs
+    args = SFTConfig(
+        **_common_args(config, backend, batch),
+        max_length=config.max_prompt_tokens + config.teacher_max_tokens,
+        packing=False,
+    )
+    state = _RunState("sft", student.backend, batch, wall_offset=wall_offset)
+    callback = _make_callback(config, state, None, lambda: None, eval_tasks)
+    trainer = SFTTrainer(
+        model=student.model, args=args, train_dataset=dataset, processing_class=student.tokenizer,
+        callbacks=[callback],
+    )
+    callback.trainer = trainer
+    return _finish(trainer, config, state, None, resume_from)

@@ -1,0 +1,192 @@
+"""Loading the student for training and evaluation: Unsloth on a GPU, transformers + peft LoRA on a CPU.
+
+In: a model spec (a registry name, a .gguf file, a local folder, a checkpoint folder, a hub id) and the RunConfig.
+Out: `LoadedModel(model, tokenizer, backend)`. unsloth is imported here and only here, before trl/transformers/peft,
+because it patches them; importing this module imports neither torch nor unsloth.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+
+if TYPE_CHECKING:  # pragma: no cover
+
+    from ..config import RunConfig
+
+
+CHECKPOINTS = "checkpoints"
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _say(message: str) -> None:
+    # Printed, not logged: a notebook shows stderr without any logging setup, and the backend choice matters.
+    print(f"[train] {message}", file=sys.stderr, flush=True)
+
+
+class TrainError(RuntimeError):
+    """A run that cannot start or had to stop; the message says which setting or what happened."""
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading models
+
+
+class LoadedModel(NamedTuple):
+    """A model ready for training or generation: `model, tokenizer, backend = load_student(...)`."""
+
+    model: Any
+    tokenizer: Any
+    backend: str  # "unsloth" | "transformers"
+
+
+def choose_backend(config: "RunConfig | None") -> str:
+    """'unsloth' when CUDA is there and unsloth is importable (config.use_unsloth auto/always), else 'transformers'."""
+    wanted = getattr(config, "use_unsloth", "auto") if config is not None else "auto"
+    if wanted == "never":
+        return "transformers"
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    has_unsloth = importlib.util.find_spec("unsloth") is not None
+    if has_cuda and has_unsloth:
+        return "unsloth"
+    if wanted == "always":
+        missing = "CUDA" if not has_cuda else "the unsloth package (`make gpu` / pip install '.[gpu]')"
+        raise TrainError(f"use_unsloth='always' but {missing} is not available on this machine")
+    return "transformers"
+
+
+def _adapter_base(folder: Path) -> str | None:
+    """The base model a PEFT adapter folder (a checkpoint) was trained on, or None if it is not an adapter."""
+    config_file = folder / "adapter_config.json"
+    if not config_file.is_file():
+        return None
+    base = json.loads(config_file.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise TrainError(f"{config_file}: no base_model_name_or_path, cannot tell which model the adapter belongs to")
+    return base
+
+
+def model_folder(model: str | Path) -> str:
+    """What transformers loads for a model spec: a converted folder for registry names and .gguf files, the
+    folder itself for local folders, the id itself for hub ids (`models.resolve_model` says which is which)."""
+    from ..offline.models import hf_folder, resolve_model
+
+    kind, value = resolve_model(model)
+    if kind == "hub":
+        return str(value)
+    if kind == "hf":
+        return str(value)
+    return str(hf_folder(str(value)))
+
+
+def _dtype(torch: Any) -> Any:
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16  # bf16 on CPU: half the memory, and the CPU matmuls are fast enough at these sizes
+
+
+def load_student(
+    model: str | Path,
+    *,
+    config: "RunConfig | None" = None,
+    for_training: bool = True,
+    backend: str | None = None,
+) -> LoadedModel:
+    """Load a student (or the white-box teacher / a checkpoint for evaluation).
+
+    `model` is a registry name ("qwen2.5-coder-0.5b-instruct"), a .gguf file, a local transformers folder, a run's
+    checkpoint folder (a LoRA adapter: its base is loaded first), a run directory (its last checkpoint) or a hub id. With `for_training`, a fresh LoRA
+    adapter (config.lora_r / lora_alpha) is added, or a checkpoint's adapter is loaded trainable; otherwise the model
+    is frozen in eval mode.
+    """
+    from ..config import RunConfig
+
+    config = config or RunConfig()
+    backend = backend or choose_backend(config)
+    path = Path(str(model)).expanduser()
+    if path.is_dir() and (path / CHECKPOINTS).is_dir():
+        checkpoint = last_checkpoint(path)
+        if checkpoint is None:
+            raise TrainError(f"run directory {path} has no checkpoint yet (nothing in {path / CHECKPOINTS})")
+        path = model = checkpoint
+    adapter_base = _adapter_base(path) if path.is_dir() else None
+    base_spec = adapter_base if adapter_base is not None else str(model)
+    folder = model_folder(base_spec)
+    what = f"{model} (adapter on {folder})" if adapter_base else f"{model} ({folder})"
+    if backend == "unsloth":
+        loaded = _load_unsloth(folder, path if adapter_base else None, config, for_training)
+    else:
+        loaded = _load_transformers(folder, path if adapter_base else None, config, for_training)
+    _say(f"loaded {what} with {backend}{' + LoRA' if for_training else ''}")
+    return loaded
+
+
+def _load_transformers(folder: str, adapter: Path | None, config: "RunConfig", for_training: bool) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=_dtype(torch))
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None and getattr(model.config, "quantization_config", None) is not None:
+        # A hub GGUF or a folder saved without the recipe: Trainer refuses a model that still says "quantized".
+        quantizer.remove_quantization_config(model)
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter) if adapter and (adapter / "tokenizer_config.json").exists()
+                                              else folder)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=for_training)
+    elif for_training:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=LORA_TARGETS,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+    if not for_training:
+        model.eval()
+        model.requires_grad_(False)
+    return LoadedModel(model, tokenizer, "transformers")
+
+
+def _load_unsloth(folder: str, adapter: Path | None, config: "RunConfig", for_training: bool) -> LoadedModel:
+    if any(m in sys.modules for m in ("trl", "peft")) and "unsloth" not in sys.modules:
+        _say("warning: trl/peft were imported before unsloth; unsloth patches less of them this way "
+             "(import ropd_kit.train before trl in GPU notebooks)")
+    import unsloth  # noqa: F401  - must come before trl/transformers/peft are used: it patches them on import
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=str(adapter or folder),
+        max_seq_length=config.max_prompt_tokens + config.rollout_max_tokens,
+        load_in_4bit=False,
+        dtype=None,
+    )
+    if for_training and adapter is None:
+        model = FastLanguageModel.get_peft_model(
+            model, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=LORA_TARGETS,
+            use_gradient_checkpointing="unsloth", random_state=config.seed,
+        )
+    if not for_training:
+        FastLanguageModel.for_inference(model)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model, tokenizer, "unsloth")
+
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest `checkpoint-N` folder of a run (None when there is none)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    found = [(int(m.group(1)), p) for p in folder.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    return max(found)[1] if found else None
