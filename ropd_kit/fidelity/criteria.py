@@ -163,7 +163,12 @@ def result_value_check(rubrics: Any, ground_truth: Mapping[str, Any] | pd.DataFr
         rows.append(row)
     columns = ["task_id", "step", "n_criteria", "result_idx", "result_id", "result_text", "result_category",
                "result_points", "named_value", "names_value", "names_right_value"]
-    return pd.DataFrame(rows, columns=columns).astype({"result_idx": object, "names_right_value": object})
+    frame = pd.DataFrame(rows, columns=columns)
+    # Keep None as None (pandas would turn it into NaN, and the strings' None into a missing str).
+    for column in ("result_idx", "result_id", "result_text", "result_category", "result_points", "named_value",
+                   "names_right_value"):
+        frame[column] = pd.Series([r[column] for r in rows], index=frame.index, dtype=object)
+    return frame
 
 
 def result_value_summary(table: pd.DataFrame) -> dict[str, Any]:

@@ -73,6 +73,7 @@ def teacher_competence(
             continue
         n_right = int(part["_right"].map(lambda v: v is True).sum())
         rows.append({task: task_id, "n_refs": n_refs, "n_right": n_right, "teacher_competent": 2 * n_right > n_refs})
-    return pd.DataFrame(rows, columns=[task, "n_refs", "n_right", "teacher_competent"]).astype(
-        {"n_right": object, "teacher_competent": object}
-    )
+    frame = pd.DataFrame(rows, columns=[task, "n_refs", "n_right", "teacher_competent"])
+    for column in ("n_right", "teacher_competent"):  # None stays None (not NaN)
+        frame[column] = pd.Series([r[column] for r in rows], index=frame.index, dtype=object)
+    return frame
