@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 LOCAL = "local"
 
-# Registry names of the offline models (ropd_kit.models.MODELS).
+# Registry names of the offline models (ropd_kit.offline.models.MODELS).
 DEFAULT_TEACHER = "qwen2.5-coder-1.5b-instruct"
 DEFAULT_STUDENT = "qwen2.5-coder-0.5b-instruct"
 FAST_MODEL = "smollm2-135m-instruct"
@@ -167,6 +167,29 @@ class RunConfig(BaseModel):
         default="judge", description="'zero': a rollout cut by max_tokens scores 0 without being judged."
     )
     score_eps: float = Field(default=1e-6, gt=0)
+    # Reward-fidelity levers (issue 12); all off by default, each measured by `python -m ropd_kit.fidelity`.
+    verifier_samples: int = Field(
+        default=1,
+        ge=1,
+        le=9,
+        description="Self-consistency: Verifier samples per chunk, majority per criterion (ties False; failed samples left out).",
+    )
+    verifier_sample_temperature: float = Field(
+        default=0.7, ge=0, le=2, description="Temperature of the Verifier samples after the first."
+    )
+    verifier_evidence: bool = Field(
+        default=False,
+        description="The Verifier quotes the span meeting each criterion it marks true; a quote not found in the answer turns it false.",
+    )
+    verifier_read_first: bool = Field(
+        default=False,
+        description="The Verifier writes each answer's final result before its true/false judgements.",
+    )
+    consensus_check: bool = Field(
+        default=False,
+        description="The final-result criterion is decided by code against the majority answer of the teacher's references "
+        "(checkable families only; no ground truth); a missing one is added.",
+    )
 
     # LLM client
     cache_dir: str | None = Field(default=None, description="Disk cache of LLM calls (None: <cache_root>/llm).")
