@@ -265,6 +265,18 @@ class CircuitBreaker:
                 why = "half-open; its probe call is in flight"
             raise CircuitOpen(f"circuit breaker of {self.name or 'the endpoint'} is {why}", retry_in_s=retry_in)
 
+    def recheck(self, probe: bool = False) -> None:
+        """For a call that passed `before_call` and then waited (for a concurrency slot, a rate window): raise
+        `CircuitOpen` if the breaker has opened meanwhile, so queued calls fail fast too. The probe always passes."""
+        with self._lock:
+            now = self.clock()
+            if probe or self._current(now) == "closed":
+                return
+            self.refused += 1
+            retry_in = max(0.0, self._opened_at + self.cooldown_s - now) if self._state == "open" else 0.0
+        raise CircuitOpen(f"circuit breaker of {self.name or 'the endpoint'} opened while this call was queued",
+                          retry_in_s=retry_in)
+
     def record_success(self, probe: bool = False) -> None:
         with self._lock:
             state = self._current(self.clock())

@@ -558,13 +558,22 @@ class LLMClient:
                     charge = await self.guard.tokens.acquire(
                         limits.estimate_tokens(messages, max_tokens, extra_chars=schema_chars)
                     )
+                if breaker is not None:
+                    try:
+                        breaker.recheck(probe)  # it may have opened while this call waited for a slot
+                    except limits.CircuitOpen as exc:
+                        if charge is not None:
+                            charge.settle(0)
+                        raise self._error("circuit_open", str(exc), attempts=0) from None
                 result = await self._complete(request, max_tokens, json_schema, schema_name, box, spent)
                 if charge is not None and sum(spent) > 0:  # no reported usage: the estimate stays charged
                     charge.settle(sum(spent))
         except LLMError as err:
             self.stats.record_failure(self.role, err.kind)
             if breaker is not None:
-                if err.kind in BREAKER_KINDS:
+                if err.kind == "circuit_open":  # refused while queued: no verdict on the endpoint
+                    breaker.release(probe)
+                elif err.kind in BREAKER_KINDS:
                     breaker.record_failure(probe)
                 else:  # the endpoint answered (e.g. 400 for this prompt): it is up
                     breaker.record_success(probe)
@@ -694,6 +703,7 @@ class LLMClient:
                     pass
         if not self._template_used:
             await self._template.close()
+            self._template_used = True  # closed: a later loop gets a copy with a fresh HTTP client
 
     def close(self) -> None:
         run_sync(self.aclose())

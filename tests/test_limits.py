@@ -211,6 +211,21 @@ def test_released_probe_lets_the_next_call_probe_and_stale_outcomes_are_ignored(
     assert breaker.state == "closed"
 
 
+def test_recheck_refuses_a_queued_call_once_the_breaker_opened_but_never_the_probe():
+    clock = FakeClock()
+    breaker = CircuitBreaker(1, cooldown_s=5.0, clock=clock)
+    queued = breaker.before_call()
+    breaker.recheck(queued)  # still closed: fine
+    breaker.record_failure()
+    with pytest.raises(CircuitOpen, match="queued"):
+        breaker.recheck(queued)
+    clock.t += 5.0
+    probe = breaker.before_call()
+    breaker.recheck(probe)  # the probe goes on
+    with pytest.raises(CircuitOpen):
+        breaker.recheck(False)  # half-open: only the probe
+
+
 def test_breaker_opens_on_failure_rate_over_a_full_window():
     breaker = CircuitBreaker(100, failure_rate=0.5, window=4, clock=FakeClock())
     breaker.record_failure()

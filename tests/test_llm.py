@@ -13,16 +13,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from ropd_kit import limits
 from ropd_kit.config import ConfigError, EndpointConfig, RunConfig
 from ropd_kit.llm import (
     ChatResult,
+    EndpointUnreachable,
     LLMCache,
     LLMClient,
     LLMError,
     UsageStats,
+    check_reachable,
     derive_seed,
     make_clients,
     run_sync,
+    token_cost_usd,
     usage_delta,
 )
 
@@ -33,7 +37,7 @@ MESSAGES = [{"role": "user", "content": "Say ok."}]
 class ChatServer:
     """A minimal OpenAI-compatible chat endpoint. `plan` holds one action per coming request (then `default`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.plan: list[dict] = []
         self.default: dict = {"kind": "ok"}
         self.reject_formats: set[str] = set()  # response_format types answered with a 400
@@ -43,13 +47,14 @@ class ChatServer:
         self.max_in_flight = 0
         self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = ThreadingHTTPServer((host, 0), self._handler())
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
 
     def bodies(self) -> list[dict]:
         with self.lock:
@@ -113,12 +118,15 @@ class ChatServer:
                                action.get("headers"))
                     return
                 content = "" if kind == "empty" else action.get("content", f'{{"ok": true, "n": {n}}}')
-                self._send(200, {
+                payload = {
                     "id": f"cmpl-{n}", "object": "chat.completion", "created": 0, "model": body.get("model"),
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                  "finish_reason": action.get("finish", "stop")}],
-                    "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
-                })
+                    "usage": action.get("usage", {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}),
+                }
+                if payload["usage"] is None:  # a server that reports no usage
+                    del payload["usage"]
+                self._send(200, payload)
 
         return Handler
 
@@ -136,6 +144,14 @@ class ChatServer:
 def server():
     with ChatServer() as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def _fresh_endpoint_guards():
+    """Rate windows and breakers are per endpoint and process-wide: no test inherits another's."""
+    limits.reset_guards()
+    yield
+    limits.reset_guards()
 
 
 def endpoint(server: ChatServer, **overrides) -> EndpointConfig:
@@ -477,3 +493,237 @@ def test_llm_error_pickles():
 def test_cache_refuses_empty_text(tmp_path):
     with pytest.raises(ValueError):
         LLMCache(tmp_path).put("chat:x", {"text": "  "})
+
+
+# ------------------------------------------------------------------------------------- API limits (ropd_kit.limits)
+def gather_calls(client: LLMClient, prompts: list[str], **kwargs) -> list:
+    """Several calls at once on one loop; LLMErrors come back as values."""
+
+    async def go():
+        try:
+            return await asyncio.gather(*[
+                client.chat([{"role": "user", "content": p}], **{"temperature": 0.0, "max_tokens": 16, **kwargs})
+                for p in prompts
+            ], return_exceptions=True)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def test_requests_per_minute_window_covers_every_http_request_retries_included(server):
+    client = LLMClient(endpoint(server, requests_per_minute=2), "verifier")
+    assert client.guard.requests.capacity == 2
+    # The configured window is a minute; the same limiter on a 0.6 s window keeps the test short.
+    client.guard.requests = limits.RateLimiter(2, period_s=0.6)
+    server.plan = [{"kind": "status", "code": 500}]  # the first request is retried by the SDK
+    started = time.monotonic()
+    results = gather_calls(client, ["a", "b", "c"])
+    assert all(isinstance(r, ChatResult) for r in results)
+    assert len(server.requests) == 4 and client.stats.snapshot()["verifier"]["http_requests"] == 4
+    # No 0.6 s window holds more than 2 requests: grant i+2 >= grant i + 0.6 and the first grant came after
+    # `started`, so the 3rd and 4th requests cannot have reached the server before started + 0.6.
+    times = sorted(r["t"] for r in server.requests)
+    assert times[2] - started >= 0.6 and times[3] - started >= 0.6
+
+
+def test_tokens_are_charged_as_an_estimate_then_corrected_from_usage(server):
+    # 200 tokens/minute; each call is estimated at the prompt (~9) + max_tokens 150 = 159, and uses 10.
+    client = LLMClient(endpoint(server, tokens_per_minute=200), "rubricator")
+    estimate = limits.estimate_tokens([{"role": "user", "content": "a"}], 150)
+    assert 150 < estimate <= 200 < 2 * estimate
+
+    async def both():
+        try:
+            return await asyncio.wait_for(asyncio.gather(*[
+                client.chat([{"role": "user", "content": p}], temperature=0.0, max_tokens=150) for p in "ab"
+            ]), timeout=20)  # without the refund the second call would wait out the 60 s window
+        finally:
+            await client.aclose()
+
+    results = asyncio.run(both())
+    assert len(results) == 2 and len(server.requests) == 2
+    assert client.guard.tokens.used() == 20  # both corrected to the usage the server reported (7 + 3 each)
+
+    # A call that used more than estimated counts in full against the window.
+    server.plan = [{"kind": "ok", "usage": {"prompt_tokens": 100, "completion_tokens": 400, "total_tokens": 500}}]
+    call(client, messages=[{"role": "user", "content": "long"}])
+    assert client.guard.tokens.used() == 520 and client.guard.tokens.try_acquire(1) is None
+
+
+def test_tokens_without_reported_usage_keep_the_estimate(server):
+    client = LLMClient(endpoint(server, tokens_per_minute=1000), "teacher")
+    server.plan = [{"kind": "ok", "usage": None}]
+    call(client, max_tokens=100)
+    assert client.guard.tokens.used() == limits.estimate_tokens(MESSAGES, 100)
+
+
+def test_cache_hits_spend_no_budget(server, tmp_path):
+    ep = endpoint(server, requests_per_minute=100, tokens_per_minute=10_000)
+    first = LLMClient(ep, "teacher", LLMCache(tmp_path / "c"))
+    call(first)
+    requests_used, tokens_used = first.guard.requests.used(), first.guard.tokens.used()
+    assert (requests_used, tokens_used) == (1, 10)
+    second = LLMClient(ep, "verifier", LLMCache(tmp_path / "c"))  # another client of the same endpoint...
+    assert second.guard is first.guard  # ...shares its windows
+    assert call(second).cached
+    assert (second.guard.requests.used(), second.guard.tokens.used()) == (requests_used, tokens_used)
+
+
+def test_breaker_opens_fails_fast_counted_then_probes_and_closes(server):
+    server.default = {"kind": "status", "code": 503, "message": "down"}
+    ep = endpoint(server, max_retries=0, breaker_failures=2, breaker_cooldown_s=30.0)
+    client = LLMClient(ep, "verifier")
+    clock = [time.monotonic()]
+    client.guard.breaker.clock = lambda: clock[0]
+    assert [call_error(client, messages=[{"role": "user", "content": str(i)}]).kind for i in range(2)] == [
+        "server", "server"]
+    err = call_error(client)
+    assert err.kind == "circuit_open" and "circuit breaker" in str(err) and err.attempts == 0
+    assert len(server.requests) == 2  # failed fast: nothing was sent
+    # Another role on the same endpoint fails fast too; the failures are counted like any other kind.
+    other = LLMClient(ep, "rubricator", stats=client.stats)
+    assert call_error(other).kind == "circuit_open"
+    snap = client.stats.snapshot()
+    assert snap["verifier"]["failures_by_kind"] == {"server": 2, "circuit_open": 1}
+    assert snap["rubricator"]["failures_by_kind"] == {"circuit_open": 1}
+    records = {r["role"]: r for r in client.stats.as_records()}
+    assert records["verifier"]["failures_circuit_open"] == 1
+
+    server.default = {"kind": "ok"}
+    clock[0] += 30.0  # the cool-down is over: the next call is the probe
+    assert client.guard.breaker.state == "half_open"
+    assert call(client, messages=[{"role": "user", "content": "probe"}]).text
+    assert client.guard.breaker.state == "closed" and len(server.requests) == 3
+    assert call(other).text
+
+
+def test_calls_queued_when_the_breaker_opens_fail_fast_too(server):
+    server.delay = 0.3
+    server.default = {"kind": "status", "code": 503}
+    client = LLMClient(endpoint(server, max_retries=0, max_concurrency=1, breaker_failures=1), "verifier")
+    results = gather_calls(client, ["a", "b", "c", "d"])  # all four pass the breaker, then queue for the one slot
+    assert sorted(r.kind for r in results) == ["circuit_open"] * 3 + ["server"]
+    assert len(server.requests) == 1
+
+
+def test_bad_request_does_not_count_against_the_breaker(server):
+    server.default = {"kind": "status", "code": 400, "message": "context length exceeded"}
+    client = LLMClient(endpoint(server, breaker_failures=1), "verifier")
+    for i in range(3):
+        assert call_error(client, messages=[{"role": "user", "content": str(i)}]).kind == "bad_request"
+    assert client.guard.breaker.state == "closed"
+
+
+def test_open_breaker_fails_a_rubric_fast_as_a_counted_judge_failure(server):
+    from ropd_kit.rubrics import induce_rubric_async
+
+    server.default = {"kind": "status", "code": 502}
+    client = LLMClient(endpoint(server, max_retries=0, breaker_failures=1), "rubricator")
+    assert call_error(client).kind == "server"  # one failed call opens this breaker
+    sent = len(server.requests)
+    config = RunConfig()
+
+    async def induce():
+        try:
+            return await asyncio.wait_for(induce_rubric_async("2+2?", ["4"], ["4", "5"], client, config), 10)
+        finally:
+            await client.aclose()
+
+    outcome = asyncio.run(induce())
+    assert outcome.rubric is None and "circuit_open" in outcome.error  # a failed group, not a crash
+    assert len(server.requests) == sent
+    assert client.stats.snapshot()["rubricator"]["failures_by_kind"]["circuit_open"] == config.rubric_attempts
+
+
+# ------------------------------------------------------------------------------------------------------------ money
+def test_token_cost_from_a_price_table():
+    assert token_cost_usd(1_000_000, 500_000, 3.0, 15.0) == pytest.approx(10.5)
+    assert token_cost_usd(7, 3, 0.0, 0.0) == 0.0
+    assert token_cost_usd(7, 3, None, None) is None
+
+
+def test_usd_per_role_in_snapshots_deltas_and_records(server, tmp_path):
+    priced = endpoint(server, usd_per_mtok_input=2.0, usd_per_mtok_output=10.0).model_dump()
+    plain = endpoint(server).model_dump()
+    config = RunConfig(teacher=priced, rubricator=priced, verifier=plain, student=plain,
+                       cache_dir=str(tmp_path / "c"))
+    clients = make_clients(config)
+    before = clients.stats.snapshot()
+    assert before["teacher"]["usd"] == 0.0 and before["verifier"]["usd"] is None  # priced vs unpriced
+    run_sync(clients.teacher.chat(MESSAGES, temperature=0.0, max_tokens=8))
+    run_sync(clients.rubricator.chat(MESSAGES, temperature=0.0, max_tokens=8))  # a cache hit: free
+    run_sync(clients.verifier.chat([{"role": "user", "content": "v"}], temperature=0.0, max_tokens=8))
+    snap = clients.stats.snapshot()
+    one_call = (7 * 2.0 + 3 * 10.0) / 1e6
+    assert snap["teacher"]["usd"] == pytest.approx(one_call)
+    assert snap["rubricator"]["usd"] == 0.0 and snap["rubricator"]["cache_hits"] == 1
+    assert snap["verifier"]["usd"] is None and snap["verifier"]["prompt_tokens"] == 7
+    delta = usage_delta(before, snap)
+    assert delta["teacher"]["usd"] == pytest.approx(one_call) and delta["verifier"]["usd"] is None
+    assert clients.stats.totals(snap)["usd"] == pytest.approx(one_call)  # summed over the priced roles
+    assert {r["role"]: r["usd"] for r in clients.stats.as_records(snap)}["teacher"] == pytest.approx(one_call)
+    json.dumps(snap)
+    clients.close()
+
+
+# ------------------------------------------------------------------------------------------------ reachability
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+              "NO_PROXY", "REQUEST_METHOD")
+
+
+def dead_port() -> int:
+    probe = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    port = probe.server_address[1]
+    probe.server_close()
+    return port
+
+
+@pytest.fixture
+def dead_proxy(monkeypatch):
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    url = f"http://127.0.0.1:{dead_port()}"
+    for name in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, url)
+    return url
+
+
+@pytest.fixture
+def remote_server():
+    """A chat server on 127.0.0.2: a loopback address the client does not treat as loopback (not in its list), so
+    it takes the environment's proxy settings like any remote endpoint."""
+    with ChatServer(host="127.0.0.2") as s:
+        yield s
+
+
+def test_reachability_check_goes_through_the_same_dead_proxy_as_the_client(remote_server, dead_proxy):
+    ep = endpoint(remote_server, max_retries=0, timeout_s=5.0)
+    assert call_error(LLMClient(ep, "teacher")).kind == "connection"
+    with pytest.raises(EndpointUnreachable, match="proxy") as info:
+        check_reachable({"teacher": ep})
+    assert remote_server.base_url in str(info.value)
+    assert remote_server.requests == []  # neither got past the proxy
+
+
+def test_no_proxy_exempts_the_endpoint_for_both(remote_server, dead_proxy, monkeypatch):
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "127.0.0.2")
+    ep = endpoint(remote_server, max_retries=0, timeout_s=5.0)
+    assert call(LLMClient(ep, "teacher")).text
+    check_reachable({"teacher": ep})  # answers (501 to a GET): reachable
+
+
+def test_loopback_endpoint_bypasses_the_proxy_for_both(server, dead_proxy):
+    ep = endpoint(server, max_retries=0)
+    assert call(LLMClient(ep, "teacher")).text
+    check_reachable({"teacher": ep})
+
+
+def test_unreachable_endpoint_without_a_proxy(monkeypatch):
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    url = f"http://127.0.0.1:{dead_port()}/v1"
+    with pytest.raises(EndpointUnreachable, match="verifier endpoint") as info:
+        check_reachable({"verifier": EndpointConfig(base_url=url, model="m")}, timeout_s=2.0)
+    assert "proxy" not in str(info.value)
