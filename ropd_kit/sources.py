@@ -143,8 +143,9 @@ def column_names(columns: Iterable[str], field_map: dict[str, str] | None = None
     field_map = dict(field_map or {})
     unknown = sorted(k for k in field_map if k.lower() not in FIELD_NAMES and not _is_letter(k))
     if unknown:
-        raise TaskError(source, None, f"field_map names {unknown}, not fields we read (ours: {list(FIELD_NAMES)} "
-                        "and the option letters A..Z)", show_value=False)
+        raise TaskError(source, None, f"field_map names {unknown}, not fields we read (ours: prompt, messages, "
+                        "question, problem, solution, answer, choices, rubric, id, domain, family, the option letters "
+                        "A..Z, and the aliases in sources.FIELD_NAMES)", show_value=False)
     mapped = set(field_map.values())
     names = {c.lower(): c for c in columns if c not in mapped}
     for ours, theirs in field_map.items():
