@@ -549,10 +549,10 @@ class LLMClient:
 
         box = [0]
         spent = [0, 0]  # prompt and completion tokens over this call's attempts, for the tokens/minute window
+        charge: limits.Charge | None = None
         token = _CALL_REQUESTS.set(box)
         try:
             async with self._state().semaphore:
-                charge = None
                 if self.guard.tokens is not None:
                     schema_chars = 0 if json_schema is None else len(canonical_json(json_schema))
                     charge = await self.guard.tokens.acquire(
@@ -578,9 +578,11 @@ class LLMClient:
                 else:  # the endpoint answered (e.g. 400 for this prompt): it is up
                     breaker.record_success(probe)
             raise
-        except BaseException:  # cancelled, or a bug: no verdict on the endpoint
+        except BaseException:  # cancelled (e.g. at the reward deadline), or a bug: no verdict on the endpoint
             if breaker is not None:
                 breaker.release(probe)
+            if charge is not None and box[0] == 0:  # nothing was sent: the tokens were not spent
+                charge.settle(0)
             raise
         finally:
             _CALL_REQUESTS.reset(token)

@@ -570,6 +570,26 @@ def test_cache_hits_spend_no_budget(server, tmp_path):
     assert (second.guard.requests.used(), second.guard.tokens.used()) == (requests_used, tokens_used)
 
 
+def test_deadline_cancels_a_call_stuck_in_the_windows_and_refunds_its_tokens(server):
+    client = LLMClient(endpoint(server, requests_per_minute=1, tokens_per_minute=1000), "verifier")
+    assert client.guard.requests.try_acquire(1) is not None  # this minute's one request is spent elsewhere
+
+    async def step():
+        try:
+            return await limits.gather_with_deadline(
+                [client.chat(MESSAGES, temperature=0.0, max_tokens=16)], deadline_s=0.5
+            )
+        finally:
+            await client.aclose()
+
+    started = time.monotonic()
+    [result] = asyncio.run(step())
+    assert isinstance(result, limits.DeadlineExceeded)
+    assert time.monotonic() - started < 10  # not the rest of the minute
+    assert server.requests == [] and client.stats.snapshot()["verifier"]["http_requests"] == 0
+    assert client.guard.tokens.used() == 0  # it had charged its estimate, then was cancelled before sending
+
+
 def test_breaker_opens_fails_fast_counted_then_probes_and_closes(server):
     server.default = {"kind": "status", "code": 503, "message": "down"}
     ep = endpoint(server, max_retries=0, breaker_failures=2, breaker_cooldown_s=30.0)
