@@ -214,17 +214,21 @@ def _join_signal(frame: pd.DataFrame, extra: Any, name: str) -> pd.DataFrame:
 # Teacher log-likelihood (white-box teacher, transformers)
 
 
-def load_teacher(name: str | None = None, *, dtype: str = "bfloat16"):
-    """(model, tokenizer) of an offline model (default: the 1.5B teacher) from its cached transformers folder."""
+def load_teacher(name: str | None = None, *, dtype: str = "auto"):
+    """(model, tokenizer) of an offline model (default: the 1.5B teacher) from its cached transformers folder.
+
+    `dtype` is a RunConfig.student_dtype value: "auto" picks bf16 only where the CPU (or GPU) computes it natively,
+    as for the student (`train.student.choose_dtype`)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .config import DEFAULT_TEACHER
     from .offline.models import hf_folder
+    from .train.student import choose_dtype
 
     folder = hf_folder(name or DEFAULT_TEACHER)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, choose_dtype(dtype)[0]))
     model.eval()
     return model, tokenizer
 

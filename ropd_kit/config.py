@@ -228,6 +228,11 @@ class RunConfig(BaseModel):
         "get None (zero advantage) and are counted as judge failures (None: wait for every group).",
     )
     use_unsloth: Literal["auto", "never", "always"] = "auto"
+    student_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="Weights of the student and the white-box teacher. 'auto': bf16 on a CPU with native bf16 "
+        "(AVX512_BF16/AMX, Arm BF16), else fp32; on CUDA bf16 where supported, else fp16.",
+    )
 
     @model_validator(mode="after")
     def _criteria_range(self) -> "RunConfig":

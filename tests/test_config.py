@@ -57,3 +57,14 @@ def test_saved_config_holds_no_key(tmp_path, monkeypatch):
 def test_criteria_bounds_checked():
     with pytest.raises(ValueError, match="min_criteria"):
         RunConfig(min_criteria=8, max_criteria=4)
+
+
+def test_student_dtype_accepts_the_four_choices_and_names_itself_on_a_wrong_one():
+    assert RunConfig().student_dtype == "auto"
+    for value in ("auto", "float32", "bfloat16", "float16"):
+        assert RunConfig.from_params(student_dtype=value).student_dtype == value
+    with pytest.raises(ValueError, match="student_dtype") as caught:
+        RunConfig.from_params(student_dtype="fp32")
+    assert "float32" in str(caught.value)  # the allowed values are listed
+    with pytest.raises(ValueError, match="student_dtype"):
+        RunConfig().student_dtype = "bf16"  # validate_assignment: a notebook cell that sets it is checked too

@@ -104,7 +104,7 @@ def mimicry(runs: Iterable[str | Path], config: RunConfig, *, max_per_step: int 
     if not runs:
         print("no rollouts.jsonl in these runs: nothing to score")
         return mimicry_frame([])
-    model, tokenizer = load_teacher(config.lopd_teacher_model)
+    model, tokenizer = load_teacher(config.lopd_teacher_model, dtype=config.student_dtype)
     frames = [mimicry_frame([r], model, tokenizer, max_per_step=max_per_step, seed=config.seed).assign(run=_run_name(r))
               for r in runs]
     return pd.concat(frames, ignore_index=True)

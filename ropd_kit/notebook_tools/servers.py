@@ -66,12 +66,19 @@ def stop_servers() -> int:
 
 
 def endpoint_table(config: RunConfig) -> "pd.DataFrame":
-    """Role, base_url, model and key variable NAME of each endpoint (never the key)."""
+    """Role, base_url, model and key variable NAME of each endpoint (never the key), and a last row for the models
+    loaded in this process (the trained student, the white-box teacher) with the dtype they load in and why."""
     import pandas as pd
+
+    from ..train.student import choose_dtype
 
     rows = [
         {"role": r, "base_url": config.endpoint(r).base_url, "model": config.endpoint(r).model,
-         "api_key_env": config.endpoint(r).api_key_env}
+         "api_key_env": config.endpoint(r).api_key_env, "dtype": ""}
         for r in ROLES
     ]
+    dtype, why = choose_dtype(config.student_dtype)
+    rows.append({"role": "student (trained) + white-box teacher", "base_url": "in process",
+                 "model": f"{config.student_model} + {config.lopd_teacher_model}", "api_key_env": None,
+                 "dtype": f"{dtype} ({why})"})
     return pd.DataFrame(rows)

@@ -77,7 +77,7 @@ def signal_table(
         judged = judge_signal(resolve_endpoints(config, roles=("verifier",)), frame)
         frame = frame.merge(judged, on=["task_id", "step", "rollout_idx"], how="left")
     if "logprob" in signals:
-        model, tokenizer = load_teacher(config.lopd_teacher_model)
+        model, tokenizer = load_teacher(config.lopd_teacher_model, dtype=config.student_dtype)
         frame = add_teacher_logprob(frame, model, tokenizer)
     return frame
 

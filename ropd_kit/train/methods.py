@@ -15,7 +15,8 @@ Methods (one GRPO code path for the first three: `GRPOTrainer` with `num_generat
 
 The student is loaded by `load_student`: with CUDA and `unsloth` importable, Unsloth's FastLanguageModel + LoRA
 (unsloth is imported there and only there, before trl/transformers/peft, because it patches them); otherwise
-transformers + peft LoRA (bf16). The choice is printed and written into every train-log record (`backend`).
+transformers + peft LoRA. The choice is printed and written into every train-log record (`backend`), and so
+is the dtype (`dtype`: `RunConfig.student_dtype`, "auto" = bf16 only where the CPU or GPU has it, else fp32/fp16).
 Importing this module imports neither torch nor unsloth.
 """
 
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .. import rundir
 from ..llm import check_reachable
 from .progress import JudgeFailureError, STEP_FILES, _RunState, _make_callback, _time_generation
-from .student import TrainError, _say, choose_backend, load_student, model_folder
+from .student import TrainError, _say, choose_backend, choose_dtype, load_student, model_dtype, model_folder
 from .student import CHECKPOINTS, last_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -157,8 +158,11 @@ def _common_args(config: "RunConfig", backend: str, batch: int) -> dict[str, Any
     )
     if backend == "transformers":
         cuda = torch.cuda.is_available()
-        args["bf16"] = bool(not cuda or torch.cuda.is_bf16_supported())
-        args["fp16"] = bool(cuda and not torch.cuda.is_bf16_supported())
+        # Mixed precision follows the weights: bf16 autocast over fp32 weights would bring back the emulated bf16
+        # matmuls that "auto" avoids on a CPU without native bf16. fp16 autocast is a GPU thing.
+        dtype = choose_dtype(config.student_dtype)[0]
+        args["bf16"] = dtype == "bfloat16"
+        args["fp16"] = bool(cuda and dtype == "float16")
         # Recomputing activations buys memory a small CPU run does not need, at ~20% of its time.
         checkpointing = getattr(config, "gradient_checkpointing", None)
         args["gradient_checkpointing"] = cuda if checkpointing is None else bool(checkpointing)
@@ -180,7 +184,9 @@ def train(config: "RunConfig") -> TrainResult:
     tasks = _load_tasks(config, method)
     eval_tasks = _eval_tasks(config)
     backend = choose_backend(config)
-    _say(f"method={method} backend={backend} student={config.student_model} run_dir={config.path}")
+    dtype, why = choose_dtype(config.student_dtype)
+    _say(f"method={method} backend={backend} dtype={dtype} ({why}) student={config.student_model} "
+         f"run_dir={config.path}")
     if not Path(str(config.student_model)).expanduser().is_dir():
         # A mistyped model name is a local error: say so before servers start or endpoints are probed.
         from ..offline.models import resolve_model
@@ -274,7 +280,7 @@ def _train_grpo(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
         scale_rewards=config.scale_rewards,
         beta=config.kl_beta,
     )
-    state = _RunState(config.method, student.backend, batch, wall_offset=wall_offset)
+    state = _RunState(config.method, student.backend, batch, wall_offset=wall_offset, dtype=model_dtype(model))
     callback = _make_callback(config, state, reward, lambda: getattr(reward, "clients", None), eval_tasks)
     trainer = GRPOTrainer(
         model=model, reward_funcs=[reward], args=args, train_dataset=grpo_dataset(tasks),
@@ -295,7 +301,7 @@ def _train_lopd(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
     batch = config.prompts_per_step * config.n_rollouts
     # Each task appears n_rollouts times, so a step sees as many student samples as a GRPO step does.
     dataset = grpo_dataset([t for t in tasks for _ in range(config.n_rollouts)])
-    state = _RunState("lopd", student.backend, batch, wall_offset=wall_offset)
+    state = _RunState("lopd", student.backend, batch, wall_offset=wall_offset, dtype=model_dtype(student.model))
     callback = _make_callback(config, state, None, lambda: None, eval_tasks)
     if _same_tokenizer(student.tokenizer, teacher.tokenizer):
         from trl import DistillationConfig, DistillationTrainer
@@ -356,7 +362,7 @@ def _train_sft(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wal
         max_length=config.max_prompt_tokens + config.teacher_max_tokens,
         packing=False,
     )
-    state = _RunState("sft", student.backend, batch, wall_offset=wall_offset)
+    state = _RunState("sft", student.backend, batch, wall_offset=wall_offset, dtype=model_dtype(student.model))
     callback = _make_callback(config, state, None, lambda: None, eval_tasks)
     trainer = SFTTrainer(
         model=student.model, args=args, train_dataset=dataset, processing_class=student.tokenizer,

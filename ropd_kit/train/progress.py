@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # redone), so a resumed run's files read as if it had never stopped.
 STEP_FILES = (rundir.TRAIN_LOG, rundir.ROLLOUTS, rundir.RUBRICS, rundir.VERDICTS, rundir.JUDGE_RAW, rundir.EVAL)
 TRAIN_LOG_FIELDS = (
-    "step", "method", "backend", "samples_seen", "wall_s", "reward_mean", "reward_std", "loss", "kl",
+    "step", "method", "backend", "dtype", "samples_seen", "wall_s", "reward_mean", "reward_std", "loss", "kl",
     "learning_rate", "grad_norm", "completion_length", "judge_calls", "judge_http_requests", "judge_cache_hits",
     "judge_tokens", "judge_groups", "judge_failures", "judge_failed_rollouts", "rubric_size", "teacher_score_mean",
     "judge_s", "judge_usage", "judge_errors", "step_s", "generate_s", "optimizer_s", "refs_s", "rubric_s", "verify_s",
@@ -52,6 +52,7 @@ class _RunState:
     backend: str
     samples_per_step: int
     wall_offset: float = 0.0
+    dtype: str | None = None
     eval_s: float = 0.0
     started: float = field(default_factory=time.perf_counter)
     stop_reason: str | None = None
@@ -141,6 +142,7 @@ def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_o
                 "step": step,
                 "method": state.method,
                 "backend": state.backend,
+                "dtype": state.dtype,
                 "samples_seen": step * state.samples_per_step,
                 "wall_s": round(state.wall_s(), 3),
                 "reward_mean": _num(logs.get("reward")),

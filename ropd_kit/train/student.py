@@ -85,10 +85,77 @@ def model_folder(model: str | Path) -> str:
     return str(hf_folder(str(value)))
 
 
-def _dtype(torch: Any) -> Any:
+DTYPES = ("float32", "bfloat16", "float16")
+# The CPU features that multiply bf16 in hardware, as `torch.cpu.get_capabilities()` names them: x86's AVX512_BF16
+# and AMX-BF16, Arm's BF16 and SVE-BF16. `torch.backends.cpu.get_cpu_capability()` cannot tell: it names the vector
+# width torch's kernels were built for ("AVX2", "AVX512", "SVE256", ...) and says "AVX512" with or without bf16.
+NATIVE_BF16_FEATURES = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
+
+
+def cpu_facts() -> dict[str, Any]:
+    """The CPU as torch sees it: `capability` (torch's kernel level), `model`, `native_bf16`, `bf16_features`."""
+    import torch
+
+    get_capabilities = getattr(torch.cpu, "get_capabilities", None)  # torch >= 2.9; older ones: the kernel's flags
+    features = dict(get_capabilities()) if get_capabilities else {f: True for f in _proc_cpu_flags()}
+    found = [f for f in NATIVE_BF16_FEATURES if features.get(f)]
+    return {
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "model": _cpu_model_name() or features.get("cpu_name"),
+        "native_bf16": bool(found),
+        "bf16_features": found,
+    }
+
+
+def _proc_cpuinfo(key: str) -> str | None:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next((line.split(":", 1)[1].strip() for line in fh if line.split(":", 1)[0].strip() == key), None)
+    except OSError:
+        return None
+
+
+def _cpu_model_name() -> str | None:
+    return _proc_cpuinfo("model name")
+
+
+def _proc_cpu_flags() -> list[str]:
+    flags = (_proc_cpuinfo("flags") or _proc_cpuinfo("Features") or "").split()
+    return ["sve_bf16" if f == "svebf16" else f for f in flags]
+
+
+def choose_dtype(wanted: str = "auto") -> tuple[str, str]:
+    """(dtype name, why) for the student and the white-box teacher; `wanted` is RunConfig.student_dtype.
+
+    "auto": on CUDA bf16 where the GPU has it, else fp16; on a CPU bf16 only with native bf16 (see cpu_facts),
+    else fp32 — without it torch emulates bf16 and a matmul runs tens of times slower than in fp32 (479 ms vs 13 ms
+    for 512x896 @ 896x896 on one core of an AVX2-only Zen 3, issue 16), which costs far more than fp32's doubled
+    memory at these model sizes. `make bench` records the same comparison for the machine it runs on.
+    """
+    if wanted != "auto":
+        if wanted not in DTYPES:
+            raise TrainError(f"student_dtype={wanted!r}: use 'auto' or one of {', '.join(DTYPES)}")
+        return wanted, "set by student_dtype"
+    import torch
+
     if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16  # bf16 on CPU: half the memory, and the CPU matmuls are fast enough at these sizes
+        if torch.cuda.is_bf16_supported():
+            return "bfloat16", "auto: CUDA with bf16"
+        return "float16", "auto: CUDA without bf16"
+    facts = cpu_facts()
+    if facts["native_bf16"]:
+        return "bfloat16", f"auto: {facts['capability']} CPU with native bf16, {'+'.join(facts['bf16_features'])}"
+    return "float32", f"auto: {facts['capability']} CPU without native bf16"
+
+
+def _dtype(torch: Any, config: "RunConfig") -> Any:
+    return getattr(torch, choose_dtype(config.student_dtype)[0])
+
+
+def model_dtype(model: Any) -> str | None:
+    """The dtype a loaded model computes in ("float32", "bfloat16", ...), as the train log records it."""
+    dtype = getattr(model, "dtype", None)
+    return str(dtype).removeprefix("torch.") if dtype is not None else None
 
 
 def load_student(
@@ -123,7 +190,7 @@ def load_student(
         loaded = _load_unsloth(folder, path if adapter_base else None, config, for_training)
     else:
         loaded = _load_transformers(folder, path if adapter_base else None, config, for_training)
-    _say(f"loaded {what} with {backend}{' + LoRA' if for_training else ''}")
+    _say(f"loaded {what} with {backend}{' + LoRA' if for_training else ''} in {model_dtype(loaded.model)}")
     return loaded
 
 
@@ -131,7 +198,7 @@ def _load_transformers(folder: str, adapter: Path | None, config: "RunConfig", f
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=_dtype(torch))
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=_dtype(torch, config))
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None and getattr(model.config, "quantization_config", None) is not None:
         # A hub GGUF or a folder saved without the recipe: Trainer refuses a model that still says "quantized".
@@ -164,13 +231,15 @@ def _load_unsloth(folder: str, adapter: Path | None, config: "RunConfig", for_tr
         _say("warning: trl/peft were imported before unsloth; unsloth patches less of them this way "
              "(import ropd_kit.train before trl in GPU notebooks)")
     import unsloth  # noqa: F401  - must come before trl/transformers/peft are used: it patches them on import
+    import torch
     from unsloth import FastLanguageModel
 
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(adapter or folder),
         max_seq_length=config.max_prompt_tokens + config.rollout_max_tokens,
         load_in_4bit=False,
-        dtype=None,
+        # None lets Unsloth pick for the GPU (what "auto" would pick too); an explicit student_dtype is passed on.
+        dtype=None if config.student_dtype == "auto" else getattr(torch, config.student_dtype),
     )
     if for_training and adapter is None:
         model = FastLanguageModel.get_peft_model(

@@ -18,7 +18,7 @@ import pytest
 from ropd_kit import rundir
 from ropd_kit.config import FAST_MODEL, RunConfig
 from ropd_kit.train.progress import TRAIN_LOG_FIELDS, JudgeFailureError
-from ropd_kit.train.student import TrainError
+from ropd_kit.train.student import TrainError, choose_dtype
 from ropd_kit.train.methods import last_checkpoint, train
 
 # A training run: a minute or two on a quiet 2-core machine, far more when the CPU is shared; the session-wide
@@ -70,6 +70,7 @@ def check_train_log(run_dir: Path, method: str, steps: list[int], samples_per_st
     for record in log:
         assert set(TRAIN_LOG_FIELDS) <= set(record), f"{method}: missing {set(TRAIN_LOG_FIELDS) - set(record)}"
         assert record["method"] == method and record["backend"] == "transformers"
+        assert record["dtype"] == choose_dtype("auto")[0]  # the tiny runs leave student_dtype at "auto"
         assert record["samples_seen"] == record["step"] * samples_per_step
         assert record["loss"] is not None
         # One generation per optimizer step (no gradient accumulation), so every step has generation time in it.
