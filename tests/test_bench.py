@@ -156,3 +156,16 @@ def test_step_reading_says_what_stands_in_the_way_when_reward_outlasts_generatio
     # reward = refs 1 + judging 8; generation 4
     assert "9.0 s against 4.0 s of generation (2.25x)" in text and "not met" in text
     assert "judging (8.0 s)" in text and "teacher refs (1.0 s)" in text
+
+
+def test_machine_facts_say_which_cpu_and_how_it_does_bf16():
+    facts = bench.machine_facts(matmul_runs=1)
+    cpu = facts["cpu"]
+    assert set(cpu) >= {"capability", "model", "native_bf16", "bf16_features", "student_dtype_auto"}
+    assert isinstance(cpu["capability"], str) and cpu["capability"]
+    assert cpu["student_dtype_auto"] == ("bfloat16" if cpu["native_bf16"] else "float32")
+    matmul = facts["matmul"]
+    assert matmul["shape"] == "512x896 @ 896x896" and matmul["threads"] == 1 and matmul["runs"] == 1
+    assert matmul["float32_ms"] > 0 and matmul["bfloat16_ms"] > 0
+    assert matmul["bf16_vs_fp32"] == pytest.approx(matmul["bfloat16_ms"] / matmul["float32_ms"], abs=0.01)
+    json.dumps(facts)  # written into every result file as it is

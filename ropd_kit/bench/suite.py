@@ -39,17 +39,50 @@ from typing import Any, Callable
 
 from .judge import REPO
 
+MACHINE_SHOWN = ("cpus", "memory_gib", "processor", "cpu", "matmul")  # the machine facts the index page prints
 BENCHES = ("judge_throughput", "verify_granularity", "cache_replay", "step_breakdown")
 DEFAULT_OUT = REPO / "reports" / "bench"
 LINKED = {"injection.json": "prompt injection into the Verifier (python -m ropd_kit.bench.injection)",
           "gpu_grpo.json": "Unsloth vs transformers GRPO on a GPU"}
 
 
-def machine_facts() -> dict[str, Any]:
-    """What the numbers depend on: cores, memory, load at the start, library versions, the llama-server build."""
+def matmul_ms(runs: int = 5, shape: tuple[int, int, int] = (512, 896, 896)) -> dict[str, Any]:
+    """One-thread (m x k) @ (k x n) matmul in fp32 and in bf16, median ms of `runs` after a warm-up: whether this
+    CPU computes bf16 natively (ratio near or below 1) or emulates it (tens of times slower). 896 is the hidden size
+    of the 0.5B student."""
+    import statistics
+
+    import torch
+
+    m, k, n = shape
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out: dict[str, Any] = {"shape": f"{m}x{k} @ {k}x{n}", "threads": 1, "runs": runs}
+    try:
+        for dtype in ("float32", "bfloat16"):
+            g = torch.Generator().manual_seed(0)
+            a = torch.randn(m, k, generator=g).to(getattr(torch, dtype))
+            b = torch.randn(k, n, generator=g).to(getattr(torch, dtype))
+            a @ b
+            times = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                a @ b
+                times.append((time.perf_counter() - started) * 1000)
+            out[f"{dtype}_ms"] = round(statistics.median(times), 3)
+    finally:
+        torch.set_num_threads(threads)
+    out["bf16_vs_fp32"] = round(out["bfloat16_ms"] / out["float32_ms"], 2) if out["float32_ms"] else None
+    return out
+
+
+def machine_facts(*, matmul_runs: int = 5) -> dict[str, Any]:
+    """What the numbers depend on: cores, the CPU (model, torch's capability level, native bf16, the dtype the
+    student loads in, a bf16-vs-fp32 matmul), memory, load at the start, library versions, the llama-server build."""
     from importlib.metadata import PackageNotFoundError, version
 
     from ..offline import serve
+    from ..train.student import choose_dtype, cpu_facts
 
     def v(name: str) -> str | None:
         try:
@@ -70,6 +103,8 @@ def machine_facts() -> dict[str, Any]:
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": {**cpu_facts(), "student_dtype_auto": choose_dtype("auto")[0]},
+        "matmul": matmul_ms(matmul_runs),
         "python": platform.python_version(),
         "packages": {p: v(p) for p in ("torch", "transformers", "trl", "openai", "ropd-kit")},
         "llama_server": serve._read_stamp(),
@@ -303,7 +338,7 @@ def write_index(out: str | Path = DEFAULT_OUT) -> Path:
         "<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f3f3f3}</style>"
         f"{_plotly_script()}</head><body><h1>ropd-kit benchmarks</h1>"
-        f"<p>Machine: {escape(json.dumps({k: facts.get(k) for k in ('cpus', 'memory_gib', 'processor')}))}</p>"
+        f"<p>Machine: {escape(json.dumps({k: facts[k] for k in MACHINE_SHOWN if k in facts}))}</p>"
         f"<h2>Ratios</h2>{_ratios_table(headline(out))}{''.join(sections)}"
         f"<h2>Other benchmarks</h2><ul>{other}</ul></body></html>"
     )
