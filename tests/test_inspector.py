@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ropd_kit import rundir
 from ropd_kit.config import RunConfig
-from ropd_kit.inspector import RubricInspector
+from ropd_kit.inspector import CORRECTNESS_COLUMNS, RubricInspector
 from ropd_kit.rubrics import parse_rubric
 from ropd_kit.scoring import group_advantages, weighted_pass_rate
 
@@ -240,3 +240,89 @@ def test_unknown_group_and_empty_run_dir_are_named(inspector, tmp_path):
         inspector.select("t1", 7)
     with pytest.raises(FileNotFoundError, match="rubrics.jsonl"):
         RubricInspector(tmp_path / "nothing")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Agreement with correctness (tasks.jsonl `answer` is the ground truth)
+
+
+def set_final_answers(run: Path, right: set[int]) -> None:
+    """Rewrite t1's rollouts so that exactly the rollouts in `right` end at the ground truth 42."""
+    rollouts = rundir.read_jsonl(run / rundir.ROLLOUTS)
+    for r in rollouts:
+        if r["task_id"] == "t1":
+            r["text"] = f"try {r['rollout_idx']}: Answer: {42 if r['rollout_idx'] in right else 40}"
+    rundir.write_jsonl(run / rundir.ROLLOUTS, rollouts)
+
+
+def test_each_criterion_shows_its_agreement_with_correctness_and_its_n(tmp_path):
+    run = write_run(tmp_path / "run")
+    set_final_answers(run, right={1, 3})  # exactly the rollouts that meet c1
+    inspector = RubricInspector(run)
+    assert [a.correct for a in inspector._students()] == [False, True, False, True]
+    table = inspector.rubric_table().set_index("id")
+    # c1 is met by rollouts 1 and 3: the right ones. c2 by 0 and 1: one right, one wrong. c3 by all.
+    assert list(table["agreement"]) == pytest.approx([1.0, 0.5, 0.5])
+    assert list(table["n_labelled"]) == [4, 4, 4]
+    assert (list(table["n_right"]), list(table["n_wrong"])) == ([2, 2, 2], [2, 2, 2])
+    assert list(table["pass_rate_right"]) == pytest.approx([1.0, 0.5, 1.0])
+    assert list(table["pass_rate_wrong"]) == pytest.approx([0.0, 0.5, 1.0])
+    assert list(table["correct_discrimination"]) == pytest.approx([1.0, 0.0, 0.0])
+    assert list(table["is_result"]) == [True, False, False]
+    # The verdict spread of rubric_diagnostics stays as it was, beside the new columns.
+    assert table.loc["c3", "discrimination"] == 0.0
+    assert list(inspector.criterion_agreement().columns) == ["id", "points", *CORRECTNESS_COLUMNS]
+    html = inspector.widgets["rubric"].value
+    assert "agreement" in html and "correct_discrimination" in html and "n_labelled" in html
+    assert "#f8d7da" not in html  # no criterion favours wrong answers here
+
+
+def test_a_criterion_that_favours_wrong_rollouts_has_negative_discrimination(inspector):
+    # The fixture's rollouts end at 40, 41, 42, 43: only rollout 2 is right, and it misses c1 and c2.
+    assert [a.correct for a in inspector._students()] == [False, False, True, False]
+    table = inspector.rubric_table().set_index("id")
+    assert table.loc["c1", "agreement"] == pytest.approx(1 / 4)  # only rollout 0 (wrong, c1 missed) agrees
+    assert table.loc["c1", "correct_discrimination"] == pytest.approx(0.0 - 2 / 3)
+    assert table.loc["c3", "correct_discrimination"] == pytest.approx(0.0)
+    assert (table.loc["c1", "n_right"], table.loc["c1", "n_wrong"]) == (1, 3)
+    assert "#f8d7da" in inspector.widgets["rubric"].value  # shaded in the page
+    # The answers table carries the same labels, teacher refs included (both end at 42), in blind order.
+    correct = dict(zip(inspector.table()["label"], inspector.table()["correct"]))
+    assert correct == {a.label: (a.source == "teacher" or a.answer_idx == 2) for a in inspector.answers}
+
+
+def test_agreement_does_not_move_with_the_weights_but_the_scores_do(inspector):
+    before = inspector.rubric_table()[["agreement", "correct_discrimination"]]
+    inspector.sliders["c1"].value = 0
+    after = inspector.rubric_table()[["agreement", "correct_discrimination"]]
+    assert after.equals(before)
+    assert inspector.rubric_table().set_index("id").loc["c1", "points"] == 0
+
+
+def test_unjudged_rollouts_are_left_out_of_the_agreement_n(tmp_path):
+    run = write_run(tmp_path / "run")
+    set_final_answers(run, right={1, 3})
+    verdicts = rundir.read_jsonl(run / rundir.VERDICTS)
+    for v in verdicts:
+        if v["answer_key"] == "student-3":
+            v["judgements"], v["score"] = None, None
+    rundir.write_jsonl(run / rundir.VERDICTS, verdicts)
+    table = RubricInspector(run).rubric_table().set_index("id")
+    assert list(table["n_labelled"]) == [3, 3, 3]
+    assert (table.loc["c1", "n_right"], table.loc["c1", "n_wrong"]) == (1, 2)
+    assert table.loc["c1", "agreement"] == pytest.approx(1.0)
+
+
+def test_without_ground_truth_the_columns_are_empty_and_hidden_in_the_page(tmp_path):
+    run = write_run(tmp_path / "run")
+    tasks = rundir.read_jsonl(run / rundir.TASKS)
+    for t in tasks:
+        t.pop("answer")
+    rundir.write_jsonl(run / rundir.TASKS, tasks)
+    inspector = RubricInspector(run)
+    table = inspector.rubric_table()
+    assert list(table["n_labelled"]) == [0, 0, 0]
+    assert table["agreement"].isna().all() and table["correct_discrimination"].isna().all()
+    assert inspector.table()["correct"].map(lambda v: v is None).all()
+    html = inspector.widgets["rubric"].value
+    assert "correct_discrimination" not in html and "n_labelled" not in html and "no ground-truth answer" in html
