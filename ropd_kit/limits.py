@@ -20,7 +20,9 @@ result or one `DeadlineExceeded` marker per coroutine.
   last `window` calls failed; open → half-open once `cooldown_s` has passed, which lets one probe call through;
   the probe's success closes it, its failure opens it for another cool-down. Clock injectable for tests.
 - `guard_for(endpoint)`: the limiters and breaker of one endpoint (base_url + model), shared by every client of
-  that endpoint in the process. The settings of the most recently built client apply.
+  that endpoint in the process. The settings of the most recently built client apply. In a distributed run
+  (`WORLD_SIZE` processes, e.g. `accelerate launch`) each process gets an equal share of the per-minute limits (at
+  least one request per minute), so that together they stay within them; the breaker stays per process.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -365,8 +368,9 @@ class EndpointGuard:
             log.warning("%s: limits changed from %s to %s (the most recently built client's settings apply)",
                         self.name, self._settings, settings)
         self._settings = settings
-        self.requests = _limiter(self.requests, settings["requests_per_minute"], f"{self.name} requests/minute")
-        self.tokens = _limiter(self.tokens, settings["tokens_per_minute"], f"{self.name} tokens/minute")
+        share = process_count()
+        self.requests = _limiter(self.requests, settings["requests_per_minute"], share, f"{self.name} requests/minute")
+        self.tokens = _limiter(self.tokens, settings["tokens_per_minute"], share, f"{self.name} tokens/minute")
         if settings["breaker_failures"] is None:
             self.breaker = None
         else:
@@ -392,12 +396,23 @@ class EndpointGuard:
         }
 
 
-def _limiter(current: RateLimiter | None, per_minute: int | None, name: str) -> RateLimiter | None:
+def process_count() -> int:
+    """How many processes of one distributed run share each endpoint's limits: `WORLD_SIZE` (set by accelerate /
+    torchrun for every rank, each of which judges its own groups), else 1."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def _limiter(current: RateLimiter | None, per_minute: int | None, share: int, name: str) -> RateLimiter | None:
+    """A minute window holding this process's share of `per_minute` (at least one unit, so a request still fits)."""
     if per_minute is None:
         return None
+    capacity = max(per_minute / share, 1.0)
     if current is None:
-        return RateLimiter(per_minute, 60.0, name=name)
-    current.capacity = float(per_minute)  # the window's history stays
+        return RateLimiter(capacity, 60.0, name=name)
+    current.capacity = capacity  # the window's history stays
     return current
 
 

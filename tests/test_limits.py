@@ -50,7 +50,8 @@ def fake_limiter(capacity: float, period_s: float = 60.0) -> tuple[RateLimiter, 
 
 
 @pytest.fixture(autouse=True)
-def _fresh_guards():
+def _fresh_guards(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
     limits.reset_guards()
     yield
     limits.reset_guards()
@@ -261,6 +262,18 @@ def test_guard_is_shared_per_base_url_and_model_and_follows_the_settings():
     assert off.breaker is None and off.requests is None
     snap = ga.snapshot()
     assert snap["requests"]["used"] == 5 and snap["breaker"]["state"] == "closed"
+
+
+def test_a_distributed_run_splits_the_per_minute_limits_across_its_processes(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    guard = guard_for(EndpointConfig(base_url="https://api.example.com/v1", model="m", requests_per_minute=60,
+                                     tokens_per_minute=100_000))
+    assert (guard.requests.capacity, guard.tokens.capacity) == (15, 25_000)  # 4 ranks together: 60 and 100k
+    tiny = guard_for(EndpointConfig(base_url="https://api.example.com/v1", model="m2", requests_per_minute=2))
+    assert tiny.requests.capacity == 1  # never below one request, or nothing could ever be sent
+    monkeypatch.delenv("WORLD_SIZE")
+    assert guard_for(EndpointConfig(base_url="https://api.example.com/v1", model="m", requests_per_minute=60,
+                                    tokens_per_minute=100_000)).requests.capacity == 60
 
 
 # -------------------------------------------------------------------------------------------------------- deadline

@@ -147,8 +147,10 @@ def server():
 
 
 @pytest.fixture(autouse=True)
-def _fresh_endpoint_guards():
-    """Rate windows and breakers are per endpoint and process-wide: no test inherits another's."""
+def _fresh_endpoint_guards(monkeypatch):
+    """Rate windows and breakers are per endpoint and process-wide: no test inherits another's (and no test runs as
+    one rank of a distributed run, whose limits would be split)."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
     limits.reset_guards()
     yield
     limits.reset_guards()
