@@ -105,10 +105,8 @@ class RubricItem(BaseModel):
         # Parquet and pandas turn integer columns with gaps into floats (5.0): take those, refuse 2.5, True, "5".
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected a nonzero integer, got {_show(value)}")
-        if value == 0:
-            raise ValueError("expected a nonzero integer, got 0")
+        if isinstance(value, bool) or not isinstance(value, int) or value == 0:
+            raise ValueError("expected a nonzero integer")
         return value
 
 
@@ -325,8 +323,9 @@ def task_from_record(
             messages = _MESSAGES.validate_python(row["messages"])
         except ValidationError as exc:
             raise _task_error(exc, location, ("messages",)) from None
-        if messages:
-            row = {**row, "prompt": render_messages(messages)}
+        if not messages:
+            raise TaskError(location, "messages", "expected at least one message", row["messages"])
+        row = {**row, "prompt": render_messages(messages)}
     prompt = _text_field(row, "prompt", location, required=True)
     answer = _text_field(row, "answer", location, required=require_answers)
     task_domain = _text_field(row, "domain", location, required=False) or domain or DEFAULT_DOMAIN

@@ -1,32 +1,42 @@
-"""Task loading and validation, stable ids, the arithmetic generator, answer extraction, the HF loader (no hub)."""
+"""Task loading and validation (families, conversations, options, reference rubrics), stable ids, the shipped sets
+and their generators (arithmetic, math, multiple choice, open-ended), answer extraction, the HF loader (no hub)."""
 
 from __future__ import annotations
 
+import calendar
 import importlib.util
 import json
 import operator
+import re
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ropd_kit.answers import extract_final_answer, last_boxed
-from ropd_kit.data import Task, TaskError, load_hf_dataset, load_tasks, reference_answer, task_fingerprint, write_tasks
+from ropd_kit.answers import extract_final_answer, is_correct, last_boxed
+from ropd_kit.data import (
+    LETTERS, Task, TaskError, default_family, load_hf_dataset, load_tasks, reference_answer, render_choices,
+    normalize_prompt, render_messages, task_fingerprint, write_tasks,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("make_arith", ROOT / "data" / "make_arith.py")
+def _load_generator(name: str = "make_arith"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "data" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["make_arith"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
 make_arith = _load_generator()
+make_math = _load_generator("make_math")
+make_mc = _load_generator("make_mc")
+make_open = _load_generator("make_open")
 
 
 def _write_lines(path: Path, lines: list[str]) -> Path:
@@ -322,3 +332,280 @@ def test_load_hf_bad_row_names_the_row(tmp_path):
     # the error names their column (question), not ours (prompt)
     with pytest.raises(TaskError, match=r"\[train\]:row 1: field 'question': expected a non-empty string"):
         load_hf_dataset(path, "train")
+
+
+# --- families, conversations, options, reference rubrics ---------------------------------------------------------
+
+def test_family_defaults_keep_old_files_meaning(tmp_path):
+    assert default_family(domain="arith", answer="4") == "arithmetic"
+    assert default_family(domain="general", answer="\\frac{1}{2}") == "math"
+    assert default_family(domain="arith", answer="A", choices=["x", "y"]) == "multiple_choice"
+    assert default_family(answer="4", rubric=[{"criterion": "c", "points": 1}]) == "open_ended"
+    assert default_family() == "open_ended"
+    assert {t.family for t in load_tasks(ROOT / "data" / "arith_easy_test.jsonl")} == {"arithmetic"}
+
+    # a family that differs from the default is written and read back; a default one is not written
+    path = tmp_path / "t.jsonl"
+    tasks = [Task(id="x", prompt="2+2?", answer="4", family="arithmetic"), Task(id="y", prompt="3+3?", answer="6")]
+    write_tasks(path, tasks)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert records[0]["family"] == "arithmetic" and "family" not in records[1]
+    assert set(records[1]) == {"id", "prompt", "answer", "domain"}
+    assert load_tasks(path) == tasks and tasks[1].family == "math"
+
+
+def test_new_fields_round_trip(tmp_path):
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi, I have a cold."},
+                    {"role": "assistant", "content": "Sorry to hear it."}, {"role": "user", "content": "Tea?"}]
+    rows = [
+        {"messages": conversation, "rubric": [{"criterion": "Says tea is fine", "points": 3, "tags": ["a"]},
+                                              {"criterion": "Prescribes antibiotics", "points": -5}]},
+        {"prompt": render_choices("Which is a fruit?", ["leek", "apple"]), "choices": ["leek", "apple"],
+         "answer": "B", "domain": "food"},
+    ]
+    path = _write_lines(tmp_path / "t.jsonl", [json.dumps(r) for r in rows])
+    talk, mc = load_tasks(path)
+    assert talk.prompt == render_messages(conversation) and talk.id == task_fingerprint(talk.prompt)
+    assert talk.prompt.startswith("System: Be brief.\n\nUser: Hi") and talk.prompt.endswith("User: Tea?")
+    assert talk.family == "open_ended" and talk.rubric[1].points == -5 and talk.rubric[1].tags == ()
+    assert mc.family == "multiple_choice" and mc.choices[LETTERS.index(mc.answer)] == "apple"
+    write_tasks(tmp_path / "out.jsonl", [talk, mc])
+    assert load_tasks(tmp_path / "out.jsonl") == [talk, mc]
+    assert hash(talk) == hash(load_tasks(tmp_path / "out.jsonl")[0])  # frozen and hashable, lists become tuples
+
+
+def test_one_user_turn_has_the_plain_prompts_id():
+    assert render_messages([{"role": "user", "content": "Why is the sky blue?"}]) == "Why is the sky blue?"
+    assert render_messages([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                            {"role": "user", "content": "c"}]) != render_messages([{"role": "user", "content": "c"}])
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "fragment"),
+    [
+        ({"prompt": "Pick\n\nA. x\nB. y", "choices": ["x", "y"], "answer": "C"}, "answer", "one of A, B, got 'C'"),
+        ({"prompt": "Pick\n\nA. x\nB. y", "choices": ["x", "y"], "answer": "b"}, "answer", "got 'b'"),
+        ({"prompt": "Pick one", "choices": ["x", "y"], "answer": "A"}, "prompt", "does not show option A"),
+        ({"prompt": "Pick\n\nA. y\nB. x", "choices": ["x", "y"]}, "prompt", "does not show option A"),
+        ({"prompt": "Pick\n\nA. x", "choices": ["x"]}, "choices", "expected 2 to 26 options"),
+        ({"prompt": "Pick\n\nA. x\nB. x", "choices": ["x", "x"]}, "choices", "are the same text"),
+        ({"prompt": "Pick\n\nA. x\nB. y", "choices": ["x", "y"], "family": "math"}, "family", "'multiple_choice'"),
+        ({"prompt": "Q?", "family": "multiple_choice"}, "choices", "missing"),
+        ({"prompt": "Q?", "family": "essay"}, "family", "got 'essay'"),
+        ({"prompt": "Q?", "rubric": [{"criterion": "ok", "points": 0}]}, "rubric[0].points", "nonzero integer"),
+        ({"prompt": "Q?", "rubric": [{"criterion": "a", "points": 2}, {"criterion": "b", "points": "5"}]},
+         "rubric[1].points", "nonzero integer, got '5'"),
+        ({"prompt": "Q?", "rubric": [{"criterion": "ok", "points": 3, "weight": 1}]}, "rubric[0].weight", "Extra"),
+        ({"prompt": "Q?", "rubric": [{"criterion": " ", "points": 3}]}, "rubric[0].criterion", "non-empty"),
+        ({"prompt": "Q?", "rubric": [{"criterion": "bad", "points": -3}]}, "rubric", "positive points"),
+        ({"prompt": "Q?", "rubric": "be nice"}, "rubric", "got 'be nice'"),
+        ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]},
+         "messages", "last message must be a user turn"),
+        ({"messages": [{"role": "bot", "content": "Hi"}]}, "messages[0].role", "got 'bot'"),
+        ({"messages": [{"role": "user", "content": ""}]}, "messages[0].content", "non-empty"),
+        ({"messages": []}, "messages", "at least one message"),
+        ({"prompt": "Something else", "messages": [{"role": "user", "content": "Hi"}]}, "prompt",
+         "rendering of `messages`"),
+    ],
+)
+def test_bad_new_fields_name_file_line_field_value(tmp_path, record, field, fragment):
+    path = _write_lines(tmp_path / "bad.jsonl", [GOOD, json.dumps(record)])
+    with pytest.raises(TaskError) as info:
+        load_tasks(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:2: field '{field}': "), message
+    assert fragment in message and "\n" not in message
+    assert info.value.field == field
+
+
+# --- the math set ------------------------------------------------------------------------------------------------
+
+def _value_of(answer: str) -> Fraction:
+    """The number an answer string of the math files denotes, read independently of the generator."""
+    match = re.fullmatch(r"(-?)\\frac\{(\d+)\}\{(\d+)\}", answer)
+    if match:
+        return Fraction(int(match[2]), int(match[3])) * (-1 if match[1] else 1)
+    assert re.fullmatch(r"-?\d+\.\d+", answer), answer
+    return Fraction(answer)
+
+
+def _has_decimal(value: Fraction) -> bool:
+    q = value.denominator
+    for p in (2, 5):
+        while q % p == 0:
+            q //= p
+    return q == 1
+
+
+def _other_form(value: Fraction, answer: str) -> str:
+    """The same value written the other way: a fraction written as a decimal (or a/b), a decimal as \\dfrac."""
+    sign, p, q = ("-" if value < 0 else ""), abs(value.numerator), value.denominator
+    if "frac" in answer:
+        return f"Answer: {float(value)!r}" if _has_decimal(value) else f"Answer: {sign}{p}/{q}"
+    return f"The result is $\\boxed{{{sign}\\dfrac{{{p}}}{{{q}}}}}$."
+
+
+@pytest.mark.parametrize(("name", "n", "seed", "exclude"), [("math_train", 200, 0, None),
+                                                            ("math_test", 100, 1, "math_train")])
+def test_shipped_math_sets_reproduce_and_every_answer_checks_in_another_form(tmp_path, name, n, seed, exclude):
+    out = tmp_path / f"{name}.jsonl"
+    argv = ["--n", str(n), "--seed", str(seed), "--out", str(out)]
+    if exclude:
+        argv += ["--exclude", str(ROOT / "data" / f"{exclude}.jsonl")]
+    make_math.main(argv)
+    assert out.read_bytes() == (ROOT / "data" / f"{name}.jsonl").read_bytes()
+
+    tasks = load_tasks(out, require_answers=True)
+    excluded = {t.id for t in load_tasks(ROOT / "data" / f"{exclude}.jsonl")} if exclude else set()
+    problems = make_math.generate(n, seed=seed, exclude=excluded)
+    assert [p.to_task() for p in problems] == tasks
+    assert {t.family for t in tasks} == {"math"} and len({p.kind for p in problems}) == len(make_math.KINDS)
+    for problem in problems:
+        value = _value_of(problem.answer)
+        assert value == problem.value == eval(problem.expression, {"F": Fraction}), problem  # noqa: S307
+        assert value.denominator != 1, problem
+        assert is_correct(problem.answer, _other_form(value, problem.answer)), problem
+        assert not is_correct(problem.answer, _other_form(value + Fraction(1, 3), problem.answer)), problem
+
+
+def test_math_equations_hold_for_their_answers():
+    equations = [p for p in make_math.generate(80, seed=4) if p.kind in ("linear_equation", "two_sided_equation")]
+    assert len(equations) >= 8
+    for problem in equations:
+        match = re.search(r"(?:for|Find) ([a-z])(?::| if) ([^=]+) = ([^.]+)\.", problem.prompt)
+        var, left, right = match.groups()
+        value = _value_of(problem.answer)
+
+        def side(text: str) -> Fraction:
+            text = re.sub(rf"(\d*){var}", lambda m: f"{m[1] or 1}*F({value.numerator}, {value.denominator})", text)
+            return eval(text, {"F": Fraction})  # noqa: S307
+
+        assert side(left) == side(right), problem.prompt
+
+
+def test_math_sets_are_disjoint():
+    train = load_tasks(ROOT / "data" / "math_train.jsonl")
+    test = load_tasks(ROOT / "data" / "math_test.jsonl")
+    assert not {t.id for t in train} & {t.id for t in test}
+    assert not {normalize_prompt(t.prompt) for t in train} & {normalize_prompt(t.prompt) for t in test}
+
+
+# --- the multiple-choice set ---------------------------------------------------------------------------------------
+
+CONVERSIONS = {("metres", "centimetres"): 100, ("kilometres", "metres"): 1000, ("kilograms", "grams"): 1000,
+               ("litres", "millilitres"): 1000, ("hours", "minutes"): 60, ("minutes", "seconds"): 60,
+               ("days", "hours"): 24, ("weeks", "days"): 7}
+WEEK = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def _leading_number(option: str) -> Fraction | None:
+    match = re.match(r"-?\d+(\.\d+)?", option)
+    return Fraction(match.group()) if match else None
+
+
+def _right_options(question: str, options: tuple[str, ...]) -> list[str]:
+    """The options that are right, worked out from the question alone (not from the generator)."""
+    def numeric(target: Fraction) -> list[str]:
+        return [o for o in options if _leading_number(o) == target]
+
+    if m := re.fullmatch(r"What is (\d+) × (\d+)\?", question):
+        return numeric(Fraction(int(m[1]) * int(m[2])))
+    if m := re.fullmatch(r"What is (\d+)% of (\d+)\?", question):
+        return numeric(Fraction(int(m[1]) * int(m[2]), 100))
+    if m := re.fullmatch(r"How many (\w+) are in ([\d.]+) (\w+)\?", question):
+        return numeric(Fraction(m[2]) * CONVERSIONS[(m[3], m[1])])
+    if m := re.fullmatch(r"Convert ([\d.]+) (\w+) to (\w+)\.", question):
+        return numeric(Fraction(m[1]) * CONVERSIONS[(m[2], m[3])])
+    if m := re.match(r"Water is at (-?\d+) °C", question):
+        return numeric(Fraction(int(m[1]) * 9, 5) + 32)
+    if m := re.search(r"steady (\d+) km/h for ([\d.]+) hours", question):
+        return numeric(int(m[1]) * Fraction(m[2]))
+    if m := re.match(r"A ([\d.]+) V source is connected across a (\d+) Ω resistor", question):
+        return numeric(Fraction(m[1]) / int(m[2]))
+    if m := re.fullmatch(r"Today is (\w+)\. What day of the week will it be in (\d+) days\?", question):
+        return [o for o in options if o == WEEK[(WEEK.index(m[1]) + int(m[2])) % 7]]
+    if "leap year" in question:
+        return [o for o in options if calendar.isleap(int(o))]
+    if "prime" in question:
+        return [o for o in options if int(o) > 1 and all(int(o) % d for d in range(2, int(o)))]
+    if "largest" in question:
+        return [o for o in options if Fraction(o) == max(Fraction(x) for x in options)]
+    if m := re.search(r"(\d+) m long and (\d+) m wide", question):
+        return numeric(Fraction(int(m[1]) * int(m[2])))
+    raise AssertionError(f"a question kind the test does not know: {question}")
+
+
+@pytest.mark.parametrize(("name", "n", "seed", "exclude"), [("mc_train", 200, 0, None),
+                                                            ("mc_test", 100, 1, "mc_train")])
+def test_shipped_mc_sets_reproduce_and_the_letter_points_at_the_one_right_option(tmp_path, name, n, seed, exclude):
+    out = tmp_path / f"{name}.jsonl"
+    argv = ["--n", str(n), "--seed", str(seed), "--out", str(out)]
+    if exclude:
+        argv += ["--exclude", str(ROOT / "data" / f"{exclude}.jsonl")]
+    make_mc.main(argv)
+    assert out.read_bytes() == (ROOT / "data" / f"{name}.jsonl").read_bytes()
+
+    tasks = load_tasks(out, require_answers=True)
+    assert len(tasks) == n and {t.family for t in tasks} == {"multiple_choice"}
+    assert {t.answer for t in tasks} == set("ABCD")
+    for task in tasks:
+        question = task.prompt.split("\n\n")[0]
+        assert len(task.choices) == 4 and task.prompt == render_choices(question, task.choices)
+        assert _right_options(question, task.choices) == [task.choices[LETTERS.index(task.answer)]], task.prompt
+
+
+def test_mc_sets_are_disjoint():
+    train = {t.id for t in load_tasks(ROOT / "data" / "mc_train.jsonl")}
+    assert not train & {t.id for t in load_tasks(ROOT / "data" / "mc_test.jsonl")}
+
+
+# --- the open-ended set ----------------------------------------------------------------------------------------------
+
+def test_open_ended_source_rubrics():
+    tasks = make_open.load_source()
+    assert len(tasks) >= 40
+    assert {t.domain for t in tasks} == {"how-to", "explanation", "advice"}
+    assert all(sum(t.domain == d for t in tasks) >= 10 for d in ("how-to", "explanation", "advice"))
+    assert sum(t.messages is not None and len(t.messages) > 1 for t in tasks) >= 3
+    for task in tasks:
+        points = [item.points for item in task.rubric]
+        assert 4 <= len(points) <= 8, task.prompt
+        assert any(p < 0 for p in points) and any(p > 0 for p in points), task.prompt
+        assert all(p != 0 and -10 <= p <= 10 for p in points), task.prompt
+        assert task.family == "open_ended" and task.answer is None
+        assert len({item.criterion for item in task.rubric}) == len(points)
+
+
+def test_open_ended_files_reproduce_and_split_the_source(tmp_path):
+    train_out, test_out = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    make_open.main(["--seed", "0", "--test-fraction", "0.25", "--train-out", str(train_out),
+                    "--test-out", str(test_out)])
+    assert train_out.read_bytes() == (ROOT / "data" / "open_train.jsonl").read_bytes()
+    assert test_out.read_bytes() == (ROOT / "data" / "open_test.jsonl").read_bytes()
+    train, test = load_tasks(train_out), load_tasks(test_out)
+    source = make_open.load_source()
+    assert not {t.id for t in train} & {t.id for t in test}
+    assert sorted(t.id for t in train + test) == sorted(t.id for t in source)
+    assert train + test != source and sorted(train + test, key=source.index) == source
+    for domain in ("how-to", "explanation", "advice"):
+        share = sum(t.domain == domain for t in test) / sum(t.domain == domain for t in source)
+        assert 0.15 <= share <= 0.35
+
+
+def test_open_ended_source_errors_name_file_and_line(tmp_path):
+    good = ('- domain: advice\n  prompt: "Q1?"\n  rubric:\n' +
+            "".join(f'    - {{points: {p}, criterion: "c{i}"}}\n' for i, p in enumerate([3, 2, 1, -2])))
+    few = '- domain: advice\n  prompt: "Q2?"\n  rubric:\n    - {points: 3, criterion: "a"}\n'
+    no_pitfall = ('- domain: how-to\n  prompt: "Q3?"\n  rubric:\n' +
+                  "".join(f'    - {{points: {p}, criterion: "c{i}"}}\n' for i, p in enumerate([3, 2, 1, 2])))
+    path = tmp_path / "src.yaml"
+    path.write_text(good + few)
+    with pytest.raises(TaskError, match=rf"^{path}:8: field 'rubric': expected 4 to 8 criteria, got 1"):
+        make_open.load_source(path)
+    path.write_text(good + no_pitfall)
+    with pytest.raises(TaskError, match=rf"^{path}:8: field 'rubric': needs at least one negative"):
+        make_open.load_source(path)
+    path.write_text(good.replace("points: 2", "points: 0"))
+    with pytest.raises(TaskError, match=rf"^{path}:1: field 'rubric\[1\].points': expected a nonzero integer"):
+        make_open.load_source(path)
+    assert len(make_open.load_source(_write_lines(tmp_path / "ok.yaml", [good]))) == 1
