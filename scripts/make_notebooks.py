@@ -106,15 +106,16 @@ verifier_api_key_env = None
 # Rubric shape
 max_criteria = 8
 rubric_student_samples = 4  # how many of the group's rollouts the Rubricator sees
-pitfalls = False  # allow negative 'pitfall' criteria (points -1/-2)"""),
+pitfalls = False  # allow negative 'pitfall' criteria (points -1/-2)
+# False: call no model, inspect the rubrics and verdicts already in run_dir (a run judged earlier, a training run)
+judge = True"""),
     ("code", SETUP),
     ("md", """## Judge every group
 All groups are judged concurrently, bounded by each endpoint's `max_concurrency`. A group whose rubric or verdicts
 cannot be obtained after retries is a **counted failure** (in training it gets zero advantage), never a silent 0.
+With `judge = False` nothing is judged: the summary is read from the run directory's rubrics and verdicts.
 **Look at:** `groups_failed`, `rubric_failures` and `mean_criteria`."""),
-    ("code", """endpoints = notebook_tools.resolve_endpoints(config, roles=("rubricator", "verifier"))
-judged = pipeline.judge_stage(endpoints)
-pipeline.judge_summary(judged)"""),
+    ("code", """notebook_tools.judge_groups(config, judge)"""),
     ("md", """## The rubrics
 One row per rubric: its size, total points, the categories used, and how many attempts the Rubricator needed (a reply
 that does not parse is sent back with the reason). **Look at:** rubrics with an error, and rubrics of 1–2 criteria
@@ -123,9 +124,13 @@ that does not parse is sent back with the reason). **Look at:** rubrics with an 
     ("code", """notebook_tools.rubrics_table(config)"""),
     ("md", """## Rubric inspector
 Choose a task: the question, the answers under the blind labels the Verifier saw (reveal who wrote what on demand),
-the rubric with each criterion's teacher and rollout pass rates and its discrimination, and the verdict matrix.
-**Look at:** *dead* criteria — met by every answer or by none — which cannot separate rollouts, and criteria the
-teacher refs fail (a rubric the teacher does not meet rewards something else than the teacher's behaviour)."""),
+the rubric with each criterion's teacher and rollout pass rates and its discrimination, and the verdict matrix. When
+the tasks have a ground-truth answer, each criterion also shows its **agreement** with correctness (its verdict True
+on a right rollout, False on a wrong one; n_labelled rollouts) and **correct_discrimination**, its pass rate on right
+rollouts minus on wrong ones. Move a weight and the scores below follow.
+**Look at:** *dead* criteria — met by every answer or by none — which cannot separate rollouts, criteria the
+teacher refs fail (a rubric the teacher does not meet rewards something else than the teacher's behaviour), and
+criteria with a negative correct_discrimination: they reward wrong answers."""),
     ("code", """inspector = RubricInspector(config.run_dir)
 inspector"""),
     ("md", """The same rubric table as plain data (it is what the inspector shows for the selected task):"""),

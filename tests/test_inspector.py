@@ -326,3 +326,19 @@ def test_without_ground_truth_the_columns_are_empty_and_hidden_in_the_page(tmp_p
     assert inspector.table()["correct"].map(lambda v: v is None).all()
     html = inspector.widgets["rubric"].value
     assert "correct_discrimination" not in html and "n_labelled" not in html and "no ground-truth answer" in html
+
+
+def test_notebook_02_can_read_what_was_judged_without_a_model(tmp_path):
+    from ropd_kit import notebook_tools
+
+    run = write_run(tmp_path / "run")
+    before = (run / rundir.VERDICTS).read_bytes()
+    summary = notebook_tools.judge_groups(RunConfig.load(run / "config.json"), judge=False)
+    # t1 step 0 is judged; t2's rubric failed. Step 1 is a later step, not counted.
+    assert (summary["groups"], summary["groups_failed"], summary["rubric_failures"]) == (2, 1, 1)
+    assert summary["mean_criteria"] == 3
+    assert summary["student_score_mean"] == pytest.approx(sum(weighted_pass_rate([3, 2, 1], student_judgements())) / 4)
+    assert summary["verifier_calls"] is None and summary["failures"] == {"t2": "no JSON object"}
+    assert (run / rundir.VERDICTS).read_bytes() == before  # nothing rewritten
+    with pytest.raises(FileNotFoundError, match="judge=True"):
+        notebook_tools.judge_groups(RunConfig(run_dir=str(tmp_path / "empty")), judge=False)

@@ -5,7 +5,8 @@ here instead, one module per notebook section:
 
 - `params`:   the parameters cell → one RunConfig (merged with earlier notebooks of the run directory).
 - `servers`:  local endpoints started once per kernel; the endpoint table.
-- `tables`:   notebooks 01–03 — references, rollouts, rubrics, verdicts, rewards and advantages.
+- `tables`:   notebooks 01–03 — references, rollouts, judging (or reading what was judged), rubrics, verdicts,
+              rewards and advantages.
 - `training`: notebook 04 — train summary, train log table and curves.
 - `signals`:  notebook 05 — teacher-as-judge signal, the AUC table.
 - `runs`:     notebook 06 and the batch index — efficiency, samples to target, mimicry across runs.
@@ -20,14 +21,14 @@ from .params import PARAMS_FILE, config_parameter_names, init_notebook, paramete
 from .runs import comparison_sections, default_target, efficiency, find_runs, mimicry, target_table
 from .servers import ROLES, endpoint_table, resolve_endpoints, stop_servers
 from .signals import judge_signal, save_table, signal_table
-from .tables import (example_group, groups_table, records, reward_figure, rewards_table, rollouts_table, rubric_sizes,
-                     rubrics_table, teacher_refs_table)
+from .tables import (example_group, groups_table, judge_groups, records, reward_figure, rewards_table, rollouts_table,
+                     rubric_sizes, rubrics_table, teacher_refs_table)
 from .training import TRAIN_LOG_COLUMNS, train_log_figure, train_log_table, train_summary
 
 __all__ = [
     "PARAMS_FILE", "ROLES", "TRAIN_LOG_COLUMNS", "comparison_sections", "config_parameter_names", "default_target",
-    "efficiency", "endpoint_table", "example_group", "find_runs", "groups_table", "init_notebook", "judge_signal",
-    "mimicry", "parameters", "records", "resolve_endpoints", "reward_figure", "rewards_table", "rollouts_table",
-    "rubric_sizes", "rubrics_table", "run_config", "save_table", "signal_table", "stop_servers", "target_table",
-    "teacher_refs_table", "train_log_figure", "train_log_table", "train_summary",
+    "efficiency", "endpoint_table", "example_group", "find_runs", "groups_table", "init_notebook", "judge_groups",
+    "judge_signal", "mimicry", "parameters", "records", "resolve_endpoints", "reward_figure", "rewards_table",
+    "rollouts_table", "rubric_sizes", "rubrics_table", "run_config", "save_table", "signal_table", "stop_servers",
+    "target_table", "teacher_refs_table", "train_log_figure", "train_log_table", "train_summary",
 ]

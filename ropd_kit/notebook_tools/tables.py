@@ -125,6 +125,41 @@ def example_group(run: RunConfig | str | Path, task: int | str = 0, *, chars: in
     return pd.DataFrame(rows)
 
 
+def judge_groups(config: RunConfig, judge: bool = True, *, step: int = 0) -> dict[str, Any]:
+    """Notebook 02's judging step, summarised by `pipeline.judge_summary`.
+
+    judge=True: judge every group of `step` now (local endpoints served in this kernel; rubrics.jsonl and
+    verdicts.jsonl rewritten). judge=False: call no model and summarise the rubrics and verdicts already in the run
+    directory — to inspect a run judged earlier, or a training run whose judging these files record (judging again
+    would overwrite them); `verifier_calls` is then None, since no call was made.
+    """
+    from .. import pipeline
+    from .servers import resolve_endpoints
+
+    if judge:
+        endpoints = resolve_endpoints(config, roles=("rubricator", "verifier"))
+        return pipeline.judge_summary(pipeline.judge_stage(endpoints, step=step))
+    path = _path(config)
+    if not (path / rundir.RUBRICS).exists():
+        raise FileNotFoundError(f"{path / rundir.RUBRICS}: nothing judged yet — run this notebook with judge=True")
+    rubrics = {r["task_id"]: r for r in rundir.read_jsonl(path / rundir.RUBRICS) if r.get("step", 0) == step}
+    verdicts: dict[str, dict[str, dict]] = {}
+    for v in rundir.read_jsonl(path / rundir.VERDICTS):
+        if v.get("step", 0) == step:
+            verdicts.setdefault(v["task_id"], {})[v["answer_key"]] = v  # a later line (replayed step) wins
+    results = []
+    for task_id, rubric in rubrics.items():
+        answers = sorted(verdicts.get(task_id, {}).values(), key=lambda v: v.get("answer_idx", 0))
+        scores = [v.get("score") for v in answers if v.get("source") == "student"]
+        failed = not rubric.get("criteria") or not scores or any(s is None for s in scores)
+        results.append(pipeline.GroupJudgement(
+            task_id=task_id, step=step, rubric_record=rubric, verdict_records=answers,
+            scores=None if failed else scores, failed=failed, error=rubric.get("error") if failed else None,
+            teacher_scores=[v.get("score") for v in answers if v.get("source") == "teacher"],
+        ))
+    return {**pipeline.judge_summary(results), "verifier_calls": None, "judged": "read from run_dir"}
+
+
 def rubrics_table(run: RunConfig | str | Path, step: int | None = 0) -> "pd.DataFrame":
     """One row per criterion of every rubric (at `step`; None: all steps): task, step, id, points, category, text."""
     import pandas as pd
