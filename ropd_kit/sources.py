@@ -102,7 +102,9 @@ def choice_index(answer: Any, options: Sequence[str], labels: Sequence[str] | No
                      "option's text)")
 
 
-def shuffle_choices(question: str, options: Sequence[str], correct: int | None, seed: int) -> tuple[list[str], int | None]:
+def shuffle_choices(
+    question: str, options: Sequence[str], correct: int | None, seed: int
+) -> tuple[list[str], int | None]:
     """Options in a seeded order, and where the right one went.
 
     The order depends only on `seed`, the question and the *set* of options, never on their order in the source
@@ -205,9 +207,8 @@ def _text(row: dict, column: str, location: str, what: str = "a non-empty string
     return value
 
 
-def _row_record(shape: str, row: dict, names: dict[str, str], location: str, *, seed: int,
-                shuffle: bool) -> tuple[dict, dict[str, str]]:
-    """One row in our field names, and which of their columns each of our fields came from (for errors)."""
+def _common_fields(row: dict, names: dict[str, str]) -> tuple[dict, dict[str, str]]:
+    """id, domain and family where the source has them, and the columns they came from."""
     record: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for ours in ("id", "domain", "family"):
@@ -215,86 +216,97 @@ def _row_record(shape: str, row: dict, names: dict[str, str], location: str, *, 
         if column is not None and row.get(column) is not None:
             record[ours] = str(row[column]) if ours == "id" and isinstance(row[column], int) else row[column]
             origin[ours] = column
+    return record, origin
 
-    if shape == "multiple_choice":
-        q_col = _first(names, _QUESTION)
-        question = _text(row, q_col, location)
-        labels = None
-        answer_col = _first(names, _MC_ANSWER)
-        correct: int | None = None
-        if _first(names, _OPTIONS):
-            o_col = _first(names, _OPTIONS)
-            raw = row.get(o_col)
-            if isinstance(raw, dict) and "text" in raw:  # ARC / CommonsenseQA: {"text": [...], "label": [...]}
-                raw, labels = raw["text"], raw.get("label")
-            if not isinstance(raw, (list, tuple)) or not raw:
-                raise TaskError(location, o_col, "expected a list of option texts", raw)
-            options = [_text({o_col: o}, o_col, f"{location} (option {i})") for i, o in enumerate(raw)]
-            option_origin = o_col
-        elif _GPQA_RIGHT in names:
-            columns = [names[_GPQA_RIGHT]] + [names[c] for c in _GPQA_WRONG if c in names]
-            options = [_text(row, c, location) for c in columns]
-            option_origin, answer_col, correct = "/".join(columns), None, 0  # the right answer is listed first
-        else:
-            columns = _option_columns(names)
-            while columns and row.get(columns[-1]) in (None, ""):  # fewer options in this row
-                columns = columns[:-1]
-            options = [_text(row, c, location) for c in columns]
-            option_origin = "/".join(columns)
-        if answer_col is not None and row.get(answer_col) is not None:
-            try:
-                correct = choice_index(row[answer_col], options, labels)
-            except ValueError as exc:
-                raise TaskError(location, answer_col, str(exc), row[answer_col]) from None
-        record.update(_multiple_choice_record(question, options, correct, seed=seed, shuffle=shuffle))
-        origin.update(prompt=q_col, choices=option_origin, **({"answer": answer_col} if answer_col else {}))
-        return record, origin
 
-    if shape == "prompt":
-        column = names.get("prompt") or names["messages"]
-        value = row.get(column)
-        if isinstance(value, (list, tuple)):
-            record["messages"] = [{k: m[k] for k in ("role", "content") if k in m} if isinstance(m, dict) else m
-                                  for m in value]
-            origin["messages"] = column
-        elif value is None and "prompt" in names and "messages" in names:
-            record["messages"] = row.get(names["messages"])
-            origin["messages"] = names["messages"]
-        else:
-            record["prompt"] = value
-        origin["prompt"] = column
-        for ours in ("choices", "answer"):
-            if ours in names and row.get(names[ours]) is not None:
-                value = row[names[ours]]
-                record[ours] = reference_answer(value) if ours == "answer" else value
-                origin[ours] = names[ours]
-        rubric_col = _first(names, _RUBRIC)
-        if rubric_col is not None and row.get(rubric_col) not in (None, [], ()):
-            record["rubric"] = row[rubric_col]
-            origin["rubric"] = rubric_col
-        return record, origin
+def _multiple_choice_row(row: dict, names: dict[str, str], location: str, *, seed: int, shuffle: bool):
+    record, origin = _common_fields(row, names)
+    q_col = _first(names, _QUESTION)
+    question = _text(row, q_col, location)
+    labels = None
+    answer_col = _first(names, _MC_ANSWER)
+    correct: int | None = None
+    if _first(names, _OPTIONS):
+        o_col = _first(names, _OPTIONS)
+        raw = row.get(o_col)
+        if isinstance(raw, dict) and "text" in raw:  # ARC / CommonsenseQA: {"text": [...], "label": [...]}
+            raw, labels = raw["text"], raw.get("label")
+        if not isinstance(raw, (list, tuple)) or not raw:
+            raise TaskError(location, o_col, "expected a list of option texts", raw)
+        options = [_text({o_col: o}, o_col, f"{location} (option {i})") for i, o in enumerate(raw)]
+        option_origin = o_col
+    elif _GPQA_RIGHT in names:
+        columns = [names[_GPQA_RIGHT]] + [names[c] for c in _GPQA_WRONG if c in names]
+        options = [_text(row, c, location) for c in columns]
+        option_origin, answer_col, correct = "/".join(columns), None, 0  # the right answer is listed first
+    else:
+        columns = _option_columns(names)
+        while columns and row.get(columns[-1]) in (None, ""):  # fewer options in this row
+            columns = columns[:-1]
+        options = [_text(row, c, location) for c in columns]
+        option_origin = "/".join(columns)
+    if answer_col is not None and row.get(answer_col) is not None:
+        try:
+            correct = choice_index(row[answer_col], options, labels)
+        except ValueError as exc:
+            raise TaskError(location, answer_col, str(exc), row[answer_col]) from None
+    record.update(_multiple_choice_record(question, options, correct, seed=seed, shuffle=shuffle))
+    origin.update(prompt=q_col, choices=option_origin, **({"answer": answer_col} if answer_col else {}))
+    return record, origin
 
-    if shape == "math":
-        record["prompt"], origin["prompt"] = row.get(names["problem"]), names["problem"]
-        if "answer" in names and row.get(names["answer"]) is not None:
-            record["answer"], origin["answer"] = reference_answer(row[names["answer"]]), names["answer"]
-        elif "solution" in names and row.get(names["solution"]) is not None:
-            solution = row[names["solution"]]
-            boxed = last_boxed(solution) if isinstance(solution, str) else None
-            if not boxed:
-                raise TaskError(location, names["solution"], "no \\boxed{...} final answer in the solution", solution)
-            record["answer"], origin["answer"] = boxed, names["solution"]
-        record.setdefault("domain", "math")
-        record.setdefault("family", "math")
-        return record, origin
 
-    q_col = _first(names, _QUESTION)  # question_answer
+def _prompt_row(row: dict, names: dict[str, str], location: str, **_):
+    record, origin = _common_fields(row, names)
+    column = names.get("prompt") or names["messages"]
+    value = row.get(column)
+    if isinstance(value, (list, tuple)):  # HealthBench keeps the conversation under `prompt`
+        record["messages"] = [{k: m[k] for k in ("role", "content") if k in m} if isinstance(m, dict) else m
+                              for m in value]
+        origin["messages"] = column
+    elif value is None and "prompt" in names and "messages" in names:
+        record["messages"] = row.get(names["messages"])
+        origin["messages"] = names["messages"]
+    else:
+        record["prompt"] = value
+    origin["prompt"] = column
+    for ours in ("choices", "answer"):
+        if ours in names and row.get(names[ours]) is not None:
+            value = row[names[ours]]
+            record[ours] = reference_answer(value) if ours == "answer" else value
+            origin[ours] = names[ours]
+    rubric_col = _first(names, _RUBRIC)
+    if rubric_col is not None and row.get(rubric_col) not in (None, [], ()):
+        record["rubric"] = row[rubric_col]
+        origin["rubric"] = rubric_col
+    return record, origin
+
+
+def _math_row(row: dict, names: dict[str, str], location: str, **_):
+    record, origin = _common_fields(row, names)
+    record["prompt"], origin["prompt"] = row.get(names["problem"]), names["problem"]
+    if "answer" in names and row.get(names["answer"]) is not None:
+        record["answer"], origin["answer"] = reference_answer(row[names["answer"]]), names["answer"]
+    elif "solution" in names and row.get(names["solution"]) is not None:
+        solution = row[names["solution"]]
+        boxed = last_boxed(solution) if isinstance(solution, str) else None
+        if not boxed:
+            raise TaskError(location, names["solution"], "no \\boxed{...} final answer in the solution", solution)
+        record["answer"], origin["answer"] = boxed, names["solution"]
+    return {"domain": "math", "family": "math", **record}, origin
+
+
+def _question_answer_row(row: dict, names: dict[str, str], location: str, **_):
+    record, origin = _common_fields(row, names)
+    q_col = _first(names, _QUESTION)
     record["prompt"], origin["prompt"] = row.get(q_col), q_col
     if row.get(names["answer"]) is not None:
         record["answer"], origin["answer"] = reference_answer(row[names["answer"]]), names["answer"]
-    record.setdefault("domain", "math")
-    record.setdefault("family", "math")
-    return record, origin
+    return {"domain": "math", "family": "math", **record}, origin
+
+
+# One function per shape: a row -> (a record in our field names, our field -> the column it came from).
+_ROW_READERS = {"multiple_choice": _multiple_choice_row, "prompt": _prompt_row, "math": _math_row,
+                "question_answer": _question_answer_row}
 
 
 def _renamed(error: TaskError, origin: dict[str, str]) -> TaskError:
@@ -432,7 +444,7 @@ def load_task_source(
     locations: list[str] = []
     for index, row in zip(chosen, dataset.select(chosen)):
         location = f"{name}[{split}]:row {index}"
-        record, origin = _row_record(shape, row, names, location, seed=seed, shuffle=shuffle_choices)
+        record, origin = _ROW_READERS[shape](row, names, location, seed=seed, shuffle=shuffle_choices)
         if domain is not None:
             record["domain"] = domain
         if family is not None:

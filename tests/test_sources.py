@@ -56,7 +56,8 @@ def test_math_shape_reads_boxed_solution_or_answer_column(tmp_path):
     assert {t.family for t in tasks} == {"math"}
 
     # MATH-500 carries both; the answer column is already final and wins over the solution
-    pd.DataFrame({"problem": ["p?"], "solution": ["\\boxed{wrong}"], "answer": ["0.5"]}).to_parquet(tmp_path / "m5.parquet")
+    frame = pd.DataFrame({"problem": ["p?"], "solution": ["\\boxed{wrong}"], "answer": ["0.5"]})
+    frame.to_parquet(tmp_path / "m5.parquet")
     assert load_task_source(tmp_path / "m5.parquet")[0].answer == "0.5"
 
 
