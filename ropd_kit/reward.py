@@ -79,8 +79,12 @@ def task_from_columns(i: int, columns: dict[str, Sequence[Any]]) -> "Task":
         )
     answer = columns.get("answer", [None] * (i + 1))[i]
     domain = columns.get("domain", [None] * (i + 1))[i]
+    # family/choices when the dataset carries them: the consensus check reads a multiple-choice answer as a letter.
+    family = columns.get("family", [None] * (i + 1))[i]
+    choices = columns.get("choices", [None] * (i + 1))[i]
     return Task(id=str(columns["task_id"][i]), prompt=str(columns["question"][i]),
-                answer=None if answer is None else str(answer), domain=domain or "general")
+                answer=None if answer is None else str(answer), domain=domain or "general",
+                family=family or None, choices=tuple(choices) if choices else None)
 
 
 def truncated_flags(completion_ids: Sequence[Sequence[int]] | None, max_tokens: int, eos_ids: set[int]) -> list[bool]:
@@ -132,6 +136,21 @@ class StepStats:
             "judge_errors": self.errors[:5],
         }
 
+    @classmethod
+    def merged(cls, parts: Sequence["StepStats"]) -> "StepStats":
+        """One step's stats over several processes (each judged its own groups): counts and per-group times summed,
+        lists joined in rank order, wall times (`wall_s`, `refs_s`) the slowest process's."""
+        out = cls()
+        for part in parts:
+            for name in ("groups", "failed_groups", "rollouts", "failed_rollouts", "rubric_s", "verify_s"):
+                setattr(out, name, getattr(out, name) + getattr(part, name))
+            out.rubric_sizes += part.rubric_sizes
+            out.teacher_scores += part.teacher_scores
+            out.errors += part.errors
+            out.wall_s = max(out.wall_s, part.wall_s)
+            out.refs_s = max(out.refs_s, part.refs_s)
+        return out
+
 
 class _JudgedReward:
     """Shared plumbing of the rewards that call judge models: clients made on first use, per-step stats for the
@@ -150,6 +169,7 @@ class _JudgedReward:
         self.total_groups = 0
         self.total_failed = 0
         self.calls = 0
+        self._deferred: list[tuple[str, list[dict]]] | None = None  # records held for the trainer (defer_writes)
 
     @property
     def clients(self) -> "Clients | None":
@@ -167,6 +187,27 @@ class _JudgedReward:
     def pop_step_stats(self) -> StepStats:
         stats, self._pending = self._pending, StepStats()
         return stats
+
+    def defer_writes(self) -> None:
+        """Hold the run-directory records instead of appending them at each call; `pop_records` hands them over.
+        Training does this so that, with several processes, the main one writes every process's records."""
+        if self._deferred is None:
+            self._deferred = []
+
+    def pop_records(self) -> list[tuple[str, list[dict]]]:
+        """The records held since the last pop, as (file name, records) in the order they were made."""
+        if self._deferred is None:
+            return []
+        records, self._deferred = self._deferred, []
+        return records
+
+    def _write(self, name: str, records: list[dict]) -> None:
+        if self.run_dir is None or not records:
+            return
+        if self._deferred is not None:
+            self._deferred.append((name, records))
+        else:
+            rundir.append_jsonl(self.run_dir / name, records)
 
     @property
     def failure_rate(self) -> float:
@@ -252,14 +293,26 @@ class RubricReward(_JudgedReward):
 
         from .pipeline import GroupJudgement, judge_group_async
 
+        from .limits import DeadlineExceeded, gather_with_deadline
+
         clients = self._ensure_clients()
+        # The step's reward deadline (config.reward_deadline_s) counts from here: teacher refs are part of the wait.
+        deadline = self.config.reward_deadline_s
         started = time.perf_counter()
         try:
-            refs = await self.teacher_refs(tasks)
+            refs = await asyncio.wait_for(self.teacher_refs(tasks), deadline)
             refs_error = None
+        except asyncio.TimeoutError:
+            refs, refs_error = {}, f"deadline: teacher refs not obtained within the {deadline:g} s reward deadline"
         except Exception as exc:  # noqa: BLE001 - a teacher outage fails this step's groups, not the run
             refs, refs_error = {}, f"teacher refs: {type(exc).__name__}: {exc}"
         self._pending.refs_s += time.perf_counter() - started
+
+        def failed(i: int, task: "Task", error: str) -> GroupJudgement:
+            n_refs = len(refs.get(task.id) or [])
+            record = {"task_id": task.id, "step": step, "criteria": [], "model": None,
+                      "n_teacher": n_refs, "n_student": len(groups[i]), "attempts": 0, "error": error}
+            return GroupJudgement(task.id, step, record, [], None, [None] * n_refs, True, error=error)
 
         async def one(i: int, task: "Task") -> GroupJudgement:
             task_refs = refs.get(task.id) or []
@@ -273,11 +326,13 @@ class RubricReward(_JudgedReward):
                 except Exception as exc:  # noqa: BLE001 - judge_group_async should not raise; if it does, count it
                     log.exception("judging task %s at step %d raised", task.id, step)
                     error = f"{type(exc).__name__}: {exc}"
-            record = {"task_id": task.id, "step": step, "criteria": [], "model": None,
-                      "n_teacher": len(task_refs), "n_student": len(groups[i]), "attempts": 0, "error": error}
-            return GroupJudgement(task.id, step, record, [], None, [None] * len(task_refs), True, error=error)
+            return failed(i, task, error)
 
-        results = list(await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks))))
+        left = None if deadline is None else max(deadline - (time.perf_counter() - started), 1e-3)
+        # A group still being judged at the deadline is cancelled and counted as a judge failure (zero advantage).
+        outcomes = await gather_with_deadline((one(i, t) for i, t in enumerate(tasks)), left)
+        results = [failed(i, tasks[i], f"deadline: {r}") if isinstance(r, DeadlineExceeded) else r
+                   for i, r in enumerate(outcomes)]
         self._pending.wall_s += time.perf_counter() - started
         self._pending.rubric_s += sum(r.rubric_s for r in results)
         self._pending.verify_s += sum(r.verify_s for r in results)
@@ -343,7 +398,7 @@ class RubricReward(_JudgedReward):
         self.total_failed += sum(r.failed for r in results)
         if self.run_dir is None:
             return
-        from .pipeline import write_judgements
+        from .pipeline import judgement_records
 
         rollouts = []
         for g, (task, group) in enumerate(zip(tasks, groups)):
@@ -354,8 +409,9 @@ class RubricReward(_JudgedReward):
                     "n_tokens": len(completion_ids[k]) if completion_ids is not None else None,
                     "truncated": truncated[g][i],
                 })
-        rundir.append_jsonl(self.run_dir / rundir.ROLLOUTS, rollouts)
-        write_judgements(self.run_dir, results)
+        self._write(rundir.ROLLOUTS, rollouts)
+        for name, records in judgement_records(results).items():
+            self._write(name, records)
 
 
 _CATEGORY = re.compile(r"[^a-z0-9]+")
@@ -508,12 +564,12 @@ class JudgeReward(_JudgedReward):
         self.total_groups += len(texts) // n
         self.total_failed += failed_groups
         if self.run_dir is not None:
-            rundir.append_jsonl(self.run_dir / rundir.VERDICTS, [
+            self._write(rundir.VERDICTS, [
                 {"task_id": t.id, "step": step, "answer_key": f"student-{i % n}", "source": "student",
                  "answer_idx": i % n, "judgements": None, "score": s, "judge": "score_0_10", "error": o[2]}
                 for i, (t, s, o) in enumerate(zip(tasks, scores, outcomes))
             ])
-            rundir.append_jsonl(self.run_dir / rundir.JUDGE_RAW, [
+            self._write(rundir.JUDGE_RAW, [
                 {"task_id": t.id, "step": step, "role": "verifier", "attempt": a, "text": text, "answer_idx": i % n}
                 for i, (t, o) in enumerate(zip(tasks, outcomes)) for a, text in enumerate(o[1])
             ])

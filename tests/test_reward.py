@@ -43,9 +43,11 @@ FENCED = re.compile(r"<<<ANSWER-(\d+) \w+>>>\n(.*?)\n<<<END-ANSWER-\1 \w+>>>", r
 class FakeJudge:
     """An OpenAI-compatible chat endpoint in a thread. `fail_marker` in a request makes it answer HTTP 500."""
 
-    def __init__(self, delay_s: float = 0.2, fail_marker: str = "UNJUDGEABLE"):
+    def __init__(self, delay_s: float = 0.2, fail_marker: str = "UNJUDGEABLE", slow_marker: str = "SLOWJUDGE",
+                 slow_s: float = 4.0):
         self.delay_s = delay_s
         self.fail_marker = fail_marker
+        self.slow_marker, self.slow_s = slow_marker, slow_s  # rubric requests naming slow_marker take slow_s
         self.requests: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -76,7 +78,8 @@ class FakeJudge:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            await asyncio.sleep(self.delay_s)
+            slow = self.slow_marker in json.dumps(body) and "rubric" in json.dumps(body.get("response_format") or {})
+            await asyncio.sleep(self.slow_s if slow else self.delay_s)
             if self.fail_marker in json.dumps(body):
                 return web.json_response({"error": {"message": "judge exploded"}}, status=500)
             text = self.reply(body)
@@ -213,6 +216,22 @@ def test_a_failed_group_gets_none_for_each_rollout_and_is_counted(config, judge)
     assert reward.failure_rate == 0.5
     failed = [r for r in rundir.read_jsonl(config.path / rundir.RUBRICS) if r["task_id"] == "bad"]
     assert failed and failed[0]["error"]
+
+
+def test_groups_not_judged_by_the_reward_deadline_get_none_and_are_counted(config, judge):
+    config = config.model_copy(update={"reward_deadline_s": 1.5})
+    reward = RubricReward(config, None, config.run_dir, num_generations=3)
+    # The rubric of the SLOWJUDGE task takes 4 s at the judge: past the 1.5 s deadline; the other group is done by then.
+    kwargs = batch([("ok", "What is 6 times 7?"), ("slow", "SLOWJUDGE: what is 6 times 7?")], [[GOOD, SHORT, WRONG]] * 2)
+    try:
+        rewards = run_sync(reward(**kwargs))
+    finally:
+        reward.close()
+    assert rewards[3:] == [None, None, None]
+    assert (reward.total_groups, reward.total_failed) == (2, 1)
+    failed = [r for r in rundir.read_jsonl(config.path / rundir.RUBRICS) if r["task_id"] == "slow"]
+    assert failed and "deadline" in failed[0]["error"]
+    assert rewards[:3] == pytest.approx([1.0, 0.75, 0.25], abs=1e-4)
 
 
 def test_groups_must_be_adjacent(config):
