@@ -23,8 +23,8 @@ from .judge_text import clean_answer, fence, find_json, letter_label, make_bound
 
 POINTS_RANGE = (1, 5)
 PITFALL_RANGE = (-2, -1)
-# Endpoint errors that the next attempt cannot fix: stop instead of spending the remaining attempts on them.
-# Errors that another try cannot fix now: a bad key, no server, an endpoint whose circuit breaker is open (limits.py).
+# Endpoint errors that the next attempt cannot fix (a bad key, no server, an endpoint whose circuit breaker is open,
+# see limits.py): stop instead of spending the remaining attempts on them.
 FATAL_LLM_KINDS = frozenset({"auth", "connection", "circuit_open"})
 
 
