@@ -383,34 +383,3 @@ def load_tasks(path: str | Path, *, require_answers: bool = False, limit: int | 
 def write_tasks(path: str | Path, tasks: Iterable[Task]) -> int:
     """Write tasks as JSONL (atomic replace), one `Task.to_record()` per line; returns how many were written."""
     return rundir.write_jsonl(path, (t.to_record() for t in tasks))
-
-
-# --- other dataset shapes (kept here by name; the work is in ropd_kit.sources) --------------------------------------
-
-def reference_answer(value: Any) -> str | None:
-    """The final answer inside a dataset's answer/solution text; see `sources.reference_answer`."""
-    from ropd_kit import sources
-
-    return sources.reference_answer(value)
-
-
-def load_hf_dataset(
-    name_or_path: str | Path,
-    split: str = "train",
-    *,
-    prompt_field: str | None = None,
-    answer_field: str | None = None,
-    domain: str | None = None,
-    limit: int | None = None,
-    subset: str | None = None,
-) -> list[Task]:
-    """Tasks from a Hugging Face dataset (hub id, local folder, local json/jsonl/parquet/csv file).
-
-    The older name for `sources.load_task_source(name_or_path, split=..., subset=..., limit=..., domain=...)` with
-    `prompt_field`/`answer_field` as `field_map={"prompt": ..., "answer": ...}`; the shape is detected by columns.
-    """
-    from ropd_kit import sources
-
-    field_map = {our: theirs for our, theirs in (("prompt", prompt_field), ("answer", answer_field)) if theirs}
-    return sources.load_task_source(name_or_path, split=split, subset=subset, field_map=field_map or None,
-                                    limit=limit, domain=domain)

@@ -456,3 +456,20 @@ def load_task_source(
         locations.append(location)
     check_unique(tasks, locations)
     return tasks
+
+
+def load_hf_dataset(
+    name_or_path: str | Path,
+    split: str = "train",
+    *,
+    prompt_field: str | None = None,
+    answer_field: str | None = None,
+    domain: str | None = None,
+    limit: int | None = None,
+    subset: str | None = None,
+) -> list[Task]:
+    """The older loader's signature: `load_task_source` with `prompt_field`/`answer_field` as
+    `field_map={"prompt": ..., "answer": ...}` (the shape is still detected from the columns)."""
+    field_map = {our: theirs for our, theirs in (("prompt", prompt_field), ("answer", answer_field)) if theirs}
+    return load_task_source(name_or_path, split=split, subset=subset, field_map=field_map or None, limit=limit,
+                            domain=domain)

@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 
 from ropd_kit.answers import extract_final_answer, is_correct, last_boxed
 from ropd_kit.data import (
-    LETTERS, Task, TaskError, default_family, load_hf_dataset, load_tasks, reference_answer, render_choices,
-    normalize_prompt, render_messages, task_fingerprint, write_tasks,
+    LETTERS, Task, TaskError, default_family, load_tasks, normalize_prompt, render_choices, render_messages,
+    task_fingerprint, write_tasks,
 )
+from ropd_kit.sources import load_hf_dataset, reference_answer
 
 ROOT = Path(__file__).resolve().parents[1]
 
