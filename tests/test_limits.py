@@ -397,3 +397,21 @@ def test_limit_fields_defaults_and_flat_notebook_parameters():
     assert config.verifier.requests_per_minute == 30 and config.verifier.priced
     assert config.teacher.requests_per_minute is None and config.reward_deadline_s == 120.0
     assert RunConfig.model_validate(config.model_dump()).verifier.tokens_per_minute == 40_000  # saved and loaded
+
+
+def test_a_margin_keeps_each_charge_in_the_window_that_much_longer_and_endpoints_get_one():
+    clock = FakeClock()
+    limiter = RateLimiter(2, 60.0, margin_s=1.5, clock=clock, sleep=clock.sleep, max_poll_s=1e9)
+    start = clock.t
+
+    async def go():
+        return [(await limiter.acquire()).t for _ in range(5)]
+
+    grants = asyncio.run(go())
+    # Requests charged a window + margin apart still arrive a full window apart when the earlier one was slowed.
+    assert [g - start for g in grants] == pytest.approx([0.0, 0.0, 61.5, 61.5, 123.0])
+    assert limiter.snapshot()["margin_s"] == 1.5
+    with pytest.raises(ValueError, match="margin_s"):
+        RateLimiter(1, margin_s=-1)
+    guard = guard_for(EndpointConfig(base_url="https://api.example.com/v1", model="m", requests_per_minute=10))
+    assert guard.requests.margin_s == limits.ARRIVAL_MARGIN_S > 0

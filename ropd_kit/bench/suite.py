@@ -2,7 +2,8 @@
 
 Runs the benchmarks of `bench_judge` (judge throughput against concurrency, local and behind a latency proxy;
 verification granularity; cache replay) and of `bench_step` (step-time breakdown and teacher-side cost per scored
-rollout for ropd, lopd, rlvr and judge), writes one JSON per benchmark under `reports/bench/` (inputs, machine
+rollout for ropd, lopd, rlvr and judge) and of `bench.ratelimit` (a requests/minute limit as the endpoint sees it,
+through the latency proxy), writes one JSON per benchmark under `reports/bench/` (inputs, machine
 facts, raw timings, medians, ratios) and `reports/bench/index.html` with the plots, linking `injection.json` and
 `gpu_grpo.json` when they exist.
 
@@ -21,6 +22,7 @@ Measured on a fresh clone, 2 cores (llama-server built and models converted in ~
     python -m ropd_kit.bench                          # everything (about 16 min on 2 cores)
     python -m ropd_kit.bench --steps-from reports/demo # step breakdown from `make demo`'s runs, no new training
     python -m ropd_kit.bench --only judge_throughput --groups 4
+    python -m ropd_kit.bench --only rate_limit        # about 2.5 min, no model: 8 requests/minute, 24 requests
     python -m ropd_kit.bench --quick                  # about 4 min: tiny sizes, SmolLM2 everywhere
 """
 
@@ -40,10 +42,11 @@ from typing import Any, Callable
 from .judge import REPO
 
 MACHINE_SHOWN = ("cpus", "memory_gib", "processor", "cpu", "matmul")  # the machine facts the index page prints
-BENCHES = ("judge_throughput", "verify_granularity", "cache_replay", "step_breakdown")
+BENCHES = ("judge_throughput", "verify_granularity", "cache_replay", "step_breakdown", "rate_limit")
 DEFAULT_OUT = REPO / "reports" / "bench"
 LINKED = {"injection.json": "prompt injection into the Verifier (python -m ropd_kit.bench.injection)",
-          "gpu_grpo.json": "Unsloth vs transformers GRPO on a GPU"}
+          # Written on a GPU box by scripts/gpu_smoke.sh (reports/gpu/), linked from here when it was brought back.
+          "../gpu/gpu_grpo.json": "ropd GRPO steps on a GPU, transformers vs Unsloth (scripts/gpu_smoke.sh)"}
 
 
 def matmul_ms(runs: int = 5, shape: tuple[int, int, int] = (512, 896, 896)) -> dict[str, Any]:
@@ -214,6 +217,16 @@ def run_step_bench(out: Path, facts: dict, args: argparse.Namespace) -> dict[str
     }
 
 
+def run_rate_limit(out: Path, facts: dict, args: argparse.Namespace) -> dict[str, Path]:
+    """One pass of judge calls through the latency proxy under `--rate-limit` requests per `--rate-window` s; needs
+    no model (the upstream is the stub judge)."""
+    from .ratelimit import bench_rate_limit
+
+    result = bench_rate_limit(limit=args.rate_limit, window_s=args.rate_window, groups=args.rate_groups,
+                              latency_s=args.latency, progress=_say)
+    return {"rate_limit": write_result(out, "rate_limit", result, facts)}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # index.html
 
@@ -278,6 +291,23 @@ def _cost_fig(data: dict) -> Any:
     return fig
 
 
+def _rate_limit_fig(data: dict) -> Any:
+    import plotly.graph_objects as go
+
+    times = data.get("arrivals_s") or []
+    limit, window = data["inputs"]["limit"], data["inputs"]["window_s"]
+    end = max(times[-1] if times else 0.0, window) * 1.05
+    fig = go.Figure()
+    fig.add_scatter(x=times, y=list(range(1, len(times) + 1)), mode="lines+markers", line_shape="hv",
+                    name="requests arrived at the proxy")
+    edges = [k * window for k in range(int(end // window) + 1)]
+    fig.add_scatter(x=edges + [end], y=[limit * (k + 1) for k in range(len(edges))] + [limit * len(edges)],
+                    mode="lines", line_shape="hv", line_dash="dash", name=f"{limit} per {window:g} s from the start")
+    fig.update_layout(title="Requests arrived at the endpoint under a requests/minute limit", height=380,
+                      xaxis_title="seconds since the first request", yaxis_title="requests (cumulative)")
+    return fig
+
+
 def _ratios_table(rows: list[tuple[str, Any]]) -> str:
     def fmt(value: Any) -> str:
         return f"{value:.3g}" if isinstance(value, float) else escape(str(value))
@@ -308,6 +338,11 @@ def headline(out: Path) -> list[tuple[str, Any]]:
     if data := _read(out, "cost_per_reward"):
         for method, m in data["per_method"].items():
             rows.append((f"{method}: teacher-side tokens per rollout", m["teacher_tokens_per_rollout"]))
+    if data := _read(out, "rate_limit"):
+        s = data["at_proxy"]
+        rows.append((f"rate limit: most requests in any {s['window_s']:g} s at the endpoint (limit {s['limit']})",
+                     s["max_in_window"]))
+        rows.append(("rate limit: efficiency (least span the limit allows / span)", s["efficiency"]))
     return rows
 
 
@@ -319,7 +354,7 @@ def write_index(out: str | Path = DEFAULT_OUT) -> Path:
     sections = []
     builders: dict[str, Callable[[dict], Any]] = {
         "judge_throughput": _throughput_fig, "verify_granularity": _granularity_fig,
-        "step_breakdown": _breakdown_fig, "cost_per_reward": _cost_fig,
+        "step_breakdown": _breakdown_fig, "cost_per_reward": _cost_fig, "rate_limit": _rate_limit_fig,
     }
     for name, build in builders.items():
         data = _read(out, name)
@@ -375,6 +410,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=1, help="training steps per method in the step breakdown")
     parser.add_argument("--steps-from", default=None, metavar="DIR",
                         help="step breakdown of the finished runs below DIR (e.g. reports/demo) instead of new runs")
+    parser.add_argument("--rate-limit", type=int, default=8, help="requests per window in the rate_limit bench")
+    parser.add_argument("--rate-window", type=float, default=60.0,
+                        help="the rate_limit bench's window in seconds (60: requests/minute as configured)")
+    parser.add_argument("--rate-groups", type=int, default=12, help="groups judged (2 requests each) in rate_limit")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and SmolLM2 everywhere (minutes)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -382,6 +421,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.levels, args.latency, args.repeats, args.repeats_local = [1, 4], 0.5, 1, 1
         args.granularity_groups, args.step_groups, args.steps = 1, 2, 1
         args.step_rollouts, args.step_judge_model = 2, "smollm2-135m-instruct"
+        args.rate_limit, args.rate_window, args.rate_groups = 4, 10.0, 4
     unknown = set(args.only.split(",")) - set(BENCHES)
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHES)}")
@@ -395,11 +435,13 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts()
     started = time.perf_counter()
     written: dict[str, Path] = {}
-    judge = [n for n in names if n != "step_breakdown"]
+    judge = [n for n in names if n not in ("step_breakdown", "rate_limit")]
     if judge:
         written.update(run_judge_benches(judge, out, facts, args))
     if "step_breakdown" in names:
         written.update(run_step_bench(out, facts, args))
+    if "rate_limit" in names:
+        written.update(run_rate_limit(out, facts, args))
     index = write_index(out)
     for name, value in headline(out):
         print(f"{name}: {value:.3g}" if isinstance(value, float) else f"{name}: {value}")
