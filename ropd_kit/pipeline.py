@@ -239,12 +239,20 @@ async def stage_judge_async(config: RunConfig, clients: Clients, *, step: int = 
     return results
 
 
+def judgement_records(results: list[GroupJudgement]) -> dict[str, list[dict]]:
+    """The records judged groups leave in the run directory: {file name: records} for rubrics, verdicts, raw output."""
+    return {
+        rundir.RUBRICS: [r.rubric_record for r in results],
+        rundir.VERDICTS: [v for r in results for v in r.verdict_records],
+        rundir.JUDGE_RAW: [x for r in results for x in r.raw_records],
+    }
+
+
 def write_judgements(run_path: Path, results: list[GroupJudgement], *, replace: bool = False) -> None:
     """Write (or append, during training) the rubrics, verdicts and raw judge output of judged groups."""
     put = rundir.write_jsonl if replace else rundir.append_jsonl
-    put(run_path / rundir.RUBRICS, [r.rubric_record for r in results])
-    put(run_path / rundir.VERDICTS, [v for r in results for v in r.verdict_records])
-    put(run_path / rundir.JUDGE_RAW, [x for r in results for x in r.raw_records])
+    for name, records in judgement_records(results).items():
+        put(run_path / name, records)
 
 
 def judge_summary(results: list[GroupJudgement], clients: Clients | None = None) -> dict[str, Any]:
