@@ -36,6 +36,114 @@ class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the field and the value."""
 
 
+# The TRL config class of each method's trainer; `RunConfig.trainer_overrides` are fields of it.
+TRAINER_CONFIG_CLASSES: dict[str, str] = {
+    "ropd": "GRPOConfig", "rlvr": "GRPOConfig", "judge": "GRPOConfig", "lopd": "DistillationConfig", "sft": "SFTConfig",
+}
+_ONE_RECORD_PER_STEP = (None, "the train log has one record per optimizer step, logged at every step")
+_FROM_RUNCONFIG_COMMON: dict[str, tuple[str | None, str | None]] = {
+    "output_dir": ("run_dir", "checkpoints go to <run_dir>/checkpoints"),
+    "max_steps": ("max_steps", None),
+    "learning_rate": ("learning_rate", None),
+    "per_device_train_batch_size": ("prompts_per_step", "a step's batch is prompts_per_step x n_rollouts; "
+                                    "gradient_accumulation_steps may be overridden"),
+    "seed": ("seed", None),
+    "data_seed": ("seed", None),
+    "save_steps": ("save_steps", None),
+    "save_strategy": ("save_steps", "resume=True continues from those checkpoints"),
+    "logging_steps": _ONE_RECORD_PER_STEP,
+    "logging_strategy": _ONE_RECORD_PER_STEP,
+    "resume_from_checkpoint": ("resume", None),
+}
+_FROM_RUNCONFIG_GENERATION: dict[str, tuple[str | None, str | None]] = {
+    "max_completion_length": ("rollout_max_tokens", None),
+    "temperature": ("rollout_temperature", None),
+    "top_p": ("rollout_top_p", None),
+    "use_vllm": ("use_vllm", "train() checks it against the machine before anything starts"),
+    "vllm_mode": ("vllm_mode", None),
+    "vllm_server_host": ("vllm_server_host", None),
+    "vllm_server_port": ("vllm_server_port", None),
+    "vllm_server_base_url": ("vllm_server_host and vllm_server_port", None),
+}
+# Trainer fields the kit sets from its own settings, per TRL config class -> (the RunConfig field to set instead,
+# why). Overriding them would break what the kit relies on (a group of n_rollouts is one rubric's group, checkpoints
+# in the run directory, one train-log record per step) or give one setting two names that could disagree.
+TRAINER_ARGS_FROM_RUNCONFIG: dict[str, dict[str, tuple[str | None, str | None]]] = {
+    "GRPOConfig": {
+        **_FROM_RUNCONFIG_COMMON, **_FROM_RUNCONFIG_GENERATION,
+        "num_generations": ("n_rollouts", "TRL's group is the ROPD group: one rubric scores its n_rollouts rollouts"),
+        "scale_rewards": ("scale_rewards", None),
+        "beta": ("kl_beta", None),
+    },
+    "DistillationConfig": {**_FROM_RUNCONFIG_COMMON, **_FROM_RUNCONFIG_GENERATION},
+    "SFTConfig": {**_FROM_RUNCONFIG_COMMON, "max_length": ("max_prompt_tokens and teacher_max_tokens", "their sum")},
+}
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__name__ if isinstance(tp, type) else str(tp)
+
+
+def _allowed_values(field: Any) -> list[str] | None:
+    """The values a string field of a TRL config takes: its `choices`, or the list after "Supported values are" in
+    its help (TRL documents loss_type that way and checks it only at the first loss computation, a step too late)."""
+    import re
+
+    choices = field.metadata.get("choices")
+    if choices:
+        return [str(c) for c in choices]
+    found = re.search(r"Supported values are:? ([^.]*)\.", field.metadata.get("help", ""))
+    values = re.findall(r"'([A-Za-z0-9_\-]+)'", found.group(1)) if found else []
+    return values if len(values) >= 3 else None
+
+
+def check_trainer_overrides(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` checked against the TRL config class of `method` (TRAINER_CONFIG_CLASSES); returns them with
+    values coerced to the field types. Raises ConfigError naming every unknown field, field of the wrong type or
+    value, and field the kit sets itself (with the RunConfig field to set instead). Imports trl only when there is
+    something to check."""
+    if not overrides:
+        return {}
+    import dataclasses
+    import difflib
+
+    import trl
+    from pydantic import TypeAdapter, ValidationError
+
+    class_name = TRAINER_CONFIG_CLASSES[method]
+    fields = {f.name: f for f in dataclasses.fields(getattr(trl, class_name)) if f.init}
+    reserved = TRAINER_ARGS_FROM_RUNCONFIG[class_name]
+    problems: list[str] = []
+    checked: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in reserved:
+            instead, why = reserved[key]
+            problems.append(f"{key!r} is set by the kit" + (f": set RunConfig.{instead} instead" if instead else "")
+                            + (f" ({why})" if why else ""))
+            continue
+        field = fields.get(key)
+        if field is None:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            problems.append(f"{key!r} is not a field of trl.{class_name}"
+                            + (f" (did you mean {close[0]!r}?)" if close else ""))
+            continue
+        try:
+            value = TypeAdapter(field.type, config=ConfigDict(arbitrary_types_allowed=True)).validate_python(value)
+        except ValidationError as exc:
+            problems.append(f"{key}={value!r} is not a valid {_type_name(field.type)} ({exc.errors()[0]['msg']})")
+            continue
+        except Exception:  # noqa: BLE001 - a type pydantic cannot build a validator for: TRL checks it when built
+            pass
+        allowed = _allowed_values(field)
+        if allowed and isinstance(value, str) and value not in allowed:
+            problems.append(f"{key}={value!r} is not one of {', '.join(allowed)}")
+            continue
+        checked[key] = value
+    if problems:
+        raise ConfigError(f"trainer_overrides for method={method!r} (trl.{class_name}): " + "; ".join(problems))
+    return checked
+
+
 class EndpointConfig(BaseModel):
     """An OpenAI-compatible chat endpoint for one role."""
 
@@ -201,7 +309,12 @@ class RunConfig(BaseModel):
 
     # Local server (offline default)
     server_parallel: int = Field(default=4, ge=1, le=64)
-    server_ctx_size: int = Field(default=16384, ge=512)
+    server_ctx_size: int | None = Field(
+        default=None, ge=512,
+        description="Total context of a local llama-server, split evenly over its server_parallel slots. None: "
+        "sized from this config (offline.serve.slot_context_need: the largest rubric/verifier/teacher/judge prompt "
+        "plus its output and retries, per slot); a value too small for that is refused when the server starts.",
+    )
     server_threads: int | None = None
 
     # Training (train.py)
@@ -228,6 +341,29 @@ class RunConfig(BaseModel):
         "get None (zero advantage) and are counted as judge failures (None: wait for every group).",
     )
     use_unsloth: Literal["auto", "never", "always"] = "auto"
+    # GPU generation (train/methods.py passes these to TRL / Unsloth). They need CUDA and the package: train()
+    # refuses them on a machine without, before any server or model starts (train.student.check_generation_options).
+    use_vllm: bool = Field(
+        default=False, description="TRL's vLLM generation for the GRPO methods and lopd (needs CUDA + vllm)."
+    )
+    vllm_mode: Literal["colocate", "server"] = Field(
+        default="colocate",
+        description="'colocate': vLLM in the training process, sharing its GPU; 'server': a separate `trl vllm-serve`.",
+    )
+    vllm_server_host: str = Field(default="0.0.0.0", description="Host of the `trl vllm-serve` server (server mode).")
+    vllm_server_port: int = Field(default=8000, ge=1, le=65535, description="Its port (server mode).")
+    fast_inference: bool = Field(
+        default=False,
+        description="Unsloth's fast inference: the student is loaded with Unsloth's vLLM engine, which its GRPO "
+        "trainer generates with (GRPO methods; needs CUDA + unsloth + vllm).",
+    )
+    trainer_overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Fields of the method's TRL config class by name (GRPOConfig for ropd/rlvr/judge, "
+        "DistillationConfig for lopd, SFTConfig for sft), e.g. {'gradient_accumulation_steps': 4, 'loss_type': "
+        "'grpo'}; checked against that class when the config is built. Fields the kit sets from its own settings "
+        "are refused with the RunConfig field to set instead (TRAINER_ARGS_FROM_RUNCONFIG).",
+    )
     student_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto",
         description="Weights of the student and the white-box teacher. 'auto': bf16 on a CPU with native bf16 "
@@ -238,6 +374,28 @@ class RunConfig(BaseModel):
     def _criteria_range(self) -> "RunConfig":
         if self.min_criteria > self.max_criteria:
             raise ValueError(f"min_criteria ({self.min_criteria}) > max_criteria ({self.max_criteria})")
+        return self
+
+    @model_validator(mode="after")
+    def _trainer_settings(self) -> "RunConfig":
+        # What can be told from the config alone; whether this machine has CUDA / vllm / unsloth is train()'s check.
+        if self.use_vllm and self.method == "sft":
+            raise ValueError("use_vllm=True with method='sft': sft trains on the teacher refs and generates nothing "
+                             "(vLLM generation applies to ropd, rlvr, judge and lopd)")
+        if self.fast_inference:
+            if self.method not in ("ropd", "rlvr", "judge"):
+                raise ValueError(f"fast_inference=True with method={self.method!r}: Unsloth's fast inference serves "
+                                 "the GRPO methods' generation (ropd, rlvr, judge); for lopd use use_vllm")
+            if self.use_unsloth == "never":
+                raise ValueError("fast_inference=True needs the Unsloth backend, but use_unsloth='never'")
+            if self.use_vllm:
+                raise ValueError("fast_inference=True and use_vllm=True start two vLLM engines: pick one "
+                                 "(fast_inference with Unsloth, use_vllm with plain TRL)")
+        checked = check_trainer_overrides(self.method, self.trainer_overrides)
+        if checked != self.trainer_overrides:
+            # Assigned around validate_assignment (which would run this validator again): values coerced to the
+            # field's type, e.g. a YAML "1e-5" string to a float.
+            object.__setattr__(self, "trainer_overrides", checked)
         return self
 
     @property

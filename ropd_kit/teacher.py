@@ -229,10 +229,10 @@ def role_client(config: RunConfig, role: str) -> Iterator[LLMClient]:
     endpoint = config.endpoint(role)
     with contextlib.ExitStack() as stack:
         if endpoint.is_local:
-            from ropd_kit.offline.serve import LocalServer
+            from ropd_kit.offline.serve import LocalServer, server_ctx_size
 
             server = stack.enter_context(LocalServer(
-                endpoint.model, parallel=config.server_parallel, ctx_size=config.server_ctx_size,
+                endpoint.model, parallel=config.server_parallel, ctx_size=server_ctx_size(config),
                 threads=config.server_threads,
             ))
             endpoint = endpoint.model_copy(update={"base_url": server.base_url, "model": server.model_id})

@@ -144,8 +144,9 @@ def run_judge_benches(names: list[str], out: Path, facts: dict, args: argparse.N
         # A cache and reference index of the bench's own: on a fresh clone the inputs are made (and timed) anew,
         # a re-run gets them free.
         cache_dir=str(work / "llm-inputs"), ref_index_dir=str(work / "refs-inputs"),
-        # One slot per request in flight at the highest level, each with room for a 12-answer verifier prompt.
-        server_parallel=level_max, server_ctx_size=level_max * 4096,
+        # One slot per request in flight at the highest level, each sized for the bench's largest request (the
+        # server_ctx_size default: offline.serve.server_ctx_size).
+        server_parallel=level_max,
     )
     config = RunConfig.from_params(**params)
     written: dict[str, Path] = {}
@@ -171,7 +172,7 @@ def run_judge_benches(names: list[str], out: Path, facts: dict, args: argparse.N
         step_config = RunConfig.from_params(**{
             **params, **{f"{role}_model": args.step_judge_model for role in ("teacher", "rubricator", "verifier")},
             "n_teacher_refs": 2, "teacher_max_tokens": 256, "max_criteria": 6,
-            "server_parallel": 4, "server_ctx_size": 4 * 4096,
+            "server_parallel": 4,
         })
         step_groups = [Group(g.task, g.teacher_refs, g.rollouts[: args.step_rollouts])
                        for g in groups[: args.step_groups]]

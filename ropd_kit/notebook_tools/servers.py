@@ -4,7 +4,6 @@ a running llama-server, and the endpoint table each notebook shows.
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..config import RunConfig
@@ -29,7 +28,7 @@ def resolve_endpoints(config: RunConfig, roles: Sequence[str] = ROLES) -> RunCon
     Roles that name the same model share one server. Endpoints with a real URL are returned unchanged.
     """
     from ..offline.models import served_gguf
-    from ..offline.serve import MIN_SLOT_CTX, LocalServer
+    from ..offline.serve import LocalServer, server_ctx_size
 
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
@@ -39,17 +38,14 @@ def resolve_endpoints(config: RunConfig, roles: Sequence[str] = ROLES) -> RunCon
         endpoint = config.endpoint(role)
         if not endpoint.is_local:
             continue
-        if config.server_ctx_size // config.server_parallel < MIN_SLOT_CTX:
-            warnings.warn(
-                f"server_ctx_size={config.server_ctx_size} over server_parallel={config.server_parallel} slots "
-                f"leaves fewer than {MIN_SLOT_CTX} tokens per request; long prompts will be rejected",
-                stacklevel=2,
-            )
+        # Sized over every local role of the config, not just `roles`, so that notebooks resolving different roles
+        # of one config share a model's server.
+        ctx_size = server_ctx_size(config)
         _, gguf = served_gguf(endpoint.model)
-        key = (str(gguf.resolve()), config.server_parallel, config.server_ctx_size, config.server_threads)
+        key = (str(gguf.resolve()), config.server_parallel, ctx_size, config.server_threads)
         server = _SERVERS.get(key)
         if server is None or not server.running:
-            server = LocalServer(endpoint.model, parallel=config.server_parallel, ctx_size=config.server_ctx_size,
+            server = LocalServer(endpoint.model, parallel=config.server_parallel, ctx_size=ctx_size,
                                  threads=config.server_threads).start()  # start() registers the stop at exit
             _SERVERS[key] = server
         updates[role] = endpoint.model_copy(update={"base_url": server.base_url, "model": server.model_id})

@@ -34,7 +34,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import warnings
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -60,6 +59,23 @@ CMAKE_FLAGS: tuple[str, ...] = (
 )
 MIN_SLOT_CTX = 4096
 ROLES = ("teacher", "rubricator", "verifier", "student")
+# Sizing a slot from the config (slot_context_need). The fixed prompt text is counted at 3 characters a token, more
+# tokens than any tokenizer we serve makes of English, so the estimate errs on the large side.
+CHARS_PER_TOKEN = 3
+FENCE_TOKENS = 32  # per fenced answer: its two marker lines, and the cut marker of an answer cut to max_answer_chars
+FEEDBACK_TOKENS = 400  # the message that sends a rejected reply back with its problems (rubrics/verify _feedback)
+JUDGE_MAX_TOKENS = 256  # reward.JudgeReward caps its reply at min(verifier_max_tokens, this)
+SLOT_ROUNDING = 256
+
+
+# Set once a server died of SIGILL in this process (see LocalServer.start); every later server starts without
+# weight repacking.
+_NO_REPACK = False
+
+
+def _disable_repack() -> None:
+    global _NO_REPACK
+    _NO_REPACK = True
 
 
 class ServerError(RuntimeError):
@@ -344,7 +360,8 @@ class LocalServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # A free port found by binding can be taken before llama-server binds it; retry with a fresh one.
         attempts = 1 if self.requested_port else 3
-        for attempt in range(attempts):
+        attempt = 0
+        while attempt < attempts:
             self.port = self.requested_port or _free_port(self.host)
             self._spawn(binary)
             try:
@@ -352,8 +369,15 @@ class LocalServer:
                 break
             except ServerError:
                 bind_failed = "bind" in self.log_tail(10).lower() and not self.running
+                illegal = self._proc is not None and self._proc.returncode == -signal.SIGILL
                 self._kill()
-                if attempt + 1 < attempts and bind_failed:
+                if illegal and not _NO_REPACK:
+                    # A CPU that advertises AMX in a VM that does not enable it: the repacked (AMX) matmul dies
+                    # with SIGILL at the first decode. Without weight repacking llama.cpp never runs it.
+                    _disable_repack()
+                    continue
+                attempt += 1
+                if attempt < attempts and bind_failed:
                     continue
                 raise
             except BaseException:  # Ctrl-C while loading must not leave the process behind
@@ -406,6 +430,8 @@ class LocalServer:
         ]
         if self.threads:
             cmd += ["--threads", str(self.threads)]
+        if _NO_REPACK and "--no-repack" not in self.extra_args:
+            cmd.append("--no-repack")
         return cmd + list(self.extra_args)
 
     def _spawn(self, binary: Path) -> None:
@@ -461,6 +487,87 @@ class LocalServer:
         proc.wait()
 
 
+def _retries(n: int) -> str:
+    return f"{n} retr{'y' if n == 1 else 'ies'}"
+
+
+def _prompt_tokens(*names: str) -> int:
+    from importlib import resources
+
+    chars = sum(len(resources.files("ropd_kit").joinpath("prompts", n).read_text(encoding="utf-8")) for n in names)
+    return chars // CHARS_PER_TOKEN + 1
+
+
+def slot_context_need(config: "RunConfig", roles: Sequence[str] = ROLES) -> dict[str, dict[str, int]]:
+    """Tokens the largest request of each kind can take in one server slot under `config`: prompt, output, and what
+    a retry chain appends (each rejected reply is sent back with its problems). {kind: {part: tokens}}; the kinds
+    are those the `roles` serve (teacher: refs, and the judge baseline when judge_role is "teacher"; rubricator;
+    verifier: verification, and the judge baseline by default; student: rollouts).
+
+    Every part is bounded by a config size: answers by their max_tokens (a judged answer is never longer than its
+    generation budget), the rubric shown to the Verifier by rubricator_max_tokens, the question by max_prompt_tokens.
+    """
+    question = config.max_prompt_tokens
+    ref, rollout = config.teacher_max_tokens + FENCE_TOKENS, config.rollout_max_tokens + FENCE_TOKENS
+    n_refs = config.n_teacher_refs
+    need: dict[str, dict[str, int]] = {}
+    if "teacher" in roles:
+        need["teacher"] = {"prompt text": _prompt_tokens("teacher_system.txt"), "question": question,
+                           "output": config.teacher_max_tokens}
+    if "rubricator" in roles:
+        shown = min(config.rubric_student_samples, config.n_rollouts)
+        need["rubricator"] = {
+            "prompt text": _prompt_tokens("rubricator_system.txt", "rubricator_user.txt"), "question": question,
+            f"{n_refs} refs": n_refs * ref, f"{shown} rollouts": shown * rollout,
+            "output": config.rubricator_max_tokens,
+            _retries(config.rubric_attempts - 1): (config.rubric_attempts - 1) * (config.rubricator_max_tokens + FEEDBACK_TOKENS),
+        }
+    if "verifier" in roles:
+        # The largest chunk of answers one call shows, with the references (the longer answers) in it first.
+        chunk = min(config.max_answers_per_call, n_refs + config.n_rollouts)
+        refs_in = min(chunk, n_refs)
+        need["verifier"] = {
+            "prompt text": _prompt_tokens("verifier_system.txt", "verifier_user.txt"), "question": question,
+            "rubric": config.rubricator_max_tokens, f"{refs_in} refs": refs_in * ref,
+            f"{chunk - refs_in} rollouts": (chunk - refs_in) * rollout, "output": config.verifier_max_tokens,
+            _retries(config.verify_attempts - 1): (config.verify_attempts - 1) * (config.verifier_max_tokens + FEEDBACK_TOKENS),
+        }
+    if getattr(config, "judge_role", "verifier") in roles:
+        need["judge"] = {"prompt text": _prompt_tokens("judge_system.txt", "judge_user.txt"), "question": question,
+                         "rollout": rollout, "output": min(config.verifier_max_tokens, JUDGE_MAX_TOKENS)}
+    if "student" in roles:
+        need["student"] = {"prompt text": _prompt_tokens("student_system.txt"), "question": question,
+                           "output": config.rollout_max_tokens}
+    return need
+
+
+def server_ctx_size(config: "RunConfig", roles: Sequence[str] | None = None) -> int:
+    """The `--ctx-size` for a local server under `config`: `server_ctx_size` when set (refused, with the numbers,
+    when its share per slot is smaller than the largest request needs), else that need per slot (at least
+    MIN_SLOT_CTX, rounded up) times `server_parallel`. `roles`: the roles served locally (default: the config's
+    endpoints with base_url "local"; every role when none is)."""
+    from ropd_kit.config import ConfigError
+
+    if roles is None:
+        roles = [r for r in ROLES if config.endpoint(r).is_local] or list(ROLES)
+    need = slot_context_need(config, roles)
+    kind, parts = max(need.items(), key=lambda item: sum(item[1].values()))
+    needed = sum(parts.values())
+    parallel = config.server_parallel
+    if config.server_ctx_size is None:
+        per_slot = max(MIN_SLOT_CTX, -(-needed // SLOT_ROUNDING) * SLOT_ROUNDING)
+        return per_slot * parallel
+    per_slot = config.server_ctx_size // parallel
+    if per_slot < needed:
+        detail = " + ".join(f"{name} {tokens}" for name, tokens in parts.items() if tokens)
+        raise ConfigError(
+            f"server_ctx_size={config.server_ctx_size} over server_parallel={parallel} slots leaves {per_slot} tokens "
+            f"per request, but the largest {kind} request of this config can take about {needed} ({detail}); "
+            f"set server_ctx_size to at least {needed * parallel}, or to None to size it from the config"
+        )
+    return config.server_ctx_size
+
+
 @contextlib.contextmanager
 def local_endpoints(config: "RunConfig") -> Iterator["RunConfig"]:
     """A copy of `config` whose `base_url="local"` endpoints point at started llama-servers.
@@ -474,13 +581,7 @@ def local_endpoints(config: "RunConfig") -> Iterator["RunConfig"]:
         yield config
         return
     parallel = config.server_parallel
-    ctx_size = config.server_ctx_size
-    if ctx_size // parallel < MIN_SLOT_CTX:
-        warnings.warn(
-            f"server_ctx_size={ctx_size} over server_parallel={parallel} slots leaves {ctx_size // parallel} tokens "
-            f"per request (< {MIN_SLOT_CTX}); long rubric/verifier prompts will be rejected by the server",
-            stacklevel=3,
-        )
+    ctx_size = server_ctx_size(config)  # refuses, before anything starts, a context too small for the config
     files = {role: served_gguf(endpoint.model)[1].resolve() for role, endpoint in local.items()}
     # Every server gets every core by default: the stages call one model at a time (teacher refs, then rollouts,
     # then judges; training waits for its reward), so two servers are never busy together. Measured on 2 cores,

@@ -61,6 +61,36 @@ def choose_backend(config: "RunConfig | None") -> str:
     return "transformers"
 
 
+def check_generation_options(config: "RunConfig", *, cuda: bool | None = None) -> None:
+    """Refuse the GPU generation options (use_vllm, fast_inference) on a machine that cannot run them, naming what
+    is missing; train() calls it before any server or model starts. `cuda` stands in for
+    torch.cuda.is_available() (tests)."""
+    needs: list[tuple[str, tuple[str, ...]]] = []
+    if config.use_vllm:
+        needs.append((f"use_vllm=True (vllm_mode={config.vllm_mode!r})", ("vllm",)))
+    if config.fast_inference:
+        needs.append(("fast_inference=True (Unsloth's vLLM engine)", ("unsloth", "vllm")))
+    if not needs:
+        return
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        cpu_build = torch.version.cuda is None
+    else:
+        cpu_build = False
+    for what, packages in needs:
+        missing = [] if cuda else ["a CUDA GPU (torch.cuda.is_available() is False"
+                                   + ("; this torch is a CPU build" if cpu_build else "") + ")"]
+        missing += [f"the {p} package (not importable here)" for p in packages if importlib.util.find_spec(p) is None]
+        if missing:
+            raise TrainError(
+                f"{what} needs a CUDA GPU and the {' and '.join(packages)} package{'s' if len(packages) > 1 else ''}; "
+                f"missing on this machine: {'; '.join(missing)}. Set it to False here, or run on a GPU machine "
+                "(README, GPU)"
+            )
+
+
 def _adapter_base(folder: Path) -> str | None:
     """The base model a PEFT adapter folder (a checkpoint) was trained on, or None if it is not an adapter."""
     config_file = folder / "adapter_config.json"
@@ -234,10 +264,15 @@ def _load_unsloth(folder: str, adapter: Path | None, config: "RunConfig", for_tr
     import torch
     from unsloth import FastLanguageModel
 
+    fast = {}
+    if config.fast_inference and for_training:
+        # Unsloth's vLLM engine generates the rollouts; it has to know the largest LoRA it will be handed.
+        fast = {"fast_inference": True, "max_lora_rank": config.lora_r}
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(adapter or folder),
         max_seq_length=config.max_prompt_tokens + config.rollout_max_tokens,
         load_in_4bit=False,
+        **fast,
         # None lets Unsloth pick for the GPU (what "auto" would pick too); an explicit student_dtype is passed on.
         dtype=None if config.student_dtype == "auto" else getattr(torch, config.student_dtype),
     )

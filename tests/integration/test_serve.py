@@ -226,7 +226,7 @@ def test_local_endpoints_share_one_server_per_model_file(tmp_path):
     config = RunConfig(
         teacher=local, rubricator=local, verifier=remote,
         student=EndpointConfig(model=str(student_file)),
-        server_parallel=2, server_ctx_size=8192,
+        server_parallel=2,  # server_ctx_size None: sized from the config's sizes
     )
     with local_endpoints(config) as resolved:
         assert resolved.teacher.base_url == resolved.rubricator.base_url != resolved.student.base_url
