@@ -269,7 +269,11 @@ class RunConfig(BaseModel):
     verifier_max_tokens: int = Field(default=1024, ge=32)
     verify_attempts: int = Field(default=2, ge=1, le=10, description="Tries for the batched call before per-answer calls.")
     max_answers_per_call: int = Field(default=12, ge=1, le=64, description="Chunk size of a batched verifier call.")
-    max_answer_chars: int = Field(default=4000, ge=100, description="Answers are cut to this length before judging.")
+    max_answer_chars: int = Field(
+        default=4000, ge=100,
+        description="A longer answer is shown to the judges as its start and its end (the final line kept) in this "
+        "many characters, with a marker saying how much was cut between them (judge_text.head_and_tail).",
+    )
     strip_thinking: bool = Field(default=True, description="Drop reasoning before </think> before judging.")
     truncated_rollouts: Literal["judge", "zero"] = Field(
         default="judge", description="'zero': a rollout cut by max_tokens scores 0 without being judged."

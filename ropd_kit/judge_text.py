@@ -2,7 +2,7 @@
 
 In: raw model output, or answer texts about to be shown to a judge model. Out: the JSON value a model meant to
 write (found inside prose, code fences, trailing commas), answers cleaned for judging (reasoning before
-`</think>` dropped, length capped), and fences an answer cannot break out of. Pure functions, no I/O.
+`</think>` dropped, a long one cut to its head and tail), and fences an answer cannot break out of. Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -32,21 +32,49 @@ def strip_thinking(text: str) -> str:
 
 
 def clean_answer(text: str, *, max_chars: int, strip_think: bool = True) -> str:
-    """What a judge gets to see of an answer: reasoning stripped (optionally), whitespace trimmed, length capped."""
+    """What a judge gets to see of an answer: reasoning stripped (optionally), whitespace trimmed, and an answer
+    longer than `max_chars` cut to its head and its tail (`head_and_tail`), so that its final line — where a
+    reasoning answer states its result — is judged."""
     if strip_think:
         text = strip_thinking(text)
     text = text.strip()
-    if len(text) > max_chars:
-        # Said plainly so that the judge does not take the cut for the answer's own ending.
-        text = text[:max_chars].rstrip() + f"\n[... cut here: the answer is longer than {max_chars} characters]"
-    return text
+    return head_and_tail(text, max_chars) if len(text) > max_chars else text
+
+
+def head_and_tail(text: str, max_chars: int) -> str:
+    """The start and the end of `text` in `max_chars` characters in all, joined by a marker line that says how many
+    characters were cut between them (so that the judge does not take the cut for part of the answer).
+
+    The tail gets a third of the budget, or the whole last line when that line fits in half of it; both sides are
+    moved to a line break when one lies in their outer half, so no half-line is shown at the cut.
+    """
+    tail_size = max_chars // 3
+    last_line = len(text) - text.rfind("\n") - 1
+    if tail_size < last_line <= max_chars // 2:
+        tail_size = last_line
+    tail_start = len(text) - tail_size
+    brk = text.find("\n", tail_start, tail_start + tail_size // 2)
+    if brk != -1:
+        tail_start = brk + 1
+    head_end = max_chars - (len(text) - tail_start)
+    brk = text.rfind("\n", head_end // 2, head_end)
+    if brk != -1:
+        head_end = brk
+    cut = tail_start - head_end
+    return (f"{text[:head_end]}\n[... {cut} characters cut here: the answer is longer than {max_chars} characters "
+            f"...]\n{text[tail_start:]}")
 
 
 def make_boundary(*parts: object, length: int = 8) -> str:
-    """A fence token derived from everything the prompt contains.
+    """A fence token derived from everything the prompt contains (8 hex characters of a SHA-256).
 
-    Derived rather than random so that the same group gives the same prompt (and hits the LLM cache on replay);
-    an answer cannot contain it on purpose because it would have to contain a hash of itself.
+    Derived rather than random so that the same group gives the same prompt, byte for byte, and a re-run replays it
+    from the LLM cache; a random token would make every re-run a fresh, paid call. Safety does not rest on the token
+    being secret: `fence` passes the text through `neutralise`, which removes every copy of the token and breaks up
+    every `<<<` / `>>>` run, so no text can close its fence or open another whatever it contains. The token only
+    makes fences told apart from look-alike text easier for the judge. It is not guessable in advance either: it
+    hashes the whole prompt (the other answers and, in verification, the group's seed), which one answer's author
+    does not see.
     """
     digest = hashlib.sha256()
     for part in parts:
