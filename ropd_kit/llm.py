@@ -10,8 +10,10 @@ In: chat messages plus sampling settings. Out: a `ChatResult` (text, token count
 - Every real HTTP request, internal retries included, is counted per role by an httpx event hook on the client's
   transport, so `UsageStats` shows what the endpoint actually saw.
 - A persistent disk cache (`LLMCache`, diskcache) keyed by endpoint, model, messages, sampling settings and sample
-  index: a repeated run makes zero HTTP requests. Failures and empty completions are never stored, and neither is
-  the API key nor any header.
+  index: a repeated run makes zero HTTP requests. A reply the caller's parser rejects is stored too, with the
+  rejection: the caller's retry quotes it, so only then does a re-run replay the whole retry chain instead of asking
+  the endpoint again from the first rejected reply on. Failures and empty completions are never stored (there is no
+  reply to replay), and neither is the API key nor any header.
 - Structured output: JSON schema where the endpoint accepts it, else JSON mode, else plain text; the mode that works
   is remembered per client (and in the cache directory). Callers always parse the text themselves.
 - API limits (`ropd_kit.limits`, shared per endpoint = base_url + model by every client in the process):
@@ -54,7 +56,8 @@ T = TypeVar("T")
 FAILURE_KINDS = ("rate_limit", "server", "timeout", "connection", "bad_request", "empty", "auth", "circuit_open")
 # Failure kinds that say the endpoint itself is unwell: they count against its circuit breaker.
 BREAKER_KINDS = frozenset({"rate_limit", "server", "timeout", "connection", "empty", "auth"})
-COUNTERS = ("calls", "http_requests", "cache_hits", "retries", "failures", "prompt_tokens", "completion_tokens")
+COUNTERS = ("calls", "http_requests", "cache_hits", "retries", "failures", "prompt_tokens", "completion_tokens",
+            "cached_prompt_tokens", "cached_completion_tokens")
 ROLES = ("teacher", "rubricator", "verifier", "student")
 STRUCTURED_MODES = ("json_schema", "json_object", "none")
 # Finish reasons whose text is a complete answer to the request (a "length" cut is still what the model wrote).
@@ -135,6 +138,8 @@ class UsageStats:
     calls: logical `chat` calls (cache hits included) · http_requests: real requests sent, retries included ·
     cache_hits · retries: requests beyond the first within one call · failures: calls that raised LLMError (also
     by kind) · prompt_tokens / completion_tokens: as reported by the endpoint for real requests (not cache hits) ·
+    cached_prompt_tokens / cached_completion_tokens: what the replies answered from the cache cost when they were
+    made (so a replayed pass can still say what its judging costs) ·
     usd: those tokens at the endpoint's prices (a float; None for a role whose endpoint has no price table).
     """
 
@@ -168,8 +173,8 @@ class UsageStats:
     def record_retry(self, role: str) -> None:
         self.record(role, retries=1)
 
-    def record_cache_hit(self, role: str) -> None:
-        self.record(role, cache_hits=1)
+    def record_cache_hit(self, role: str, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+        self.record(role, cache_hits=1, cached_prompt_tokens=prompt_tokens, cached_completion_tokens=completion_tokens)
 
     def record_tokens(self, role: str, prompt_tokens: int, completion_tokens: int, usd: float | None = None) -> None:
         """Tokens of one real request, and what they cost (`token_cost_usd`; None when unpriced)."""
@@ -237,6 +242,13 @@ def _flat(role: str, row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def sum_usage(parts: Iterable[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per-role snapshots or deltas of several clients (e.g. one per training process) added up, role by role."""
+    parts = list(parts)
+    roles = list(dict.fromkeys(role for part in parts for role in part))
+    return {role: _sum_rows(part[role] for part in parts if role in part) for role in roles}
+
+
 def usage_delta(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per-role difference of two snapshots (after - before); roles new in `after` count from zero. usd is None
     where `after` is unpriced."""
@@ -272,8 +284,9 @@ def cache_identity(base_url: str) -> str:
 class LLMCache:
     """Completed chat responses on disk (diskcache: SQLite, safe across threads and processes).
 
-    Values are {text, prompt_tokens, completion_tokens, finish_reason}; nothing else (no key, no headers). Only
-    complete, non-empty completions are stored — `LLMClient` never calls `put` for a failure.
+    Values are {text, prompt_tokens, completion_tokens, finish_reason, rejected}; nothing else (no key, no headers).
+    `rejected` is None, or why the caller's parser refused the reply (kept so that a re-run replays the same retry
+    chain). Only complete, non-empty completions are stored — `LLMClient` never calls `put` for a failure.
     """
 
     def __init__(self, directory: str | Path) -> None:
@@ -318,7 +331,8 @@ class LLMCache:
     def put(self, key: str, value: dict) -> None:
         if not value.get("text", "").strip():
             raise ValueError("LLMCache stores only non-empty completions")
-        stored = {name: value.get(name) for name in ("text", "prompt_tokens", "completion_tokens", "finish_reason")}
+        stored = {name: value.get(name)
+                  for name in ("text", "prompt_tokens", "completion_tokens", "finish_reason", "rejected")}
         self._cache.set(key, stored)
 
     # The structured-output mode an endpoint accepts, so that a new process does not re-probe it.
@@ -505,8 +519,10 @@ class LLMClient:
     ) -> ChatResult:
         """One completion. Cached results come back with `cached=True` and make no request.
 
-        `accept(text)` is the caller's validator (a parser): a reply it raises on is returned but never cached, so a
-        wrong-schema answer is not replayed forever.
+        `accept(text)` is the caller's validator (a parser): a reply it raises on is returned all the same and cached
+        with the rejection (`LLMCache`). The caller's retry sends it back with the problem, so a re-run of the same
+        inputs replays that chain call by call, with zero requests; to ask afresh, clear the cache or set
+        use_cache=False.
 
         Raises LLMError (after the endpoint's retries) — never returns an empty text.
         """
@@ -524,7 +540,9 @@ class LLMClient:
             )
             hit = self.cache.get(key)
             if hit is not None:
-                self.stats.record_cache_hit(self.role)
+                self.stats.record_cache_hit(
+                    self.role, hit.get("prompt_tokens") or 0, hit.get("completion_tokens") or 0
+                )
                 return ChatResult(
                     text=hit["text"], prompt_tokens=hit.get("prompt_tokens") or 0,
                     completion_tokens=hit.get("completion_tokens") or 0, finish_reason=hit.get("finish_reason"),
@@ -589,10 +607,11 @@ class LLMClient:
         if breaker is not None:
             breaker.record_success(probe)
 
-        if key is not None and result.finish_reason in CACHEABLE_FINISH and _accepted(accept, result.text):
+        if key is not None and result.finish_reason in CACHEABLE_FINISH:
             self.cache.put(key, {
                 "text": result.text, "prompt_tokens": result.prompt_tokens,
                 "completion_tokens": result.completion_tokens, "finish_reason": result.finish_reason,
+                "rejected": _rejection(accept, result.text),
             })
         return result
 
@@ -728,14 +747,15 @@ def _rejects_mode(text: str, mode: str) -> bool:
     return any(w in text for w in words)
 
 
-def _accepted(accept: Callable[[str], Any] | None, text: str) -> bool:
+def _rejection(accept: Callable[[str], Any] | None, text: str) -> str | None:
+    """Why `accept` refuses `text` ("<Error>: <message>"), or None when it takes it (or there is no `accept`)."""
     if accept is None:
-        return True
+        return None
     try:
         accept(text)
-    except Exception:  # the caller's parser said no: keep it out of the cache, the caller handles the reply
-        return False
-    return True
+    except Exception as exc:  # the caller's parser said no; the caller handles the reply, the cache notes why
+        return f"{type(exc).__name__}: {exc}"[:500]
+    return None
 
 
 def classify_error(err: Exception) -> tuple[str, int | None]:

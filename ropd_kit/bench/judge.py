@@ -446,8 +446,9 @@ def bench_cache_replay(
     progress: Any = print,
 ) -> dict[str, Any]:
     """`cold_repeats` times: a fresh cache and reference index, one cold pass, then `repeats` warm passes over the
-    same groups. A reply the parser rejected is never cached, so warm requests are 0 only when every cold call
-    was usable: `warm_http_requests_by_role` says which role asked again. The server's text varies from run to
+    same groups. Every reply is cached, a rejected one with its rejection (the retry that quotes it replays too), so
+    warm requests are 0 unless a cold call failed outright (an endpoint error leaves no reply to replay):
+    `warm_http_requests_by_role` says which role asked again. The server's text varies from run to
     run (batching), so a cold pass whose warm passes asked again is redone on a fresh cache up to `cold_retries`
     times; the redone ones stay in the row (`redone`), and a last one that still asks again is reported as it is."""
     rows = []
@@ -463,8 +464,8 @@ def bench_cache_replay(
             if not any(asked_again) or attempt == cold_retries:
                 break
             redone.append({"cold": cold, "warm_http_requests": asked_again})
-            progress(f"cache replay {rep + 1}: warm passes asked again ({asked_again} requests: a cold reply was "
-                     f"rejected, so never cached); a fresh cold pass")
+            progress(f"cache replay {rep + 1}: warm passes asked again ({asked_again} requests: a cold "
+                     f"call failed, so nothing was cached for it); a fresh cold pass")
         warm_wall = median([w["wall_s"] for w in warms])
         row = {"repeat": rep, "cold": cold, "warm": warms, "warm_wall_s_median": warm_wall,
                "same_rewards": all(w["scores"] == cold["scores"] for w in warms),

@@ -1,8 +1,8 @@
 """Faults that only the judge stages can see (a 200 with the wrong JSON), and faults that outlast every retry.
 
 Through the fault proxy in front of the real local server: a Rubricator reply of the wrong schema and a verdict
-list of the wrong length are rejected, retried with the reason fed back, and never kept in the LLM cache (a clean
-replay gets a real answer); a group whose judging fails after all retries comes back failed with no scores (zero
+list of the wrong length are rejected, retried with the reason fed back, and kept in the LLM cache with their
+rejection (a re-run replays the same retry chain, which quotes them, without a request); a group whose judging fails after all retries comes back failed with no scores (zero
 advantage), the failures counted, without raising.
 """
 
@@ -64,7 +64,7 @@ def _is_wrong_length(text: str, n_answers: int, n_criteria: int) -> bool:
     return False
 
 
-def test_wrong_schema_rubric_is_retried_and_never_cached(proxy, small_config):
+def test_wrong_schema_rubric_is_retried_and_the_chain_replays(proxy, small_config):
     config = through(small_config, proxy.base_url)
     proxy.push("wrong_schema")
     outcome, stats = _induce(config)
@@ -73,13 +73,16 @@ def test_wrong_schema_rubric_is_retried_and_never_cached(proxy, small_config):
     assert "criteria" in outcome.errors[0]
     assert outcome.attempts >= 2  # the fault cost one attempt, not the group
     assert stats.snapshot()["rubricator"]["calls"] == outcome.attempts
-    # The rejected reply must not be replayed from the cache: a clean rerun has to ask the model again.
-    assert WRONG_SCHEMA_CONTENT not in cache_texts(config.cache_dir)
-    replay, _ = _induce(small_config)
-    assert replay.raw[0] != WRONG_SCHEMA_CONTENT
+    # The rejected reply is cached with its rejection, so a re-run of the same inputs replays the same chain (the
+    # wrong reply, then the retry that quotes it) and asks nothing.
+    assert WRONG_SCHEMA_CONTENT in cache_texts(config.cache_dir)
+    sent = len(proxy.events)
+    replay, replay_stats = _induce(config)
+    assert replay.raw == outcome.raw and replay.errors == outcome.errors
+    assert replay_stats.snapshot()["rubricator"]["http_requests"] == 0 and len(proxy.events) == sent
 
 
-def test_wrong_length_verdicts_are_retried_and_never_cached(proxy, small_config):
+def test_wrong_length_verdicts_are_retried_and_the_chain_replays(proxy, small_config):
     config = through(small_config, proxy.base_url)
     proxy.push("wrong_length")
     verdicts = _verify(config)
@@ -88,9 +91,10 @@ def test_wrong_length_verdicts_are_retried_and_never_cached(proxy, small_config)
     assert _is_wrong_length(bad, len(REFS) + len(ROLLOUTS), len(RUBRIC.criteria))
     assert any("judgement" in e for e in verdicts.errors), verdicts.errors
     assert verdicts.calls >= 2
-    assert bad not in cache_texts(config.cache_dir)
-    replay = _verify(small_config)
-    assert replay.raw[0] != bad
+    assert bad in cache_texts(config.cache_dir)
+    sent = len(proxy.events)
+    replay = _verify(config)
+    assert replay.raw == verdicts.raw and replay.errors == verdicts.errors and len(proxy.events) == sent
 
 
 def test_wrong_length_waits_for_a_verifier_request(proxy, small_config):
