@@ -1,8 +1,8 @@
-"""Write notebooks/01–06 from the cell sources below (nbformat v4, outputs empty).
+"""Write notebooks/01–07 from the cell sources below (nbformat v4, outputs empty).
 
 The notebooks are the product; this script is how their first version was written and how a reviewer reads them as
 one file. Edit a notebook in JupyterLab or edit here and re-run (`python scripts/make_notebooks.py`): the script
-overwrites all six. A parameter set to None takes the value an earlier notebook of the same run_dir gave it. Every notebook: a title, a `parameters` cell (flat values, papermill overrides them), a cell
+overwrites all of them. A parameter set to None takes the value an earlier notebook of the same run_dir gave it. Every notebook: a title, a `parameters` cell (flat values, papermill overrides them), a cell
 that builds the RunConfig, then markdown that says what the next call does and what to look at, then the call.
 """
 
@@ -33,15 +33,23 @@ NOTEBOOKS["01_teacher_references"] = [
 ROPD starts from two kinds of answers to the same task: **teacher references** (K answers from the black-box teacher)
 and a **group of student rollouts** (the current policy's samples). Notebook 02 induces a rubric from both.
 
-In: a task file (JSONL with `prompt` and, optionally, a ground-truth `answer`). Out, in `run_dir`: `tasks.jsonl`,
+In: tasks — the kit's JSONL, or any data set (GSM8K, MATH, multiple choice, conversations with reference rubrics;
+a local file, a `save_to_disk` folder or a hub id). Each task's family (arithmetic, math, multiple_choice,
+open_ended) picks the student's and teacher's prompts (`ropd_kit/prompts/`). Out, in `run_dir`: `tasks.jsonl`,
 `teacher_refs.jsonl`, `rollouts.jsonl`, `config.json`. Endpoints are named by URL, model and the **name** of the
 environment variable that holds the key — never the key: papermill copies these values into the executed notebook."""),
     ("params", """# Where this run's records go; notebooks 02-06 read it.
 run_dir = "runs/notebooks"
-# Tasks: JSONL with prompt (+ answer); the first n_tasks are used.
+# Tasks: the kit's JSONL, or a data set in another shape (detected from its columns): a local json/jsonl/parquet/csv
+# file, a save_to_disk folder or a hub id.
 tasks_path = "data/arith_train.jsonl"
-n_tasks = 4
+tasks_split = None  # the data set's split (None: "train"; a local file is its own split)
+tasks_subset = None  # a hub data set's config name
+tasks_field_map = None  # our field -> the source's column, e.g. {"question": "stem", "answer": "gold"}
+tasks_sample = None  # a seeded sample of this many rows, before n_tasks
+n_tasks = 4  # the first n tasks are used
 seed = 0
+prompts_dir = None  # a folder of templates that replace ropd_kit/prompts/ by file name
 # Teacher (black box). "local": the offline default, served by llama-server in this kernel.
 teacher_base_url = "local"
 teacher_model = "qwen2.5-coder-1.5b-instruct"
@@ -198,7 +206,9 @@ lopd_teacher_model = "qwen2.5-coder-1.5b-instruct"  # white-box teacher of lopd 
 max_steps = 4
 prompts_per_step = 2
 learning_rate = 1e-5
-eval_tasks_path = "data/arith_test.jsonl"
+eval_tasks_path = "data/arith_test.jsonl"  # any source tasks_path takes
+eval_tasks_split = None  # None: "test"
+eval_tasks_field_map = None  # as tasks_field_map
 eval_steps = 2
 n_eval_tasks = 8
 resume = False  # True: continue from the last checkpoint of this run_dir"""),
@@ -293,6 +303,83 @@ the teacher's phrasing."""),
 notebook_tools.save_table(config, "mimicry", mimicry)
 mimicry"""),
     ("code", """analysis.mimicry_figure(mimicry)"""),
+]
+
+
+FIDELITY_SETUP = """from ropd_kit import notebook_tools
+from ropd_kit.fidelity import study as fidelity
+
+notebook_tools.init_notebook()
+params = notebook_tools.parameters(globals())
+config = notebook_tools.run_config(params)  # run_dir is the study's folder
+study = notebook_tools.fidelity_study(config, variants=variants, signals=signals, n_boot=n_boot)
+notebook_tools.endpoint_table(study.run_config())"""
+
+NOTEBOOKS["07_reward_fidelity"] = [
+    ("md", """# 07 · Reward fidelity: does the rubric reward follow correctness?
+
+ROPD only works if its reward ranks a right rollout above a wrong one. This notebook measures that on a **bank** of
+student rollouts with ground-truth labels, for each **reward variant** (a set of RunConfig levers: one Verifier call
+per answer, read-first, evidence quotes, self-consistency, the consensus check, ...), beside two reference signals:
+the teacher's log-prob of the rollout (what logit distillation follows) and the teacher's own grade
+(teacher-as-judge). It runs the same steps as `python -m ropd_kit.fidelity --tasks ... --out ...`.
+
+Out, in `run_dir`: `bank/` (tasks, teacher refs, rollouts: a run directory), `variants/<name>/` (each variant's
+rubrics and verdicts: a run directory the inspector opens), `fidelity.json` and `fidelity.html`.
+Any RunConfig field can be passed as a parameter too (endpoints, token budgets); it applies to every variant.
+Ground truth measures the reward here; it never enters it."""),
+    ("params", """# The study's folder: bank/, variants/<name>/, fidelity.json, fidelity.html
+run_dir = "runs/fidelity"
+# Tasks with ground truth (a JSONL file, or anything ropd_kit.sources.load_task_source reads); the first n_tasks.
+tasks_path = "data/arith_easy_test.jsonl"
+n_tasks = 40
+n_rollouts = 8  # one group per task: n_tasks x n_rollouts rollouts in the bank
+seed = 0
+# Reward variants (ropd_kit.fidelity.variants): base, per_answer, read_first, evidence, sc3, sc5, consensus,
+# few_criteria, field=value; "a+b" combines two.
+variants = ["base"]
+signals = ["logprob", "judge"]  # reference signals; [] for none
+n_boot = 2000  # bootstrap draws (tasks resampled) per interval"""),
+    ("code", FIDELITY_SETUP),
+    ("md", """## The bank
+Tasks, `n_teacher_refs` teacher references per task and one group of `n_rollouts` student rollouts per task, through
+the kit's own stages (replayed from the reference index and the LLM cache when run again). **Look at:** `right`
+per task — a group whose rollouts are all right or all wrong gives no within-group pair — and `teacher_competent`
+(a strict majority of the teacher's refs right): a reward distilled from a teacher cannot beat the teacher."""),
+    ("code", """bank = notebook_tools.fidelity_bank(study)
+notebook_tools.bank_table(bank)"""),
+    ("md", """## Judging the bank under each variant
+Every group is judged as training judges it: one rubric from the teacher refs and the group, then blind verdicts.
+Variants with the same rubric settings replay the same rubrics from the cache and differ only in verification.
+**Look at:** the progress bars' failures; each variant's folder under `variants/` is a run directory."""),
+    ("code", """judged = notebook_tools.fidelity_judge(study, bank)"""),
+    ("md", """## Reference signals
+The teacher-as-judge grade (through the verifier endpoint) and the mean token log-prob under the white-box teacher
+`lopd_teacher_model` (transformers, in this kernel; the slowest step on a CPU)."""),
+    ("code", """signals_ = notebook_tools.fidelity_signals(study, bank)"""),
+    ("md", """## ROC AUC with task-bootstrap intervals
+Per signal: the **pooled** AUC (right vs wrong rollouts of all tasks) and the **within-group** AUC (right vs wrong
+rollouts of the same prompt: what GRPO's group-centred advantages see), with 95% intervals that resample tasks, and
+the same per teacher-competence stratum. **Look at:** `n_pos`/`n_neg`, intervals that include 0.5, and a pooled AUC
+far above the within-group one (the signal tells easy tasks from hard ones, not right from wrong)."""),
+    ("code", """result = notebook_tools.fidelity_result(study)
+fidelity.summary_table(result)"""),
+    ("code", """fidelity.fidelity_figure(result)"""),
+    ("md", """## Variants: cost and failures
+**Look at:** groups that could not be judged, judge tokens per scored rollout (Rubricator + Verifier, replayed
+calls included) and how often the rubric's final-result criterion names the right value."""),
+    ("code", """fidelity.variant_table(result)"""),
+    ("md", """## Where the link is lost: criteria by category
+For the first variant: per criterion category, how often the verdict equals correctness (`agreement`) and the pass
+rate on right minus on wrong rollouts (`discrimination`; negative rewards wrong answers). `fidelity.json` has the
+same per variant and per teacher-competence stratum. **Look at:** the result category (final answer) first."""),
+    ("code", """fidelity.criteria_table(result, study.variants[0])"""),
+    ("md", """## One group at a time
+The rubric inspector on the first variant's folder: each criterion's agreement with correctness in the selected
+group, the verdict matrix, live re-weighting."""),
+    ("code", """from ropd_kit.inspector import RubricInspector
+
+RubricInspector(study.variant_path(study.variants[0]))"""),
 ]
 
 

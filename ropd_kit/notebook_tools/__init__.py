@@ -1,4 +1,4 @@
-"""The glue between the notebooks (01–06) and the stage functions: parameters, servers, tables, figures.
+"""The glue between the notebooks (01–07) and the stage functions: parameters, servers, tables, figures.
 
 Notebooks stay thin: a `parameters` cell, then one call per step. What would be a loop or an `if` in a cell lives
 here instead, one module per notebook section:
@@ -10,6 +10,7 @@ here instead, one module per notebook section:
 - `training`: notebook 04 — train summary, train log table and curves.
 - `signals`:  notebook 05 — teacher-as-judge signal, the AUC table.
 - `runs`:     notebook 06 and the batch index — efficiency, samples to target, mimicry across runs.
+- `fidelity`: notebook 07 — the reward-fidelity study step by step (`ropd_kit.fidelity.study`).
 
     params = notebook_tools.parameters(globals())   # the parameters cell's values (and papermill's injected ones)
     config = notebook_tools.run_config(params)       # + what earlier notebooks of this run_dir were given
@@ -17,6 +18,7 @@ here instead, one module per notebook section:
 The offline HTML export and output stripping live with the reports (`ropd_kit.batch.report`).
 """
 
+from .fidelity import bank_table, fidelity_bank, fidelity_judge, fidelity_result, fidelity_signals, fidelity_study
 from .params import PARAMS_FILE, config_parameter_names, init_notebook, parameters, run_config
 from .runs import comparison_sections, default_target, efficiency, find_runs, mimicry, target_table
 from .servers import ROLES, endpoint_table, resolve_endpoints, stop_servers
@@ -26,8 +28,9 @@ from .tables import (example_group, groups_table, judge_groups, records, reward_
 from .training import TRAIN_LOG_COLUMNS, train_log_figure, train_log_table, train_summary
 
 __all__ = [
-    "PARAMS_FILE", "ROLES", "TRAIN_LOG_COLUMNS", "comparison_sections", "config_parameter_names", "default_target",
-    "efficiency", "endpoint_table", "example_group", "find_runs", "groups_table", "init_notebook", "judge_groups",
+    "PARAMS_FILE", "ROLES", "TRAIN_LOG_COLUMNS", "bank_table", "comparison_sections", "config_parameter_names",
+    "default_target", "efficiency", "fidelity_bank", "fidelity_judge", "fidelity_result", "fidelity_signals",
+    "fidelity_study", "endpoint_table", "example_group", "find_runs", "groups_table", "init_notebook", "judge_groups",
     "judge_signal", "mimicry", "parameters", "records", "resolve_endpoints", "reward_figure", "rewards_table",
     "rollouts_table", "rubric_sizes", "rubrics_table", "run_config", "save_table", "signal_table", "stop_servers",
     "target_table", "teacher_refs_table", "train_log_figure", "train_log_table", "train_summary",

@@ -1,0 +1,942 @@
+"""The reward-fidelity study: does the rubric reward rank right student rollouts above wrong ones, per reward variant?
+
+A study folder `DIR` holds:
+
+    DIR/bank/                 a run directory: tasks, teacher refs and student rollouts (stages 0-2 of pipeline.py),
+                              plus the reference signals logprob.jsonl and judge_signal.jsonl
+    DIR/variants/<name>/      one run directory per reward variant: the bank's files copied, and the variant's own
+                              config.json, rubrics.jsonl, verdicts.jsonl, judge_raw.jsonl, usage.json
+                              (`RubricInspector("DIR/variants/base")` opens it)
+    DIR/study.json            the StudyConfig;  DIR/timings.json  wall seconds per stage
+    DIR/fidelity.json         the numbers;      DIR/fidelity.html  the figure (self-contained)
+
+Steps, each a function with records in and records out, so the summary can be computed (and tested) from records
+alone:
+
+1. `build_bank`: tasks (any source `sources.load_task_source` reads) -> K teacher refs per task -> a group of
+   student rollouts per task, through the kit's own stages. The LLM disk cache and the teacher reference index make
+   a second build free.
+2. `judge_variant`: for one variant (`variants.py`: RunConfig overrides), every group is judged as training would
+   judge it (`pipeline.judge_group_async`: rubric, blind verification, s_i). Variants with the same rubric settings
+   replay the same rubrics from the cache and differ only in verification.
+3. `reference_signals`: the teacher's mean token log-prob of each rollout (white-box, transformers) and the
+   teacher-as-judge grade (`reward.JudgeReward`, no rubric).
+4. `summarise` (pure): labels (ground truth, teacher competence), then per signal pooled and within-group AUC with
+   task-cluster bootstrap intervals, per criterion category agreement and discrimination, the result-criterion value
+   check, verifier failures and judge tokens per scored rollout, every number also per teacher-competence stratum.
+
+`run_study` chains them with local servers started for the roles whose base_url is "local"; the CLI is
+`python -m ropd_kit.fidelity` and notebook 07 runs the same steps cell by cell (`notebook_tools.fidelity`).
+Ground truth is used to measure the reward, never to compute it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .. import rundir
+from ..config import RunConfig
+from .criteria import agreement_table, criterion_verdicts, result_value_check, result_value_summary, verdict_coverage
+from .labels import label_correct, teacher_competence
+from .stats import json_records, signal_summary, split_by, summary_frame
+from .variants import apply_variant, parse_variant, parse_variants
+
+if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
+    import plotly.graph_objects as go
+
+BANK = "bank"
+VARIANTS_DIR = "variants"
+STUDY_FILE = "study.json"
+TIMINGS_FILE = "timings.json"
+FIDELITY_JSON = "fidelity.json"
+FIDELITY_HTML = "fidelity.html"
+USAGE_FILE = "usage.json"
+LOGPROB_FILE = "logprob.jsonl"
+JUDGE_SIGNAL_FILE = "judge_signal.jsonl"
+
+SIGNALS = ("logprob", "judge")
+JUDGE_ROLES = ("rubricator", "verifier")
+STRATUM = "teacher_competent"
+# The RunConfig fields the study sets itself (from its own options), not through `params`.
+STUDY_FIELDS = ("run_dir", "tasks_path", "n_tasks", "n_rollouts", "seed")
+KEYS = ["task_id", "step", "rollout_idx"]
+SIGNAL_LABELS = {"logprob": "teacher log-prob", "judge": "teacher-as-judge"}
+STRATUM_LABELS = {"all": "all tasks", f"{STRATUM}=True": "teacher competent", f"{STRATUM}=False": "teacher not competent",
+                  f"{STRATUM}=missing": "no ground truth"}
+
+
+def rubric_signal(variant: str) -> str:
+    """The column (and fidelity.json key) of a variant's rubric score: "rubric:base"."""
+    return f"rubric:{variant}"
+
+
+def signal_label(signal: str) -> str:
+    if signal.startswith("rubric:"):
+        return f"rubric reward ({signal.split(':', 1)[1]})"
+    return SIGNAL_LABELS.get(signal, signal)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The study's settings
+
+
+class StudyConfig(BaseModel):
+    """What a study measures and where it writes. `params` are any other RunConfig parameters (flat, as a notebook
+    gives them, e.g. `teacher_model`, `verifier_max_tokens`), applied to the bank and to every variant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: str = Field(description="A task file or data set: what data.load_tasks / sources.load_task_source read.")
+    out: str = Field(description="The study folder (bank/, variants/, fidelity.json, fidelity.html).")
+    n_tasks: int | None = Field(default=40, ge=1, description="The first n tasks (None: all).")
+    n_rollouts: int = Field(default=8, ge=2, le=256, description="Student rollouts per task (one group).")
+    variants: list[str] = Field(default_factory=lambda: ["base"])
+    signals: list[str] = Field(default_factory=lambda: list(SIGNALS), description="Reference signals: logprob, judge.")
+    seed: int = 0
+    n_boot: int = Field(default=2000, ge=0, description="Bootstrap draws (tasks resampled) per interval.")
+    level: float = Field(default=0.95, gt=0, lt=1)
+    split: str = Field(default="train", description="Split of a hub data set (a local file is its own split).")
+    subset: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("variants")
+    @classmethod
+    def _known_variants(cls, v: list[str]) -> list[str]:
+        return list(parse_variants(v))  # raises VariantError naming the known variants
+
+    @field_validator("signals")
+    @classmethod
+    def _known_signals(cls, v: list[str]) -> list[str]:
+        v = [s.strip() for s in v if s and s.strip() and s.strip() != "none"]
+        unknown = sorted(set(v) - set(SIGNALS))
+        if unknown:
+            raise ValueError(f"unknown signal(s) {unknown}; choose from {', '.join(SIGNALS)} (or none)")
+        return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _params(self) -> "StudyConfig":
+        from ..redaction import check_secrets
+
+        check_secrets(self.params)
+        own = sorted(set(self.params) & set(STUDY_FIELDS))
+        if own:
+            raise ValueError(f"params {own} are the study's own settings: use tasks/out/n_tasks/n_rollouts/seed")
+        self.run_config()  # an unknown or invalid parameter fails now, not after the bank is built
+        return self
+
+    @property
+    def path(self) -> Path:
+        return Path(self.out)
+
+    @property
+    def bank_path(self) -> Path:
+        return self.path / BANK
+
+    def variant_path(self, name: str) -> Path:
+        return self.path / VARIANTS_DIR / name
+
+    def run_config(self) -> RunConfig:
+        """The bank's RunConfig: the study's sizes and seed on top of `params`, run_dir DIR/bank."""
+        return RunConfig.from_params(**self.params, run_dir=str(self.bank_path), tasks_path=self.tasks,
+                                     n_tasks=self.n_tasks, n_rollouts=self.n_rollouts, seed=self.seed)
+
+    def variant_config(self, config: RunConfig, name: str) -> RunConfig:
+        """`config` (the bank's, endpoints resolved or not) with a variant's overrides and its own run_dir."""
+        return apply_variant(config, name).model_copy(update={"run_dir": str(self.variant_path(name))})
+
+    def save(self) -> Path:
+        target = self.path / STUDY_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(self.model_dump(), indent=2) + "\n")
+        return target
+
+    @classmethod
+    def load(cls, out: str | Path) -> "StudyConfig":
+        path = Path(out) / STUDY_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no study here (run `python -m ropd_kit.fidelity --tasks ... --out {out}`)")
+        return cls(**json.loads(path.read_text()))
+
+    @classmethod
+    def from_run_config(cls, config: RunConfig, **options: Any) -> "StudyConfig":
+        """A study whose folder is `config.run_dir` and whose tasks, sizes and seed are the config's (notebook 07);
+        the config's other non-default fields become `params`. `options`: variants, signals, n_boot, ..."""
+        default = RunConfig().model_dump()
+        params = {k: v for k, v in config.model_dump().items() if k not in STUDY_FIELDS and v != default.get(k)}
+        return cls(tasks=config.tasks_path, out=config.run_dir, n_tasks=config.n_tasks, n_rollouts=config.n_rollouts,
+                   seed=config.seed, params=params, **options)
+
+
+def record_timing(out: str | Path, stage: str, seconds: float) -> None:
+    """Add a stage's wall seconds to DIR/timings.json (the latest run of each stage wins)."""
+    path = Path(out) / TIMINGS_FILE
+    timings = json.loads(path.read_text()) if path.exists() else {}
+    timings[stage] = round(float(seconds), 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(TIMINGS_FILE + ".tmp")
+    tmp.write_text(json.dumps(timings, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_timings(out: str | Path) -> dict[str, float]:
+    path = Path(out) / TIMINGS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. The bank
+
+
+@dataclass
+class Bank:
+    """The records of a bank run directory: tasks, teacher refs, student rollouts."""
+
+    path: Path
+    tasks: list[dict]
+    teacher_refs: list[dict]
+    rollouts: list[dict]
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Bank":
+        path = Path(path)
+        tasks = rundir.read_jsonl(path / rundir.TASKS)
+        rollouts = rundir.read_jsonl(path / rundir.ROLLOUTS)
+        if not tasks or not rollouts:
+            raise FileNotFoundError(f"{path}: no bank here (tasks.jsonl and rollouts.jsonl are needed)")
+        return cls(path, tasks, rundir.read_jsonl(path / rundir.TEACHER_REFS), rollouts)
+
+    def frame(self) -> pd.DataFrame:
+        """One row per student rollout with a text: task_id, step, rollout_idx, prompt, text, truncated, correct
+        (ground truth; None without one) and teacher_competent (a strict majority of the task's refs right)."""
+        return rollout_frame(self.tasks, self.teacher_refs, self.rollouts)
+
+    def groups(self) -> dict[tuple[str, int], list[dict]]:
+        """(task_id, step) -> the group's rollouts that have a text, in rollout_idx order: the answers judged."""
+        out: dict[tuple[str, int], list[dict]] = {}
+        for r in self.rollouts:
+            if r.get("text") is not None:
+                out.setdefault((r["task_id"], int(r.get("step", 0))), []).append(r)
+        return {k: sorted(v, key=lambda r: r["rollout_idx"]) for k, v in out.items()}
+
+
+def _tasks_frame(tasks: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(list(tasks))
+    if "answer" not in frame.columns:
+        frame["answer"] = None
+    return frame
+
+
+def rollout_frame(tasks: Sequence[Mapping], teacher_refs: Sequence[Mapping], rollouts: Sequence[Mapping]) -> pd.DataFrame:
+    """The labelled bank (see `Bank.frame`). Rollouts without a text (sampling failed) are left out."""
+    task_frame = _tasks_frame(tasks)
+    rows = [r for r in rollouts if r.get("text") is not None]
+    frame = pd.DataFrame(rows, columns=sorted({k for r in rows for k in r} | set(KEYS) | {"text"}))
+    frame["step"] = frame["step"].fillna(0).astype(int) if len(frame) else frame["step"]
+    frame = frame.drop_duplicates(subset=KEYS, keep="last")
+    frame = frame.merge(task_frame[["id", "prompt"]].rename(columns={"id": "task_id"}), on="task_id", how="left")
+    if "truncated" not in frame.columns:
+        frame["truncated"] = False
+    frame = label_correct(frame, task_frame)
+    refs = pd.DataFrame(list(teacher_refs), columns=["task_id", "ref_idx", "text"]) if teacher_refs else None
+    if refs is not None and len(refs):
+        competence = teacher_competence(refs, task_frame)[["task_id", STRATUM]]
+        frame = frame.merge(competence, on="task_id", how="left")
+        frame[STRATUM] = pd.Series([None if pd.isna(v) else bool(v) for v in frame[STRATUM]], index=frame.index,
+                                   dtype=object)
+    else:
+        frame[STRATUM] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    columns = KEYS + ["prompt", "text", "truncated", "correct", STRATUM]
+    return frame[columns].sort_values(KEYS, kind="stable").reset_index(drop=True)
+
+
+def build_bank(study: StudyConfig, config: RunConfig | None = None, *, progress: bool = True) -> Bank:
+    """Stages 0-2 into DIR/bank: the tasks, K teacher refs per task, one group of student rollouts per task.
+
+    `config`: the bank's RunConfig with endpoints resolved (default `study.run_config()`, whose "local" endpoints
+    must then already point at servers). Replayed from the reference index and the LLM cache when run again.
+    """
+    from ..data import write_tasks
+    from ..pipeline import rollouts_stage, teacher_refs_stage
+    from ..sources import load_task_source
+
+    config = config or study.run_config()
+    config = config.model_copy(update={"run_dir": str(study.bank_path)})
+    study.save()
+    started = time.perf_counter()
+    tasks = load_task_source(study.tasks, split=study.split, subset=study.subset, limit=study.n_tasks,
+                             seed=study.seed)
+    write_tasks(study.bank_path / rundir.TASKS, tasks)
+    config.save()
+    record_timing(study.path, "tasks_s", time.perf_counter() - started)
+    started = time.perf_counter()
+    teacher_refs_stage(config)
+    record_timing(study.path, "teacher_refs_s", time.perf_counter() - started)
+    started = time.perf_counter()
+    rollouts_stage(config)
+    record_timing(study.path, "rollouts_s", time.perf_counter() - started)
+    return Bank.read(study.bank_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. Judging the bank under one reward variant
+
+
+@dataclass
+class Judged:
+    """One variant's judging of the bank: rubrics.jsonl and verdicts.jsonl records, and what it cost."""
+
+    variant: str
+    rubrics: list[dict]
+    verdicts: list[dict]
+    usage: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: str | Path, variant: str | None = None) -> "Judged":
+        path = Path(path)
+        rubrics = rundir.read_jsonl(path / rundir.RUBRICS)
+        if not rubrics:
+            raise FileNotFoundError(f"{path}: no rubrics.jsonl (this variant was not judged)")
+        usage_path = path / USAGE_FILE
+        usage = json.loads(usage_path.read_text()) if usage_path.exists() else {}
+        return cls(variant or path.name, rubrics, rundir.read_jsonl(path / rundir.VERDICTS), usage)
+
+
+def _copy_bank(bank: Bank, target: Path) -> None:
+    # Each variant folder is a whole run directory, so the inspector and notebooks 02/03 open it as it is.
+    rundir.write_jsonl(target / rundir.TASKS, bank.tasks)
+    rundir.write_jsonl(target / rundir.TEACHER_REFS, bank.teacher_refs)
+    rundir.write_jsonl(target / rundir.ROLLOUTS, bank.rollouts)
+
+
+async def judge_bank_async(bank: Bank, config: RunConfig, clients: Any, *, progress: bool = True) -> list[Any]:
+    """Every group of the bank judged under `config` (`pipeline.judge_group_async`), concurrently; returns the
+    GroupJudgements with `rollout_idx` / `ref_idx` added to each verdict record (answers without a text are not
+    judged, so a verdict's answer_idx is its place among the judged ones)."""
+    from tqdm.auto import tqdm
+
+    from ..data import task_from_record
+    from ..pipeline import judge_group_async
+
+    tasks = {t["id"]: task_from_record(t, f"{bank.path / rundir.TASKS}:{t['id']}") for t in bank.tasks}
+    refs: dict[str, list[dict]] = {}
+    for r in bank.teacher_refs:
+        if r.get("text"):
+            refs.setdefault(r["task_id"], []).append(r)
+    groups = {k: v for k, v in bank.groups().items() if k[0] in tasks}
+    bar = tqdm(total=len(groups), desc=f"judge groups ({Path(config.run_dir).name})", disable=not progress)
+
+    async def one(task_id: str, step: int, group: list[dict]):
+        task_refs = sorted(refs.get(task_id, []), key=lambda r: r["ref_idx"])
+        result = await judge_group_async(
+            tasks[task_id], [r["text"] for r in task_refs], [r["text"] for r in group], clients, config, step=step,
+            truncated=[bool(r.get("truncated")) for r in group],
+        )
+        for record in result.verdict_records:
+            idx = record.get("answer_idx")
+            if record["source"] == "student" and idx is not None and idx < len(group):
+                record["rollout_idx"] = group[idx]["rollout_idx"]
+            elif record["source"] == "teacher" and idx is not None and idx < len(task_refs):
+                record["ref_idx"] = task_refs[idx]["ref_idx"]
+        bar.update(1)
+        return result
+
+    try:
+        return list(await asyncio.gather(*(one(t, s, g) for (t, s), g in groups.items())))
+    finally:
+        bar.close()
+
+
+def judge_variant(
+    study: StudyConfig, bank: Bank, name: str, config: RunConfig | None = None, *, progress: bool = True
+) -> Judged:
+    """Judge the whole bank under variant `name`, into DIR/variants/<name>/ (a run directory).
+
+    `config`: the bank's RunConfig with endpoints resolved (default `study.run_config()`). usage.json records the
+    Rubricator's and Verifier's calls and tokens for this variant — tokens of replies replayed from the cache
+    included (`cached_*`), so a replayed variant still says what its judging costs.
+    """
+    from ..llm import make_clients, run_sync
+    from ..pipeline import write_judgements
+
+    vconfig = study.variant_config(config or study.run_config(), name)
+    target = study.variant_path(name)
+    _copy_bank(bank, target)
+    vconfig.save()
+
+    async def go():
+        async with make_clients(vconfig) as clients:
+            before = clients.stats.snapshot()
+            results = await judge_bank_async(bank, vconfig, clients, progress=progress)
+            return results, clients.stats.since(before)
+
+    started = time.perf_counter()
+    results, usage = run_sync(go())
+    wall = time.perf_counter() - started
+    write_judgements(target, results, replace=True)
+    summary = {
+        "variant": name,
+        "overrides": parse_variant(name),
+        "wall_s": round(wall, 3),
+        "groups": len(results),
+        "groups_failed": sum(1 for r in results if r.failed),
+        "verifier_calls": sum(r.verifier_calls for r in results),
+        "errors": {f"{r.task_id}@{r.step}": r.error for r in results if r.failed},
+        "usage": {role: usage[role] for role in usage},
+    }
+    (target / USAGE_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    record_timing(study.path, f"judge:{name}_s", wall)
+    return Judged.read(target, name)
+
+
+def judge_variants(
+    study: StudyConfig, bank: Bank, config: RunConfig | None = None, *, progress: bool = True
+) -> dict[str, Judged]:
+    """`judge_variant` for each of the study's variants, in order."""
+    return {name: judge_variant(study, bank, name, config, progress=progress) for name in study.variants}
+
+
+def read_judged(study: StudyConfig | str | Path, variants: Iterable[str] | None = None) -> dict[str, Judged]:
+    """The variants already judged under DIR/variants (all of them, or those named), without any model."""
+    out = Path(study.out if isinstance(study, StudyConfig) else study)
+    names = list(variants) if variants is not None else sorted(
+        p.name for p in (out / VARIANTS_DIR).glob("*") if (p / rundir.RUBRICS).exists()
+    )
+    return {name: Judged.read(out / VARIANTS_DIR / name, name) for name in names}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. Reference signals
+
+
+def _text_key(model: str, prompt: Any, text: str) -> str:
+    return hashlib.sha256(json.dumps([model, prompt, text], ensure_ascii=False).encode()).hexdigest()[:24]
+
+
+def logprob_signal(study: StudyConfig, bank: Bank, config: RunConfig | None = None, *,
+                   batch_size: int = 4) -> list[dict]:
+    """Mean token log-prob of each rollout under the white-box teacher (`config.lopd_teacher_model`), in
+    transformers. Kept in DIR/bank/logprob.jsonl keyed by model and text, so only new rollouts are scored again."""
+    from ..analysis import add_teacher_logprob, load_teacher
+
+    config = config or study.run_config()
+    model_name = config.lopd_teacher_model
+    frame = bank.frame()
+    path = study.bank_path / LOGPROB_FILE
+    known = {r["key"]: r["logprob"] for r in rundir.read_jsonl(path) if r.get("model") == model_name}
+    keys = [_text_key(model_name, p, t) for p, t in zip(frame["prompt"], frame["text"])]
+    todo = frame[[k not in known for k in keys]]
+    started = time.perf_counter()
+    if len(todo):
+        model, tokenizer = load_teacher(model_name, dtype=config.student_dtype)
+        scored = add_teacher_logprob(todo, model, tokenizer, batch_size=batch_size)
+        for (_, row), key in zip(scored.iterrows(), [k for k in keys if k not in known]):
+            known[key] = None if pd.isna(row["logprob"]) else float(row["logprob"])
+        del model
+    records = [{**{k: row[k] for k in KEYS}, "model": model_name, "key": key, "logprob": known.get(key)}
+               for (_, row), key in zip(frame.iterrows(), keys)]
+    rundir.write_jsonl(path, [{k: (int(v) if k in ("step", "rollout_idx") else v) for k, v in r.items()}
+                              for r in records])
+    record_timing(study.path, "logprob_s", time.perf_counter() - started)
+    return records
+
+
+def judge_signal(study: StudyConfig, bank: Bank, config: RunConfig | None = None, *,
+                 progress: bool = True) -> list[dict]:
+    """The teacher-as-judge grade (0-1) of each rollout through the verifier endpoint (`reward.JudgeReward`, no
+    rubric), into DIR/bank/judge_signal.jsonl; usage (tokens included) in DIR/bank/judge_signal_usage.json."""
+    from tqdm.auto import tqdm
+
+    from ..llm import make_clients, run_sync
+    from ..reward import JudgeReward
+
+    config = (config or study.run_config()).model_copy(update={"run_dir": str(study.bank_path)})
+    frame = bank.frame()
+
+    async def go():
+        async with make_clients(config) as clients:
+            before = clients.stats.snapshot()
+            judge = JudgeReward(config, clients, None, num_generations=max(2, config.n_rollouts))
+            bar = tqdm(total=len(frame), desc="teacher-as-judge", disable=not progress)
+
+            async def one(prompt: str, text: str):
+                score, _, error = await judge.score(prompt, text)
+                bar.update(1)
+                return score, error
+
+            try:
+                out = await asyncio.gather(*(one(p, t) for p, t in zip(frame["prompt"], frame["text"])))
+            finally:
+                bar.close()
+            return out, clients.stats.since(before)
+
+    started = time.perf_counter()
+    graded, usage = run_sync(go())
+    records = [{**{k: (int(row[k]) if k != "task_id" else row[k]) for k in KEYS}, "judge": score, "error": error}
+               for (_, row), (score, error) in zip(frame.iterrows(), graded)]
+    rundir.write_jsonl(study.bank_path / JUDGE_SIGNAL_FILE, records)
+    (study.bank_path / "judge_signal_usage.json").write_text(json.dumps(usage, indent=2) + "\n")
+    record_timing(study.path, "judge_signal_s", time.perf_counter() - started)
+    return records
+
+
+def reference_signals(study: StudyConfig, bank: Bank, config: RunConfig | None = None, *,
+                      progress: bool = True) -> dict[str, list[dict]]:
+    """The study's reference signals ({"logprob": records, "judge": records}), each computed as above."""
+    out: dict[str, list[dict]] = {}
+    if "judge" in study.signals:
+        out["judge"] = judge_signal(study, bank, config, progress=progress)
+    if "logprob" in study.signals:
+        out["logprob"] = logprob_signal(study, bank, config)
+    return out
+
+
+def read_signals(study: StudyConfig | str | Path) -> dict[str, list[dict]]:
+    """The reference signals already computed under DIR/bank (those present)."""
+    bank = Path(study.out if isinstance(study, StudyConfig) else study) / BANK
+    out = {}
+    for name, file in (("judge", JUDGE_SIGNAL_FILE), ("logprob", LOGPROB_FILE)):
+        if (bank / file).exists():
+            out[name] = rundir.read_jsonl(bank / file)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. The summary (pure: records in, a JSON-ready dict out)
+
+
+def student_scores(bank: Bank, judged: Judged) -> pd.DataFrame:
+    """(task_id, step, rollout_idx, score) of each judged student rollout. A verdict record without rollout_idx
+    (a hand-written one) is placed by answer_idx among the group's rollouts that have a text."""
+    groups = bank.groups()
+    rows = []
+    for v in judged.verdicts:
+        if v.get("source", "student") != "student":
+            continue
+        step = int(v.get("step", 0))
+        idx = v.get("rollout_idx")
+        if idx is None:
+            group = groups.get((v["task_id"], step), [])
+            a = v.get("answer_idx")
+            if a is None or a >= len(group):
+                continue
+            idx = group[a]["rollout_idx"]
+        rows.append({"task_id": v["task_id"], "step": step, "rollout_idx": int(idx), "score": v.get("score")})
+    frame = pd.DataFrame(rows, columns=KEYS + ["score"]).drop_duplicates(subset=KEYS, keep="last")
+    frame["score"] = pd.to_numeric(frame["score"], errors="coerce").astype(float)
+    return frame
+
+
+def signal_frame(bank: Bank, judged: Mapping[str, Judged], signals: Mapping[str, Sequence[Mapping]]) -> pd.DataFrame:
+    """The labelled bank with one column per signal: `rubric:<variant>` for each variant, then logprob / judge.
+    A rollout a variant could not score keeps NaN there (counted as missing, never as 0)."""
+    frame = bank.frame()
+    for name, result in judged.items():
+        scores = student_scores(bank, result).rename(columns={"score": rubric_signal(name)})
+        frame = frame.merge(scores, on=KEYS, how="left")
+    for name, records in signals.items():
+        extra = pd.DataFrame(list(records), columns=KEYS + [name])
+        extra["step"] = extra["step"].fillna(0).astype(int) if len(extra) else extra["step"]
+        extra = extra.drop_duplicates(subset=KEYS, keep="last")
+        frame = frame.merge(extra, on=KEYS, how="left")
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+    return frame
+
+
+def _by_stratum(frame: pd.DataFrame, fn, *args, **kwargs) -> dict:
+    return split_by(frame, STRATUM if STRATUM in frame.columns else None, fn, *args, **kwargs)
+
+
+def _bank_counts(frame: pd.DataFrame) -> dict[str, Any]:
+    labelled = frame[frame["correct"].map(lambda v: v is True or v is False)]
+    y = labelled["correct"].astype(bool)
+    mixed = labelled.assign(_y=y).groupby(["task_id", "step"])["_y"].agg(lambda s: 0 < s.sum() < len(s))
+    return {
+        "n_tasks": int(frame["task_id"].nunique()),
+        "n": int(len(labelled)),
+        "n_pos": int(y.sum()),
+        "n_neg": int((~y).sum()),
+        "n_unlabelled": int(len(frame) - len(labelled)),
+        "student_accuracy": float(y.mean()) if len(y) else None,
+        "n_groups": int(frame.groupby(["task_id", "step"]).ngroups) if len(frame) else 0,
+        "n_groups_mixed": int(mixed.sum()) if len(mixed) else 0,
+    }
+
+
+def bank_summary(bank: Bank, frame: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Sizes and labels of the bank: rollouts right/wrong, groups with both, teacher competence per task."""
+    frame = bank.frame() if frame is None else frame
+    task_frame = _tasks_frame(bank.tasks)
+    refs = pd.DataFrame(list(bank.teacher_refs), columns=["task_id", "ref_idx", "text"])
+    competence = teacher_competence(refs, task_frame) if len(refs) else pd.DataFrame(
+        columns=["task_id", "n_refs", "n_right", STRATUM])
+    ref_right = competence["n_right"].map(lambda v: 0 if v is None else v)
+    return {
+        "n_rollouts_sampled": len(bank.rollouts),
+        "n_rollouts_failed": sum(1 for r in bank.rollouts if r.get("text") is None),
+        "n_rollouts_truncated": int(frame["truncated"].fillna(False).astype(bool).sum()),
+        "n_teacher_refs": len(bank.teacher_refs),
+        "teacher_accuracy": float(ref_right.sum() / competence["n_refs"].sum()) if len(competence) else None,
+        "n_tasks_teacher_competent": int(competence[STRATUM].map(lambda v: v is True).sum()),
+        "n_tasks_teacher_not_competent": int(competence[STRATUM].map(lambda v: v is False).sum()),
+        "by_stratum": _by_stratum(frame, _bank_counts),
+    }
+
+
+def _labelled_verdicts(judged: Judged, frame: pd.DataFrame) -> list[dict]:
+    """The variant's student verdicts with `correct` and `teacher_competent` of their rollout joined on."""
+    labels = {(r.task_id, int(r.step), int(r.rollout_idx)): (r.correct, getattr(r, STRATUM))
+              for r in frame[KEYS + ["correct", STRATUM]].itertuples(index=False)}
+    out = []
+    groups: dict[tuple[str, int], list[int]] = {}
+    for key in labels:
+        groups.setdefault(key[:2], []).append(key[2])
+    for v in judged.verdicts:
+        if v.get("source", "student") != "student":
+            continue
+        step = int(v.get("step", 0))
+        idx = v.get("rollout_idx")
+        if idx is None:
+            ordered = sorted(groups.get((v["task_id"], step), []))
+            a = v.get("answer_idx")
+            idx = ordered[a] if a is not None and a < len(ordered) else None
+        correct, competent = labels.get((v["task_id"], step, idx), (None, None))
+        out.append({**v, "step": step, "correct": correct, STRATUM: competent})
+    return out
+
+
+def _group_failures(judged: Judged, frame: pd.DataFrame) -> dict[str, Any]:
+    """Per stratum: groups, groups whose rubric failed, groups with a student answer left without verdicts."""
+    competent = dict(zip(frame["task_id"], frame[STRATUM]))
+    rows = []
+    verdicts: dict[tuple[str, int], list[dict]] = {}
+    for v in judged.verdicts:
+        if v.get("source", "student") == "student":
+            verdicts.setdefault((v["task_id"], int(v.get("step", 0))), []).append(v)
+    for r in judged.rubrics:
+        key = (r["task_id"], int(r.get("step", 0)))
+        rubric_failed = not r.get("criteria")
+        answers = verdicts.get(key, [])
+        verify_failed = not rubric_failed and (not answers or any(a.get("judgements") is None for a in answers))
+        rows.append({"task_id": key[0], STRATUM: competent.get(key[0]), "rubric_failed": rubric_failed,
+                     "verify_failed": verify_failed})
+    table = pd.DataFrame(rows, columns=["task_id", STRATUM, "rubric_failed", "verify_failed"])
+
+    def counts(part: pd.DataFrame) -> dict[str, Any]:
+        n = len(part)
+        failed = int((part["rubric_failed"] | part["verify_failed"]).sum())
+        return {"groups": n, "groups_failed": failed, "rubric_failures": int(part["rubric_failed"].sum()),
+                "verifier_failures": int(part["verify_failed"].sum()), "failure_rate": failed / n if n else None}
+
+    return split_by(table, STRATUM, counts)
+
+
+def _lever_counts(verdicts: Sequence[Mapping]) -> dict[str, int]:
+    """What the levers did to student answers: verdicts turned false for want of a quote, criteria decided by code."""
+    out = {"answers": 0, "evidence_flipped": 0, "checked_by_code": 0, "flipped_by_code": 0}
+    for v in verdicts:
+        if v.get("source", "student") != "student":
+            continue
+        out["answers"] += 1
+        for key in ("evidence_flipped", "checked_by_code", "flipped_by_code"):
+            out[key] += len(v.get(key) or [])
+    return out
+
+
+def judge_tokens(judged: Judged, n_scored: int, teacher_refs: Sequence[Mapping] = ()) -> dict[str, Any]:
+    """Rubricator + Verifier tokens of a variant (replayed ones included) per scored student rollout; and with the
+    teacher refs' tokens added (teacher-side tokens, what `make bench`'s cost_per_reward counts)."""
+    usage = (judged.usage or {}).get("usage") or {}
+    if not usage:
+        return {"n_scored": n_scored, "tokens": None, "per_scored_rollout": None, "note": "no usage.json"}
+    parts = {k: sum(int(usage.get(role, {}).get(k, 0)) for role in JUDGE_ROLES)
+             for k in ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "cached_completion_tokens",
+                       "calls", "cache_hits", "http_requests")}
+    tokens = parts["prompt_tokens"] + parts["completion_tokens"] + parts["cached_prompt_tokens"] + \
+        parts["cached_completion_tokens"]
+    ref_tokens = sum(int((r.get("usage") or {}).get("prompt_tokens") or 0)
+                     + int((r.get("usage") or {}).get("completion_tokens") or 0) for r in teacher_refs)
+    return {
+        "n_scored": n_scored,
+        "tokens": tokens,
+        **parts,
+        "per_scored_rollout": tokens / n_scored if n_scored else None,
+        "teacher_ref_tokens": ref_tokens,
+        "teacher_side_per_scored_rollout": (tokens + ref_tokens) / n_scored if n_scored else None,
+        "by_role": {role: usage[role] for role in JUDGE_ROLES if role in usage},
+    }
+
+
+def _records_by_stratum(split: Mapping[str, pd.DataFrame]) -> dict[str, list[dict]]:
+    return {stratum: json_records(table) for stratum, table in split.items()}
+
+
+def variant_summary(bank: Bank, judged: Judged, frame: pd.DataFrame) -> dict[str, Any]:
+    """Everything fidelity.json says about one variant besides its AUCs."""
+    verdicts = _labelled_verdicts(judged, frame)
+    long = criterion_verdicts(judged.rubrics, verdicts)
+    results = result_value_check(judged.rubrics, _tasks_frame(bank.tasks))
+    results[STRATUM] = results["task_id"].map(dict(zip(frame["task_id"], frame[STRATUM])))
+    n_scored = sum(1 for v in verdicts if v.get("score") is not None)
+    coverage = pd.DataFrame([{"source": "student", "judgements": v.get("judgements"), STRATUM: v.get(STRATUM)}
+                             for v in verdicts])
+    return {
+        "overrides": judged.usage.get("overrides", _safe_overrides(judged.variant)),
+        "criteria_by_category": _records_by_stratum(_by_stratum(long, agreement_table, "category")),
+        "criteria_result_vs_rest": _records_by_stratum(_by_stratum(long, agreement_table, "is_result")),
+        "criteria_excluded": dict(long.attrs),
+        "result_value": _by_stratum(results, result_value_summary),
+        "verifier_failures": {
+            "groups": _group_failures(judged, frame),
+            "answers": _records_by_stratum(_by_stratum(coverage, verdict_coverage))
+            if len(coverage) else {},
+            "answers_teacher_and_student": json_records(verdict_coverage(judged.verdicts)),
+            "errors": judged.usage.get("errors", {}),
+        },
+        "levers": _lever_counts(judged.verdicts),
+        "judge_tokens": judge_tokens(judged, n_scored, bank.teacher_refs),
+        "wall_s": judged.usage.get("wall_s"),
+    }
+
+
+def _safe_overrides(name: str) -> dict[str, Any] | None:
+    try:
+        return parse_variant(name)
+    except ValueError:
+        return None
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the wall times depend on: cores, the CPU (model, torch's capability level, native bf16), memory, load."""
+    from ..train.student import cpu_facts
+
+    mem_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    try:
+        cpu = cpu_facts()
+    except Exception as exc:  # noqa: BLE001 - facts are descriptive; a missing one must not lose the study
+        cpu = {"error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": mem_gib,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def summarise(
+    study: StudyConfig,
+    bank: Bank,
+    judged: Mapping[str, Judged],
+    signals: Mapping[str, Sequence[Mapping]] | None = None,
+    *,
+    config: RunConfig | None = None,
+    machine: Mapping[str, Any] | None = None,
+    timings: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """The body of fidelity.json, from records only (no model, no I/O).
+
+    Keys: study, config (the bank's RunConfig: key variable names only), machine, timings, bank (sizes, n_pos /
+    n_neg, groups with both, teacher competence), signals (per signal: pooled `auc` and `within_group_auc`, each
+    per stratum "all" / "teacher_competent=True|False", with 95% task-cluster bootstrap interval and n/n_pos/n_neg;
+    `stats.signal_summary`), variants (per variant: criteria by category and result-vs-rest, result value check,
+    verifier failures, lever counts, judge tokens per scored rollout), signal_names (figure labels).
+    """
+    signals = dict(signals or {})
+    frame = signal_frame(bank, judged, signals)
+    names = [rubric_signal(v) for v in judged] + [s for s in SIGNALS if s in signals]
+    return {
+        "study": study.model_dump(),
+        "config": (config or study.run_config()).model_dump(),
+        "machine": dict(machine) if machine is not None else None,
+        "timings": dict(timings or {}),
+        "bank": bank_summary(bank, frame),
+        "signals": signal_summary(frame, names, by=STRATUM, n_boot=study.n_boot, seed=study.seed, level=study.level),
+        "signal_names": {s: signal_label(s) for s in names},
+        "variants": {name: variant_summary(bank, result, frame) for name, result in judged.items()},
+    }
+
+
+def summary_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per signal: pooled and within-group AUC with intervals, overall and per teacher-competence stratum,
+    and the counts behind them (what the CLI prints at the end)."""
+    def cell(numbers: Mapping[str, Any] | None) -> str:
+        if not numbers or numbers.get("auc") is None:
+            return (numbers or {}).get("note") or "-"
+        low, high = numbers.get("low"), numbers.get("high")
+        interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
+        return f"{numbers['auc']:.2f}{interval}"
+
+    rows = []
+    for signal, measures in result["signals"].items():
+        pooled, within = measures["auc"], measures["within_group_auc"]
+        everything = pooled.get("all", {})
+        row = {"signal": result.get("signal_names", {}).get(signal, signal),
+               "n": everything.get("n"), "n_pos": everything.get("n_pos"), "n_neg": everything.get("n_neg"),
+               "pooled AUC": cell(everything), "within-group AUC": cell(within.get("all"))}
+        for stratum in (f"{STRATUM}=True", f"{STRATUM}=False"):
+            label = STRATUM_LABELS[stratum]
+            row[f"pooled, {label}"] = cell(pooled.get(stratum))
+            row[f"within, {label}"] = cell(within.get(stratum))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def variant_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per variant: its overrides, failures, judge tokens per scored rollout, and its result criterion."""
+    rows = []
+    for name, v in result["variants"].items():
+        failures = v["verifier_failures"]["groups"].get("all", {})
+        tokens = v["judge_tokens"]
+        value = v["result_value"].get("all", {})
+        rows.append({
+            "variant": name,
+            "overrides": json.dumps(v.get("overrides") or {}, sort_keys=True),
+            "groups": failures.get("groups"),
+            "groups_failed": failures.get("groups_failed"),
+            "judge tokens / scored rollout": round(tokens["per_scored_rollout"]) if tokens.get("per_scored_rollout")
+            else None,
+            "teacher-side tokens / scored rollout": round(tokens["teacher_side_per_scored_rollout"])
+            if tokens.get("teacher_side_per_scored_rollout") else None,
+            "rubrics naming the right result": value.get("share_right"),
+            "judge wall s": v.get("wall_s"),
+        })
+    return pd.DataFrame(rows)
+
+
+def criteria_table(result: Mapping[str, Any], variant: str, stratum: str = "all") -> pd.DataFrame:
+    """A variant's agreement with correctness per criterion category (one stratum)."""
+    return pd.DataFrame(result["variants"][variant]["criteria_by_category"].get(stratum, []))
+
+
+def fidelity_figure(result: Mapping[str, Any]) -> "go.Figure":
+    """AUC of each signal with its 95% interval, pooled and within-group, per teacher-competence stratum."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = result.get("signal_names", {})
+    signals = list(result["signals"])
+    labels = [names.get(s, s) for s in signals]
+    strata = ["all", f"{STRATUM}=True", f"{STRATUM}=False", f"{STRATUM}=missing"]
+    colours = {"all": "#1f77b4", f"{STRATUM}=True": "#2ca02c", f"{STRATUM}=False": "#d62728",
+               f"{STRATUM}=missing": "#7f7f7f"}
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True,
+                        subplot_titles=("pooled ROC AUC (rollouts of all tasks)",
+                                        "within-group AUC (right vs wrong of one prompt: what GRPO sees)"))
+    for col, measure in enumerate(("auc", "within_group_auc"), start=1):
+        for stratum in strata:
+            cells = [result["signals"][s][measure].get(stratum) for s in signals]
+            if not any(cells):
+                continue
+            y = [c.get("auc") if c else None for c in cells]
+            plus = [(c["high"] - c["auc"]) if c and c.get("auc") is not None and c.get("high") is not None else None
+                    for c in cells]
+            minus = [(c["auc"] - c["low"]) if c and c.get("auc") is not None and c.get("low") is not None else None
+                     for c in cells]
+            text = [(f"n={c.get('n')} ({c.get('n_pos')} right, {c.get('n_neg')} wrong)"
+                     + (f"; {c['note']}" if c.get("note") else "")) if c else "" for c in cells]
+            fig.add_trace(
+                go.Bar(x=labels, y=y, name=STRATUM_LABELS.get(stratum, stratum), marker_color=colours[stratum],
+                       error_y={"type": "data", "array": plus, "arrayminus": minus, "visible": True},
+                       hovertext=text, legendgroup=stratum, showlegend=col == 1),
+                row=1, col=col,
+            )
+        fig.add_hline(y=0.5, line_dash="dot", line_color="grey", row=1, col=col)
+    bank = result.get("bank", {}).get("by_stratum", {}).get("all", {})
+    fig.update_layout(
+        title=f"Reward fidelity: AUC vs correctness, 95% task-bootstrap intervals (n={bank.get('n')}: "
+              f"{bank.get('n_pos')} right, {bank.get('n_neg')} wrong; {bank.get('n_tasks')} tasks)",
+        barmode="group", height=520, width=1150, yaxis={"range": [0, 1.05], "title": "AUC"},
+        legend={"title": "tasks"},
+    )
+    return fig
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: NaN and NA as None, numpy scalars as Python numbers, tuples as lists."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return value
+
+
+def write_result(study: StudyConfig, result: Mapping[str, Any]) -> tuple[Path, Path]:
+    """DIR/fidelity.json and DIR/fidelity.html (plotly.js inlined: opens offline)."""
+    from ..analysis import save_figure
+
+    study.path.mkdir(parents=True, exist_ok=True)
+    json_path = study.path / FIDELITY_JSON
+    json_path.write_text(json.dumps(_plain(result), indent=2, default=str, allow_nan=False) + "\n")
+    html_path = save_figure(fidelity_figure(result), study.path / FIDELITY_HTML)
+    return json_path, html_path
+
+
+def summarise_study(study: StudyConfig, *, variants: Iterable[str] | None = None,
+                    config: RunConfig | None = None) -> dict[str, Any]:
+    """Read what the study folder holds (bank, judged variants, signals, timings), summarise, write fidelity.json
+    and fidelity.html; returns the summary. No model is called."""
+    started = time.perf_counter()
+    bank = Bank.read(study.bank_path)
+    judged = read_judged(study, variants if variants is not None else study.variants)
+    result = summarise(study, bank, judged, read_signals(study), config=config, machine=machine_facts(),
+                       timings=read_timings(study.path))
+    result["timings"]["summarise_s"] = round(time.perf_counter() - started, 3)
+    write_result(study, result)
+    return result
+
+
+def serving_config(study: StudyConfig, config: RunConfig | None = None) -> RunConfig:
+    """The bank's config with a local server context large enough for every variant's largest request (evidence
+    and read-first replies are longer than plain verdicts); unchanged when server_ctx_size is set."""
+    from ..offline.serve import server_ctx_size
+
+    config = config or study.run_config()
+    if config.server_ctx_size is not None:
+        return config
+    need = max(server_ctx_size(study.variant_config(config, name)) for name in study.variants)
+    return config.model_copy(update={"server_ctx_size": max(need, server_ctx_size(config))})
+
+
+def run_study(study: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
+    """The whole study: bank, every variant, the reference signals, fidelity.json and fidelity.html. Local
+    endpoints are served for the duration (one llama-server per model) and stopped at the end."""
+    from ..offline.serve import local_endpoints
+
+    started = time.perf_counter()
+    study.save()
+    config = study.run_config()
+    with local_endpoints(serving_config(study, config)) as served:
+        bank = build_bank(study, served, progress=progress)
+        judge_variants(study, bank, served, progress=progress)
+        if "judge" in study.signals:
+            judge_signal(study, bank, served, progress=progress)
+    if "logprob" in study.signals:  # in-process model: after the servers have let go of their memory
+        logprob_signal(study, bank, config)
+    record_timing(study.path, "total_s", time.perf_counter() - started)
+    return summarise_study(study, config=config)
