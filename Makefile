@@ -9,7 +9,7 @@ HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev
 CONSTRAINTS := $(if $(HAS_CUDA),,-c constraints/cpu.txt)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv models server chromium demo test test-fast bench gpu clean-venv strip-notebooks
+.PHONY: venv models server chromium demo test test-fast bench gpu gpu-smoke clean-venv strip-notebooks
 
 venv: $(STAMP)
 
@@ -51,6 +51,12 @@ bench: venv server models
 # The GPU path: unsloth replaces the CPU torch with a CUDA build, so it lives in its own extra.
 gpu: venv
 	$(PIP) install -e '.[gpu]'
+
+# A few ropd GRPO steps on CUDA per backend, on an offline GPU box (no venv there: the image's python3 plus the
+# carried wheels). `make gpu-smoke GPU_SMOKE_ARGS=--prepare` here first, `GPU_SMOKE_ARGS=--dry-run` on a CPU.
+GPU_SMOKE_ARGS ?=
+gpu-smoke:
+	bash scripts/gpu_smoke.sh $(GPU_SMOKE_ARGS)
 
 strip-notebooks: venv
 	$(PY) -m ropd_kit.batch.report strip notebooks/*.ipynb

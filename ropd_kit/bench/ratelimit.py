@@ -57,7 +57,7 @@ def summarise_rate_limit(times: Sequence[float], limit: int, window_s: float = 6
     if n == 0:
         return {"requests": 0, "limit": limit, "window_s": window_s, "max_in_window": 0, "ok": True,
                 "busiest_window_start_s": None, "first_window": 0, "min_gap_over_limit_s": None, "span_s": 0.0,
-                "min_span_s": 0.0, "efficiency": None, "requests_per_window": None}
+                "min_span_s": 0.0, "efficiency": None}
     t0 = ts[0]
     most, start = max_in_window(ts, window_s)
     gaps = [ts[i + limit] - ts[i] for i in range(n - limit)]
@@ -75,7 +75,6 @@ def summarise_rate_limit(times: Sequence[float], limit: int, window_s: float = 6
         "span_s": round(span, 3),
         "min_span_s": min_span,
         "efficiency": round(min_span / span, 3) if span > 0 and min_span > 0 else None,
-        "requests_per_window": round((n - 1) / span * window_s, 3) if span > 0 else None,
     }
 
 
