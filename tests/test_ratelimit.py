@@ -95,3 +95,17 @@ def test_a_short_pass_through_the_latency_proxy_stays_within_the_limit():
     assert result["at_upstream"]["max_in_window"] <= 3
     # The limiter lets a full window through at once rather than trickling: the first window is full.
     assert at_proxy["first_window"] == 3
+
+
+def test_the_bench_index_shows_the_rate_limit_section_and_its_headline(tmp_path):
+    from ropd_kit.bench import suite
+
+    times = [0.0, 0.1, 61.0, 61.1]
+    result = {"inputs": {"limit": 2, "window_s": 60.0}, "at_proxy": summarise_rate_limit(times, 2, 60.0),
+              "arrivals_s": times, "ok": True, "reading": "two windows of two"}
+    suite.write_result(tmp_path, "rate_limit", result, {"cpus": 2})
+    page = suite.write_index(tmp_path).read_text()
+    assert 'id="rate_limit"' in page and "two windows of two" in page and "Plotly.newPlot" in page
+    rows = dict(suite.headline(tmp_path))
+    assert rows["rate limit: most requests in any 60 s at the endpoint (limit 2)"] == 2
+    assert "rate_limit" in suite.BENCHES and suite.parse_args(["--only", "rate_limit", "--quick"]).rate_window == 10.0
