@@ -147,7 +147,7 @@ def test_step_summary_leaves_the_warm_up_step_out_of_the_medians():
 def test_the_run_path_on_a_cpu_with_a_tiny_student_writes_the_report_and_imports_only_what_travels(tmp_path, assets):
     out = tmp_path / "out"
     code = gpu_smoke.main(["run", "--allow-cpu", *_common(tmp_path, assets, tmp_path / "wheels"), "--steps", "2",
-                           "--prompts", "1", "--rollouts", "2", "--max-tokens", "8"])
+                           "--prompts", "1", "--rollouts", "2", "--max-tokens", "8", "--budget-s", "900"])
     report = json.loads((out / "gpu_grpo.json").read_text())
     t = report["backends"]["transformers"]
     assert code == 0 and t["ok"], t.get("traceback") or t.get("error")
