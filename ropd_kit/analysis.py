@@ -243,12 +243,28 @@ def _prompt_ids(tokenizer, prompt: str | list[dict], chat_template: bool) -> lis
     return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
 
 
-def student_prompts(task_ids: Iterable[str], prompts: Iterable[str]) -> list[list[dict]]:
-    """The chat each rollout was sampled from (`rollouts.student_messages`), so the teacher scores the same turn."""
+def student_prompts(
+    task_ids: Iterable[str], prompts: Iterable[str], *, tasks: Mapping[str, Any] | None = None, config: Any = None
+) -> list[list[dict]]:
+    """The chat each rollout was sampled from (`rollouts.student_messages`), so the teacher scores the same turn.
+
+    `tasks` (task id -> Task, e.g. `run_task_map(run_dir)`) gives each task's family and conversation, hence its
+    student prompt; a task not in it is taken as an arithmetic question (the one family before families existed).
+    """
     from .data import Task
     from .rollouts import student_messages
 
-    return [student_messages(Task(id=str(t), prompt=p)) for t, p in zip(task_ids, prompts)]
+    tasks = tasks or {}
+    return [student_messages(tasks.get(str(t)) or Task(id=str(t), prompt=p, family="arithmetic"), config)
+            for t, p in zip(task_ids, prompts)]
+
+
+def run_task_map(run_dir: str | Path) -> dict[str, Any]:
+    """Task id -> Task of a run directory's tasks.jsonl ({} when it has none)."""
+    from .data import load_tasks
+
+    path = Path(run_dir) / rundir.TASKS
+    return {t.id: t for t in load_tasks(path)} if path.exists() else {}
 
 
 def teacher_logprob(
@@ -315,11 +331,13 @@ def teacher_logprob(
 
 
 def add_teacher_logprob(
-    frame: pd.DataFrame, model, tokenizer, *, column: str = "logprob", **kwargs: Any
+    frame: pd.DataFrame, model, tokenizer, *, column: str = "logprob", tasks: Mapping[str, Any] | None = None,
+    config: Any = None, **kwargs: Any
 ) -> pd.DataFrame:
-    """A copy of a frame with `prompt` and `text` columns (e.g. `signal_frame`'s) plus the teacher log-prob."""
+    """A copy of a frame with `prompt` and `text` columns (e.g. `signal_frame`'s) plus the teacher log-prob.
+    `tasks`/`config`: as in `student_prompts` (the run's tasks give each rollout its family's student prompt)."""
     out = frame.copy()
-    prompts = student_prompts(out["task_id"], out["prompt"])
+    prompts = student_prompts(out["task_id"], out["prompt"], tasks=tasks, config=config)
     out[column] = teacher_logprob(prompts, list(out["text"].fillna("")), model, tokenizer, **kwargs)
     return out
 
@@ -511,7 +529,7 @@ def rollout_logprobs(
     if unknown:
         raise KeyError(f"{path / rundir.ROLLOUTS}: task ids not in {rundir.TASKS}: {unknown[:5]}")
     out = rollouts[["task_id", "step", "rollout_idx"]].copy()
-    chats = student_prompts(rollouts["task_id"], [prompts[t] for t in rollouts["task_id"]])
+    chats = student_prompts(rollouts["task_id"], [prompts[t] for t in rollouts["task_id"]], tasks=run_task_map(path))
     out["logprob"] = teacher_logprob(chats, list(rollouts["text"].fillna("")), model, tokenizer, **kwargs)
     return out.reset_index(drop=True)
 

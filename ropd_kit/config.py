@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 LOCAL = "local"
 
@@ -34,6 +34,23 @@ def cache_root() -> Path:
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the field and the value."""
+
+
+# Second names of RunConfig fields, accepted wherever parameters are (Python, notebooks, batch specs): the task
+# options read tasks_* / eval_tasks_*, and the limit is the field that existed first.
+PARAMETER_ALIASES: dict[str, str] = {"tasks_limit": "n_tasks", "eval_tasks_limit": "n_eval_tasks"}
+
+
+def canonical_params(params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with every alias (PARAMETER_ALIASES) under its field's name. When both names are given, the later
+    one that is not None wins, as in the merged parameter sets where this happens: a batch grid after its base,
+    papermill's injected cell after a notebook's parameters cell."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = PARAMETER_ALIASES.get(key, key)
+        if value is not None or name not in out:
+            out[name] = value
+    return out
 
 
 # The TRL config class of each method's trainer; `RunConfig.trainer_overrides` are fields of it.
@@ -230,10 +247,43 @@ class RunConfig(BaseModel):
     run_dir: str = "runs/demo"
     seed: int = 0
 
-    # Tasks
-    tasks_path: str = "data/arith_train.jsonl"
-    eval_tasks_path: str = "data/arith_test.jsonl"
-    n_tasks: int | None = Field(default=None, ge=1, description="Use the first n tasks (None: all).")
+    # Tasks: the kit's JSONL or any source `sources.load_task_source` reads (a local json/jsonl/parquet/csv file in
+    # another shape, a `save_to_disk` folder, a hub id), with the data set options beside it. Every stage loads them
+    # through `sources.tasks_from_config`.
+    tasks_path: str = Field(
+        default="data/arith_train.jsonl",
+        description="Training tasks: the kit's JSONL, a local json/jsonl/parquet/csv file or save_to_disk folder in "
+        "another shape (detected from its columns), or a hub data set id.",
+    )
+    tasks_split: str | None = Field(
+        default=None, min_length=1, description="Split of a data set (None: 'train'; a local file is its own split)."
+    )
+    tasks_subset: str | None = Field(default=None, min_length=1, description="Config name of a hub data set.")
+    tasks_field_map: dict[str, str] | None = Field(
+        default=None,
+        description="Our field -> the source's column, for columns the shapes do not recognise, e.g. "
+        "{'question': 'stem', 'choices': 'opts', 'answer': 'gold'}.",
+    )
+    tasks_sample: int | None = Field(
+        default=None, ge=1,
+        description="A sample of this many rows (seeded by `seed`, kept in file order), before n_tasks.",
+    )
+    n_tasks: int | None = Field(
+        default=None, ge=1, validation_alias=AliasChoices("n_tasks", "tasks_limit"),
+        description="Use the first n tasks (after tasks_sample; None: all). Also accepted as tasks_limit.",
+    )
+    eval_tasks_path: str = Field(
+        default="data/arith_test.jsonl", description="Evaluation tasks: any source tasks_path takes."
+    )
+    eval_tasks_split: str | None = Field(default=None, min_length=1, description="Its split (None: 'test').")
+    eval_tasks_subset: str | None = Field(default=None, min_length=1, description="Config name of a hub data set.")
+    eval_tasks_field_map: dict[str, str] | None = Field(default=None, description="As tasks_field_map.")
+    eval_tasks_sample: int | None = Field(default=None, ge=1, description="As tasks_sample, before n_eval_tasks.")
+    prompts_dir: str | None = Field(
+        default=None,
+        description="A folder of prompt templates that replace the packaged ones by file name (ropd_kit/prompts: "
+        "<name>.txt for every family, <family>/<name>.txt for one); anything it does not hold is packaged.",
+    )
 
     # Endpoints of the black-box roles (teacher refs, rubric induction, verification) and of the student sampler.
     teacher: EndpointConfig = Field(default_factory=EndpointConfig)
@@ -246,6 +296,13 @@ class RunConfig(BaseModel):
     teacher_temperature: float = Field(default=0.7, ge=0, le=2)
     teacher_top_p: float = Field(default=0.95, gt=0, le=1)
     teacher_max_tokens: int = Field(default=512, ge=8)
+    teacher_seed: int | None = Field(
+        default=0,
+        description="Seed of the teacher's reference samples (with ref_idx, it makes the request seed). 0: the same K "
+        "references whatever the run's `seed` — they are the teacher's, at its own settings, and runs that differ "
+        "only by seed then compare on the same references and share the reference index. None: the run's `seed`, "
+        "so each run seed gets its own references (keyed apart in the index).",
+    )
 
     # Student rollouts (one group per task)
     n_rollouts: int = Field(default=8, ge=2, le=256)
@@ -336,7 +393,10 @@ class RunConfig(BaseModel):
     save_steps: int = Field(default=5, ge=1)
     eval_steps: int | None = Field(default=None, ge=1)
     eval_k: int = Field(default=1, ge=1)
-    n_eval_tasks: int | None = Field(default=None, ge=1)
+    n_eval_tasks: int | None = Field(
+        default=None, ge=1, validation_alias=AliasChoices("n_eval_tasks", "eval_tasks_limit"),
+        description="Evaluate on the first n eval tasks (after eval_tasks_sample; None: all). Also eval_tasks_limit.",
+    )
     resume: bool = False
     max_judge_failure_rate: float = Field(default=0.5, ge=0, le=1)
     reward_deadline_s: float | None = Field(
@@ -345,6 +405,12 @@ class RunConfig(BaseModel):
         "get None (zero advantage) and are counted as judge failures (None: wait for every group).",
     )
     use_unsloth: Literal["auto", "never", "always"] = "auto"
+    judge_role: Literal["teacher", "rubricator", "verifier"] = Field(
+        default="verifier",
+        description="The endpoint that grades each rollout 0-10 in the 'judge' baseline (reward.JudgeReward; also "
+        "notebook 05's judge signal). The Verifier's by default: the grader that checks rubric criteria in ropd then "
+        "grades without a rubric, so the two rewards differ only by the rubric; 'teacher' makes it the teacher.",
+    )
     # GPU generation (train/methods.py passes these to TRL / Unsloth). They need CUDA and the package: train()
     # refuses them on a machine without, before any server or model starts (train.student.check_generation_options).
     use_vllm: bool = Field(
@@ -373,6 +439,31 @@ class RunConfig(BaseModel):
         description="Weights of the student and the white-box teacher. 'auto': bf16 on a CPU with native bf16 "
         "(AVX512_BF16/AMX, Arm BF16), else fp32; on CUDA bf16 where supported, else fp16.",
     )
+
+    @field_validator("tasks_field_map", "eval_tasks_field_map")
+    @classmethod
+    def _field_map(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        # Checked here, not when the tasks are read: a misspelt name in a batch grid should stop the batch at once.
+        if value is None:
+            return None
+        from .sources import field_map_problems
+
+        problems = field_map_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("prompts_dir")
+    @classmethod
+    def _prompts_dir(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from .prompts import check_prompts_dir
+
+        problems = check_prompts_dir(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     @model_validator(mode="after")
     def _criteria_range(self) -> "RunConfig":
@@ -415,7 +506,9 @@ class RunConfig(BaseModel):
 
         Endpoint fields may be given flat, as `<role>_<field>` (e.g. `teacher_base_url`, `verifier_api_key_env`),
         which is what a papermill `parameters` cell can hold; unknown names raise with the name in the message.
+        `tasks_limit` / `eval_tasks_limit` are n_tasks / n_eval_tasks (PARAMETER_ALIASES).
         """
+        params = canonical_params(params)
         nested: dict[str, Any] = {}
         endpoint_fields = set(EndpointConfig.model_fields)
         roles = ("teacher", "rubricator", "verifier", "student")

@@ -3,7 +3,11 @@
 Each stage is a function that reads the previous stage's JSONL file from the run directory and writes its own, so a
 notebook can run (and re-run) one stage per cell. `judge_group_async` is the per-group chain (rubric induction, then
 blind verification, then s_i) that both the stage functions and `reward.RubricReward` call: one rubric per
-(task, step), shared by every rollout of the group.
+(task, step), shared by every rollout of the group. The reward levers of RunConfig act there too: Verifier samples,
+evidence and read-first inside `verify.verify_group_async`; the consensus check (`verify.consensus_check`) here,
+where the teacher refs are at hand. What each lever did is written beside the verdicts (verdicts.jsonl:
+`checked_by_code`, `consensus`, `votes`, `quotes`, `evidence_flipped`, `final_result`; rubrics.jsonl: `consensus`,
+`added_by_code`), and nothing extra is written when every lever is off.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from .data import Task, load_tasks, write_tasks
 from .llm import Clients, make_clients, run_sync
 from .rubrics import induce_rubric_async
 from .scoring import weighted_pass_rate
-from .verify import verify_group_async
+from .verify import consensus_check, verify_group_async
 
 
 @dataclass
@@ -55,6 +59,23 @@ def _score_or_none(points: list[int], judgement: list[bool] | None, config: RunC
     return weighted_pass_rate(points, [judgement], eps=config.score_eps, pitfalls=config.pitfalls)[0]
 
 
+def _lever_fields(notes: dict | None, ids: list[str], consensus: Any) -> dict[str, Any]:
+    """What the reward levers did to one answer, for verdicts.jsonl (criterion indices as criterion ids).
+
+    Nothing when every lever is off, so a default run writes the records it always wrote.
+    """
+    fields: dict[str, Any] = {}
+    for key, value in (notes or {}).items():
+        if key in ("checked_by_code", "flipped_by_code", "evidence_flipped"):
+            fields[key] = [ids[k] for k in value]
+        else:
+            fields[key] = value
+    if consensus is not None:
+        fields.setdefault("checked_by_code", [])
+        fields["consensus"] = consensus.value
+    return fields
+
+
 async def judge_group_async(
     task: Task,
     teacher_refs: list[str],
@@ -71,7 +92,7 @@ async def judge_group_async(
     `scores=None` and the reason in `error`, so the trainer can give it zero advantage and count it.
     """
     started = time.perf_counter()
-    outcome = await induce_rubric_async(task.prompt, teacher_refs, rollouts, clients.rubricator, config)
+    outcome = await induce_rubric_async(task, teacher_refs, rollouts, clients.rubricator, config)
     rubric_s = time.perf_counter() - started
     raw = [
         {"task_id": task.id, "step": step, "role": "rubricator", "attempt": i, "text": text}
@@ -95,7 +116,7 @@ async def judge_group_async(
 
     started = time.perf_counter()
     verdicts = await verify_group_async(
-        task.prompt,
+        task,
         outcome.rubric,
         teacher_refs,
         rollouts,
@@ -104,19 +125,32 @@ async def judge_group_async(
         seed=_group_seed(config, task.id, step),
         truncated=truncated,
     )
+    rubric = outcome.rubric
+    consensus = None
+    if config.consensus_check:
+        rubric, verdicts, consensus = consensus_check(
+            rubric, verdicts, teacher_refs, rollouts, family=getattr(task, "family", None),
+            choices=getattr(task, "choices", None), strip_think=config.strip_thinking,
+        )
+        rubric_record["consensus"] = consensus.model_dump()
+        if consensus.added:
+            # The rubric that scores the group is the one on record: the added criterion with it, marked.
+            rubric_record["criteria"] = [c.model_dump() for c in rubric.criteria]
+            rubric_record["added_by_code"] = [consensus.result_id]
     verify_s = time.perf_counter() - started
     raw += [
         {"task_id": task.id, "step": step, "role": "verifier", "attempt": i, "text": text}
         for i, text in enumerate(verdicts.raw)
     ]
-    points = outcome.rubric.points
+    points = rubric.points
+    ids = rubric.ids
     position = {key: i + 1 for i, key in enumerate(verdicts.order)}  # 1-based, as shown to the verifier
     records: list[dict] = []
     teacher_scores: list[float | None] = []
     student_scores: list[float | None] = []
-    for source, judgements, scores in (
-        ("teacher", verdicts.teacher, teacher_scores),
-        ("student", verdicts.student, student_scores),
+    for source, judgements, scores, all_notes in (
+        ("teacher", verdicts.teacher, teacher_scores, verdicts.teacher_notes),
+        ("student", verdicts.student, student_scores, verdicts.student_notes),
     ):
         for idx, judgement in enumerate(judgements):
             score = _score_or_none(points, judgement, config)
@@ -133,6 +167,7 @@ async def judge_group_async(
                     "position": position.get((source, idx)),
                     "judgements": judgement,
                     "score": score,
+                    **_lever_fields(all_notes[idx] if idx < len(all_notes) else None, ids, consensus),
                 }
             )
     failed = verdicts.failed or any(s is None for s in student_scores)
@@ -157,8 +192,11 @@ async def judge_group_async(
 
 
 def stage_tasks(config: RunConfig) -> list[Task]:
-    """Stage 0: validate the task file and copy the selected tasks into the run directory."""
-    tasks = load_tasks(config.tasks_path, limit=config.n_tasks)
+    """Stage 0: read the config's tasks (any source, `sources.tasks_from_config`), validated, and copy the selected
+    ones into the run directory (the kit's JSONL: later stages and notebooks read that copy)."""
+    from .sources import tasks_from_config
+
+    tasks = tasks_from_config(config)
     write_tasks(config.path / rundir.TASKS, tasks)
     config.save()
     return tasks

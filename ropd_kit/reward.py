@@ -1,9 +1,9 @@
 """ROPD stage 5 as a TRL reward: a GRPO step's completions in, one reward per completion out.
 
 `RubricReward` is what `method="ropd"` trains on. TRL's `GRPOTrainer` calls it once per generation batch with the
-batch's `prompts`, `completions`, `completion_ids`, every dataset column (we read `task_id`, `question`, `answer`,
-`domain`), `trainer_state`, `log_metric` and `log_extra`; the `num_generations` completions of one prompt are
-adjacent. For each group (one task's rollouts) it takes the task's K teacher refs from the reference index
+batch's `prompts`, `completions`, `completion_ids`, every dataset column (we read `task_record`, else `task_id`,
+`question`, `answer`, `domain`), `trainer_state`, `log_metric` and `log_extra`; the `num_generations` completions of
+one prompt are adjacent. For each group (one task's rollouts) it takes the task's K teacher refs from the reference index
 (collecting them on a miss), induces one rubric from the refs and that group's rollouts, verifies all answers blind
 and returns each rollout's s_i (`pipeline.judge_group_async`). All groups of the step are judged at once.
 
@@ -12,8 +12,8 @@ advantage. It is counted (`failed_groups`), written to the run directory with it
 run when the failure rate passes `config.max_judge_failure_rate`. Every step's rollouts, rubrics, verdicts and raw
 judge output are appended to the run directory, so the inspector can replay any step.
 
-The baselines' rewards live here too: `JudgeReward` (method "judge": the teacher grades each rollout 0–10 with no
-rubric, scaled to 0–1) and `correctness_reward` (method "rlvr": 1 if the final answer matches the ground truth).
+The baselines' rewards live here too: `JudgeReward` (method "judge": the endpoint `config.judge_role` names — the
+Verifier's by default — grades each rollout 0–10 with no rubric, scaled to 0–1) and `correctness_reward` (method "rlvr": 1 if the final answer matches the ground truth).
 
     >>> reward = RubricReward(config, None, "runs/demo", num_generations=config.n_rollouts)   # doctest: +SKIP
     >>> trainer = GRPOTrainer(model, reward_funcs=[reward], args=grpo_args, train_dataset=ds)  # doctest: +SKIP
@@ -68,9 +68,17 @@ def completion_texts(completions: Sequence[Any]) -> list[str]:
 
 
 def task_from_columns(i: int, columns: dict[str, Sequence[Any]]) -> "Task":
-    """Rebuild row i's Task from the dataset columns `train.grpo_dataset` writes (task_id, question, answer, domain)."""
+    """Rebuild row i's Task from the dataset columns `train.grpo_dataset` writes: the whole task as JSON
+    (`task_record`: family, conversation, options and all), else task_id, question, answer, domain."""
     from .data import Task
 
+    record = columns.get("task_record")
+    if record is not None and record[i]:
+        import json
+
+        from .data import task_from_record
+
+        return task_from_record(json.loads(record[i]), f"dataset row {i} (task_record)")
     missing = [c for c in ("task_id", "question") if c not in columns]
     if missing:
         raise KeyError(
@@ -442,22 +450,25 @@ def category_pass_rates(results: Sequence["GroupJudgement"], max_categories: int
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Baseline: teacher as judge (no rubric)
+# Baseline: LLM as a judge, no rubric (the judge_role endpoint: the Verifier's by default)
 
 
-def judge_messages(question: str, answer: str, config: "RunConfig") -> list[dict]:
-    """The judge prompt: our system prompt, the problem, and the answer inside a fence it cannot break out of."""
+def judge_messages(question: "Task | str", answer: str, config: "RunConfig") -> list[dict]:
+    """The judge prompt: our system prompt, the problem (a Task's family picks the templates; a conversation is
+    fenced as data), and the answer inside a fence it cannot break out of."""
+    from . import prompts
     from .judge_text import clean_answer, fence, make_boundary
-    from .teacher import load_prompt
 
+    family, prompts_dir = prompts.family_of(question), getattr(config, "prompts_dir", None)
     cleaned = clean_answer(answer, max_chars=config.max_answer_chars, strip_think=config.strip_thinking)
-    boundary = make_boundary(question, cleaned)
+    boundary = make_boundary(prompts.question_text(question), cleaned)
     user = (
-        load_prompt("judge_user.txt")
-        .replace("{problem}", question.strip())
+        prompts.text("judge_user.txt", family, prompts_dir)
+        .replace("{problem}", prompts.question_block(question, boundary))
         .replace("{answer}", fence("ANSWER", cleaned, boundary))
     )
-    return [{"role": "system", "content": load_prompt("judge_system.txt")}, {"role": "user", "content": user}]
+    system = prompts.text("judge_system.txt", family, prompts_dir)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 _SCORE_TEXT = re.compile(r"(?i)\bscore\b\W{0,4}(\d{1,2}(?:\.\d+)?)|(\d{1,2}(?:\.\d+)?)\s*/\s*10\b")
@@ -491,7 +502,8 @@ def parse_judge_score(text: str) -> float | None:
 
 
 class JudgeReward(_JudgedReward):
-    """TRL reward for the "judge" baseline: the verifier endpoint grades each rollout alone, 0–10 -> 0–1.
+    """TRL reward for the "judge" baseline: the endpoint `config.judge_role` names (the Verifier's by default)
+    grades each rollout alone, 0–10 -> 0–1, at the Verifier's temperature.
 
     No rubric and no teacher refs: this is the plain LLM-as-a-judge signal ROPD is compared with. A rollout whose
     grade cannot be read after `config.verify_attempts` tries gets None (zero advantage) and is counted.
@@ -504,11 +516,11 @@ class JudgeReward(_JudgedReward):
         super().__init__(config, clients, run_dir)
         self.num_generations = num_generations
 
-    async def score(self, question: str, answer: str) -> tuple[float | None, list[str], str | None]:
+    async def score(self, question: "Task | str", answer: str) -> tuple[float | None, list[str], str | None]:
         """(score in [0, 1] or None, raw replies, error)."""
         from .llm import LLMError
 
-        client = self._ensure_clients().verifier
+        client = self._ensure_clients().for_role(getattr(self.config, "judge_role", "verifier"))
         messages = judge_messages(question, answer, self.config)
         raw: list[str] = []
         error = None
@@ -548,7 +560,7 @@ class JudgeReward(_JudgedReward):
         step = _current_step(trainer_state, self.calls)
         tasks = [task_from_columns(i, columns) for i in range(len(texts))]
         started = time.perf_counter()
-        outcomes = await asyncio.gather(*(self.score(t.prompt, text) for t, text in zip(tasks, texts)))
+        outcomes = await asyncio.gather(*(self.score(t, text) for t, text in zip(tasks, texts)))
         scores = [o[0] for o in outcomes]
 
         n = self.num_generations

@@ -4,9 +4,11 @@ In: tasks, the student `llm.LLMClient` (a local server serving the student GGUF,
 the `RunConfig`, the training step. Out: `rollouts` records `task_id, step, rollout_idx, text, n_tokens, truncated,
 finish_reason, error` (run dir file `rollouts.jsonl`). `truncated` is True when the rollout hit `rollout_max_tokens`.
 
-`student_messages(task)` is the one student prompt format: training (train.py) builds its prompts with it too, so
-rollouts sampled here and rollouts generated inside GRPO see the same text. A rollout that fails after the client's
-retries is a record with `text: None` and an `error`, never a crash of the batch.
+`student_messages(task, config)` is the one student prompt format: training (train/methods.py) builds its prompts
+with it too, so rollouts sampled here and rollouts generated inside GRPO see the same text. The system prompt is the
+task family's (`ropd_kit.prompts`; `config.prompts_dir` may replace it); a conversation's turns follow it
+unchanged. A rollout that fails after the client's retries is a record with `text: None` and an `error`, never a
+crash of the batch.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 from pathlib import Path
 from typing import Iterable
 
-from ropd_kit import rundir
+from ropd_kit import prompts, rundir
 from ropd_kit.config import RunConfig
 from ropd_kit.data import Task
 from ropd_kit.llm import Clients, LLMClient, LLMError, run_sync
@@ -24,12 +26,11 @@ from ropd_kit.teacher import load_prompt, role_client
 STUDENT_SYSTEM_PROMPT = "student_system.txt"
 
 
-def student_messages(task: Task) -> list[dict]:
-    """The student's chat prompt for `task` (system instructions + the task text)."""
-    return [
-        {"role": "system", "content": load_prompt(STUDENT_SYSTEM_PROMPT)},
-        {"role": "user", "content": task.prompt},
-    ]
+def student_messages(task: Task, config: RunConfig | None = None) -> list[dict]:
+    """The student's chat prompt for `task`: its family's system instructions, then the task text (or the task's
+    conversation, turn by turn). Without `config` the packaged templates are used."""
+    system = load_prompt(STUDENT_SYSTEM_PROMPT, task.family, getattr(config, "prompts_dir", None))
+    return prompts.chat(system, task)
 
 
 async def _one_rollout(task: Task, idx: int, client: LLMClient, config: RunConfig, step: int) -> dict:
@@ -39,7 +40,7 @@ async def _one_rollout(task: Task, idx: int, client: LLMClient, config: RunConfi
     sample_index = step * config.n_rollouts + idx
     try:
         result = await client.chat(
-            student_messages(task),
+            student_messages(task, config),
             temperature=config.rollout_temperature,
             top_p=config.rollout_top_p,
             max_tokens=config.rollout_max_tokens,

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 import string
-from importlib import resources
 from typing import Any, Sequence
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from . import prompts
 from .judge_text import clean_answer, fence, find_json, letter_label, make_boundary, strip_thinking
 
 POINTS_RANGE = (1, 5)
@@ -161,7 +161,7 @@ def _points_value(raw: Any) -> int | str:
 
 # Small models copy the prompt's format example ("<one concrete check>", "...") instead of writing a check.
 _PLACEHOLDER = re.compile(r"^(<[^<>]*>|\.\.\.|…|\[[^\[\]]*\]|todo|tbd|n/?a)$", re.IGNORECASE)
-_PROMPT_PLACEHOLDERS = ("<value>", "<one concrete check>", "<another check>")
+_PROMPT_PLACEHOLDERS = ("<value>", "<one concrete check>", "<another check>", "<letter>", "<option text>")
 # A criterion that points at texts the Verifier never sees cannot be judged blind ("same as the reference").
 _POINTS_ELSEWHERE = re.compile(
     r"\breference (answer|solution|response)s?\b"
@@ -335,26 +335,41 @@ def rubric_schema(*, allow_pitfalls: bool = False, min_criteria: int = 1, max_cr
 RUBRIC_SCHEMA: dict[str, Any] = rubric_schema()
 
 
-def load_prompt(name: str) -> string.Template:
-    """A prompt template from ropd_kit/prompts (text files users can read and edit; `$name` placeholders)."""
-    return string.Template(resources.files("ropd_kit").joinpath("prompts", name).read_text(encoding="utf-8"))
+def load_prompt(name: str, family: str | None = None, prompts_dir: Any = None) -> string.Template:
+    """A prompt template (`$name` placeholders): packaged in ropd_kit/prompts, `family`'s own version when there is
+    one, or the file of `prompts_dir` that replaces it (`ropd_kit.prompts.find`)."""
+    return string.Template(prompts.find(name, family, prompts_dir)[0])
 
 
 _PITFALL_RULE = (
     "- Pitfalls (optional, at most two): a criterion with -1 or -2 points describes a specific mistake that\n"
-    "  appears in the attempts (for example \"Gives 46 as the final answer\"). It is met when the answer makes\n"
+    "  appears in the attempts (for example \"$example\"). It is met when the answer makes\n"
     "  that mistake, and then its points are subtracted. Use one only for a mistake you actually see."
 )
+# The pitfall example in each family's terms (the arithmetic wording is the one the rule always had).
+_PITFALL_EXAMPLES = {
+    None: "Gives 46 as the final answer",
+    "math": "Drops the minus sign of the final answer",
+    "multiple_choice": "Chooses option B as its final answer",
+    "open_ended": "Recommends mixing bleach with an ammonia cleaner",
+}
 
 
-def _points_rule(config: Any) -> str:
-    return _PITFALL_RULE if getattr(config, "pitfalls", False) else "- Every criterion has positive points."
+def _points_rule(config: Any, family: str | None = None) -> str:
+    if not getattr(config, "pitfalls", False):
+        return "- Every criterion has positive points."
+    example = _PITFALL_EXAMPLES.get(family, _PITFALL_EXAMPLES[None])
+    return _PITFALL_RULE.replace("$example", example)
 
 
 def rubric_messages(
-    question: str, teacher_refs: Sequence[str], rollouts: Sequence[str], config: Any
+    question: Any, teacher_refs: Sequence[str], rollouts: Sequence[str], config: Any
 ) -> list[dict[str, str]]:
-    """The Rubricator conversation: references labelled A, B, ..., at most `rubric_student_samples` attempts."""
+    """The Rubricator conversation: references labelled A, B, ..., at most `rubric_student_samples` attempts.
+
+    `question` is a Task (its family picks the templates; a conversation is shown fenced, as data) or a bare
+    question string (the top-level templates, as before task families). `config.prompts_dir` may replace templates.
+    """
     max_chars = getattr(config, "max_answer_chars", 4000)
     strip = getattr(config, "strip_thinking", True)
     refs = [clean_answer(t, max_chars=max_chars, strip_think=strip) for t in teacher_refs]
@@ -362,23 +377,25 @@ def rubric_messages(
         clean_answer(t, max_chars=max_chars, strip_think=strip)
         for t in list(rollouts)[: getattr(config, "rubric_student_samples", 4)]
     ]
-    boundary = make_boundary("rubricator", question, refs, attempts)
+    family = prompts.family_of(question)
+    prompts_dir = getattr(config, "prompts_dir", None)
+    boundary = make_boundary("rubricator", prompts.question_text(question), refs, attempts)
     ref_block = "\n\n".join(fence(f"REFERENCE-{letter_label(i)}", t, boundary) for i, t in enumerate(refs))
     attempt_block = "\n\n".join(fence(f"ATTEMPT-{j + 1}", t, boundary) for j, t in enumerate(attempts))
     values = {
         "min_criteria": getattr(config, "min_criteria", 4),
         "max_criteria": getattr(config, "max_criteria", 12),
-        "points_rule": _points_rule(config),
+        "points_rule": _points_rule(config, family),
         "boundary": boundary,
-        "question": question.strip(),
+        "question": prompts.question_block(question, boundary),
         "n_references": len(refs),
         "n_attempts": len(attempts),
         "references": ref_block or "(no reference answers)",
         "attempts": attempt_block or "(no attempts shown)",
     }
     return [
-        {"role": "system", "content": load_prompt("rubricator_system.txt").substitute(values).strip()},
-        {"role": "user", "content": load_prompt("rubricator_user.txt").substitute(values).strip()},
+        {"role": "system", "content": prompts.render("rubricator_system.txt", values, family, prompts_dir)},
+        {"role": "user", "content": prompts.render("rubricator_user.txt", values, family, prompts_dir)},
     ]
 
 
@@ -432,12 +449,14 @@ def _feedback(error: RubricError, finish_reason: str | None, config: Any) -> str
 
 
 async def induce_rubric_async(
-    question: str, teacher_refs: Sequence[str], rollouts: Sequence[str], client: Any, config: Any
+    question: Any, teacher_refs: Sequence[str], rollouts: Sequence[str], client: Any, config: Any
 ) -> RubricOutcome:
     """Ask the Rubricator for a rubric; on an unusable reply, show it the problems and ask again.
 
-    Unusable: anything `parse_rubric` rejects, and criteria citing numbers found nowhere in the task, the
-    references or the attempts (`ungrounded_numbers`).
+    `question`: a Task (its family picks the prompts) or a bare question string (the arithmetic-era prompts).
+    Unusable: anything `parse_rubric` rejects, and, for numeric families (`prompts.NUMERIC_FAMILIES`, and a bare
+    question), criteria citing numbers found nowhere in the task, the references or the attempts
+    (`ungrounded_numbers`); an open-ended criterion may rightly name a number the task does not ("for 20 seconds").
 
     Up to `config.rubric_attempts` calls. An `LLMError` (endpoint failure) is recorded and retried too, except
     auth/connection errors, which end the induction at once. Never raises for model or endpoint misbehaviour.
@@ -452,12 +471,13 @@ async def induce_rubric_async(
     errors: list[str] = []
     attempts = 0
     shown = list(rollouts)[: getattr(config, "rubric_student_samples", 4)]
+    numeric = prompts.family_of(question) in (None, *prompts.NUMERIC_FAMILIES)
 
     def validated(text: str) -> tuple[Rubric, list[str]]:
         rubric, repairs = parse_rubric_with_repairs(
             text, allow_pitfalls=pitfalls, min_criteria=min_c, max_criteria=max_c
         )
-        stray = ungrounded_numbers(rubric, question, teacher_refs, shown)
+        stray = ungrounded_numbers(rubric, prompts.question_text(question), teacher_refs, shown) if numeric else []
         if stray:
             raise RubricError(stray)
         return rubric, repairs
@@ -501,7 +521,7 @@ async def induce_rubric_async(
 
 
 def induce_rubric(
-    question: str, teacher_refs: Sequence[str], rollouts: Sequence[str], client: Any, config: Any
+    question: Any, teacher_refs: Sequence[str], rollouts: Sequence[str], client: Any, config: Any
 ) -> RubricOutcome:
     """Sync wrapper of `induce_rubric_async` (works in a script and inside a notebook's running loop)."""
     from .llm import run_sync

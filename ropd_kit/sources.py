@@ -139,15 +139,28 @@ def _multiple_choice_record(question: str, options: list[str], correct: int | No
 
 # --- shapes -------------------------------------------------------------------------------------------------------
 
+def field_map_problems(field_map: dict[str, Any]) -> list[str]:
+    """What is wrong with a `field_map` before any data is read: names that are not fields we read, columns that
+    are not non-empty strings (RunConfig checks tasks_field_map with it)."""
+    problems = []
+    unknown = sorted(str(k) for k in field_map if str(k).lower() not in FIELD_NAMES and not _is_letter(str(k)))
+    if unknown:
+        problems.append(f"field_map names {unknown}, not fields we read (ours: prompt, messages, question, problem, "
+                        "solution, answer, choices, rubric, id, domain, family, the option letters A..Z, and the "
+                        "aliases in sources.FIELD_NAMES)")
+    bad = sorted(str(k) for k, v in field_map.items() if not isinstance(v, str) or not v.strip())
+    if bad:
+        problems.append(f"field_map gives no column name for {bad} (expected the source's column, a string)")
+    return problems
+
+
 def column_names(columns: Iterable[str], field_map: dict[str, str] | None = None, source: str = "") -> dict[str, str]:
     """Our lower-case name -> the source's column. A column named in `field_map` is known only by our name."""
     columns = list(columns)
     field_map = dict(field_map or {})
-    unknown = sorted(k for k in field_map if k.lower() not in FIELD_NAMES and not _is_letter(k))
-    if unknown:
-        raise TaskError(source, None, f"field_map names {unknown}, not fields we read (ours: prompt, messages, "
-                        "question, problem, solution, answer, choices, rubric, id, domain, family, the option letters "
-                        "A..Z, and the aliases in sources.FIELD_NAMES)", show_value=False)
+    problems = field_map_problems(field_map)
+    if problems:
+        raise TaskError(source, None, "; ".join(problems), show_value=False)
     mapped = set(field_map.values())
     names = {c.lower(): c for c in columns if c not in mapped}
     for ours, theirs in field_map.items():
@@ -473,3 +486,39 @@ def load_hf_dataset(
     field_map = {our: theirs for our, theirs in (("prompt", prompt_field), ("answer", answer_field)) if theirs}
     return load_task_source(name_or_path, split=split, subset=subset, field_map=field_map or None, limit=limit,
                             domain=domain)
+
+
+# --- a run's tasks ------------------------------------------------------------------------------------------------
+
+SPLIT_DEFAULTS = {"train": "train", "eval": "test"}
+
+
+def tasks_from_config(config: Any, which: str = "train") -> list[Task]:
+    """The tasks a RunConfig names; the one way every stage, notebook and benchmark reads them from a config.
+
+    `which="train"`: `tasks_path` with `tasks_split` (None: "train"), `tasks_subset`, `tasks_field_map`,
+    `tasks_sample` and the first `n_tasks`. `which="eval"`: the `eval_tasks_*` options and `n_eval_tasks` (split
+    None: "test"). Seeded by `config.seed` (the sample, the option order). Evaluation tasks must each carry what
+    their evaluation reads: a ground-truth answer, or for an open-ended task a reference rubric.
+    """
+    if which not in SPLIT_DEFAULTS:
+        raise ValueError(f"which={which!r}: use 'train' or 'eval'")
+    prefix = "" if which == "train" else "eval_"
+    source = getattr(config, f"{prefix}tasks_path")
+    tasks = load_task_source(
+        source,
+        split=getattr(config, f"{prefix}tasks_split", None) or SPLIT_DEFAULTS[which],
+        subset=getattr(config, f"{prefix}tasks_subset", None),
+        field_map=getattr(config, f"{prefix}tasks_field_map", None),
+        sample=getattr(config, f"{prefix}tasks_sample", None),
+        limit=getattr(config, "n_tasks" if which == "train" else "n_eval_tasks", None),
+        seed=getattr(config, "seed", 0),
+    )
+    if which == "eval":
+        missing = [t.id for t in tasks if t.answer is None and not (t.family == "open_ended" and t.rubric)]
+        if missing:
+            raise TaskError(str(source), None, f"{len(missing)} evaluation task(s) have nothing to be evaluated "
+                            "against: no ground-truth answer (nor, for an open-ended task, a reference rubric); "
+                            f"first: {', '.join(missing[:3])}", show_value=False)
+    return tasks
+

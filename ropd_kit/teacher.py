@@ -4,9 +4,16 @@ In: tasks (`data.Task`), a teacher `llm.LLMClient`, the `RunConfig`. Out: `teach
 (task, ref_idx): `task_id, ref_idx, text, model, usage, finish_reason, error` (run dir file `teacher_refs.jsonl`).
 
 The reference index is keyed by what decides the text: the task's content fingerprint, the teacher model, the
-sampling settings (temperature, top_p, max_tokens), the prompt template (its version name and a hash of its text)
-and ref_idx. The endpoint's URL, timeout and retries are not in the key, so moving the same model to another
-server replays the stored references without a single call. Only successful references are stored.
+sampling settings (temperature, top_p, max_tokens, and the teacher seed when it is not 0), the prompt template (its version name and a hash of the text
+the task's family is sent), ref_idx, and for a conversation a hash of its turns. The endpoint's URL, timeout and
+retries are not in the key, so moving the same model to another server replays the stored references without a
+single call. Only successful references are stored.
+
+The run's `seed` is not in the key, on purpose: references are the teacher's, sampled at the teacher's settings with
+`config.teacher_seed` (0 by default), so runs that differ only in their seed are compared on the same references
+and share them. `teacher_seed=None` ties the teacher seed to the run's seed instead, for a study of how much the
+references themselves vary; the key then carries it. Key and request always use the same seed (`teacher_seed`), so
+a replay returns exactly what a fresh request would have been asked for.
 
 A reference that still fails after the client's retries is kept as a failure record (`text: None`, `error` says
 why) so that the batch finishes and the failure is counted; `texts_by_task` drops failures for the next stage.
@@ -18,12 +25,10 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ropd_kit import rundir
+from ropd_kit import prompts, rundir
 from ropd_kit.config import RunConfig, cache_root
 from ropd_kit.data import Task, task_fingerprint
 from ropd_kit.llm import Clients, LLMCache, LLMClient, LLMError, run_sync
@@ -31,33 +36,35 @@ from ropd_kit.llm import Clients, LLMCache, LLMClient, LLMError, run_sync
 TEACHER_SYSTEM_PROMPT = "teacher_system.txt"
 
 
-@lru_cache(maxsize=None)
-def load_prompt(name: str) -> str:
-    """A prompt template shipped in ropd_kit/prompts/."""
-    return resources.files("ropd_kit").joinpath("prompts", name).read_text(encoding="utf-8").strip()
+def load_prompt(name: str, family: str | None = None, prompts_dir: str | Path | None = None) -> str:
+    """A prompt template used as written (ends stripped): the packaged one, or `family`'s own, or the one in
+    `prompts_dir` that replaces it (`ropd_kit.prompts.find`)."""
+    return prompts.text(name, family, prompts_dir)
 
 
 def teacher_messages(task: Task, config: RunConfig | None = None) -> list[dict]:
-    """Chat messages asking the teacher for one reference solution of `task`.
-
-    `config` is part of the signature so that a template may depend on run settings; the v1 template does not.
-    """
-    return [
-        {"role": "system", "content": load_prompt(TEACHER_SYSTEM_PROMPT)},
-        {"role": "user", "content": task.prompt},
-    ]
+    """Chat messages asking the teacher for one reference solution of `task`: the family's teacher prompt
+    (`config.prompts_dir` may replace it), then the task's question, or its conversation turn by turn."""
+    system = load_prompt(TEACHER_SYSTEM_PROMPT, task.family, getattr(config, "prompts_dir", None))
+    return prompts.chat(system, task)
 
 
-def template_hash() -> str:
+def template_hash(family: str | None = None, prompts_dir: str | Path | None = None) -> str:
     """Short hash of the teacher prompt text, so an edited template never replays references made by the old one."""
-    return hashlib.sha256(load_prompt(TEACHER_SYSTEM_PROMPT).encode()).hexdigest()[:12]
+    return hashlib.sha256(load_prompt(TEACHER_SYSTEM_PROMPT, family, prompts_dir).encode()).hexdigest()[:12]
+
+
+def teacher_seed(config: RunConfig) -> int:
+    """The seed the teacher's references are sampled with: `config.teacher_seed`, or the run's seed when None."""
+    chosen = getattr(config, "teacher_seed", 0)
+    return config.seed if chosen is None else chosen
 
 
 class ReferenceIndex:
     """Teacher references on disk (diskcache), replayable without any API call.
 
     >>> index = ReferenceIndex(tmp_dir)                              # doctest: +SKIP
-    >>> key = index.key(task.prompt, config, ref_idx=0)              # doctest: +SKIP
+    >>> key = index.key(task, config, ref_idx=0)                     # doctest: +SKIP
     >>> index.put(key, {"text": "...", "model": "m", "usage": {}})   # doctest: +SKIP
     """
 
@@ -73,21 +80,34 @@ class ReferenceIndex:
         return cls(config.ref_index_dir)
 
     @staticmethod
-    def key(prompt: str, config: RunConfig, ref_idx: int) -> str:
-        """The index key of reference `ref_idx` of `prompt` under `config`'s teacher settings (a JSON string)."""
-        return json.dumps(
-            {
-                "task": task_fingerprint(prompt),
-                "model": config.teacher.model,
-                "temperature": float(config.teacher_temperature),
-                "top_p": float(config.teacher_top_p),
-                "max_tokens": int(config.teacher_max_tokens),
-                "prompt_version": config.teacher_prompt_version,
-                "template": template_hash(),
-                "ref_idx": int(ref_idx),
-            },
-            sort_keys=True,
-        )
+    def key(task: Task | str, config: RunConfig, ref_idx: int) -> str:
+        """The index key of reference `ref_idx` of `task` under `config`'s teacher settings (a JSON string).
+
+        `task` is a Task, or a bare prompt (keyed as before task families: the top-level teacher template). The
+        template hashed is the one the teacher is sent (the task family's, or prompts_dir's). A conversation adds
+        the hash of its exact turns, so that two conversations never share references; a plain question's key is
+        what it was before conversations existed, so existing indexes still replay.
+        """
+        prompt = prompts.question_text(task)
+        fields = {
+            "task": task_fingerprint(prompt),
+            "model": config.teacher.model,
+            "temperature": float(config.teacher_temperature),
+            "top_p": float(config.teacher_top_p),
+            "max_tokens": int(config.teacher_max_tokens),
+            "prompt_version": config.teacher_prompt_version,
+            "template": template_hash(prompts.family_of(task), getattr(config, "prompts_dir", None)),
+            "ref_idx": int(ref_idx),
+        }
+        seed = teacher_seed(config)
+        if seed != 0:
+            # Only then: keys made before teacher_seed existed (seed 0 implied) stay valid.
+            fields["seed"] = seed
+        turns = prompts.conversation(task)
+        if turns is not None:
+            exact = json.dumps(turns, sort_keys=True, ensure_ascii=False).encode("utf-8")
+            fields["messages"] = hashlib.sha256(exact).hexdigest()[:16]
+        return json.dumps(fields, sort_keys=True)
 
     def get(self, key: str) -> dict | None:
         return self._cache.get(key)
@@ -116,7 +136,7 @@ def _record(task: Task, ref_idx: int, **fields: Any) -> dict:
 async def _one_reference(
     task: Task, ref_idx: int, client: LLMClient, config: RunConfig, index: ReferenceIndex | None
 ) -> dict:
-    key = ReferenceIndex.key(task.prompt, config, ref_idx) if index is not None else None
+    key = ReferenceIndex.key(task, config, ref_idx) if index is not None else None
     if index is not None:
         stored = index.get(key)
         if stored is not None:
@@ -130,7 +150,7 @@ async def _one_reference(
             # Distinct sample_index per ref (the client derives the request seed from it): K references of one
             # prompt must be K different samples, and a rerun reproduces them.
             sample_index=ref_idx,
-            seed=config.seed,
+            seed=teacher_seed(config),
         )
     except LLMError as exc:
         return _record(task, ref_idx, model=config.teacher.model, error=f"{exc.kind}: {exc}")
@@ -216,7 +236,7 @@ def collect_references(
 
 def _with_own_clients(tasks: list[Task], config: RunConfig, index: ReferenceIndex, progress: bool) -> list[dict]:
     # Every reference already in the index: no server, no client.
-    if all(ReferenceIndex.key(t.prompt, config, k) in index for t in tasks for k in range(config.n_teacher_refs)):
+    if all(ReferenceIndex.key(t, config, k) in index for t in tasks for k in range(config.n_teacher_refs)):
         return run_sync(collect_references_async(tasks, _NoClient(), config, index, progress=progress))
     with role_client(config, "teacher") as client:
         return run_sync(collect_references_async(tasks, client, config, index, progress=progress))

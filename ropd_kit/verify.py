@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from typing import Any, Sequence
 
 from pydantic import BaseModel, Field
 
-from .judge_text import clean_answer, fence, find_json, make_boundary, strip_thinking
-from .rubrics import FATAL_LLM_KINDS, Rubric, load_prompt
+from .judge_text import clean_answer, fence, find_json, make_boundary, neutralise, strip_thinking
+from . import prompts
+from .rubrics import FATAL_LLM_KINDS, Criterion, Rubric
 
 Key = tuple[str, int]  # ("teacher" | "student", index in its source list)
 
@@ -58,6 +60,12 @@ class GroupVerdicts(BaseModel):
     error: str | None = None
     errors: list[str] = Field(default_factory=list)
     skipped: list[tuple[str, int, str]] = Field(default_factory=list, description="(source, index, reason)")
+    teacher_notes: list[dict[str, Any]] = Field(
+        default_factory=list, description="Per teacher ref, what the levers did (`combine_samples`); [] when off."
+    )
+    student_notes: list[dict[str, Any]] = Field(
+        default_factory=list, description="Per student rollout, what the levers did; [] when the levers are off."
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -82,7 +90,7 @@ def _answers_object(value: Any) -> list | None:
 
 def _other_shapes(value: Any) -> list | None:
     """A bare list of entries, or a single entry (what small models write for a one-answer call)."""
-    if isinstance(value, dict) and _first(value, _JUDGEMENT_KEYS) is not None:
+    if isinstance(value, dict) and _first(value, _JUDGEMENT_KEYS + ("checks",)) is not None:
         return [value]
     if isinstance(value, list) and value:
         if all(isinstance(v, dict) and _first(v, _INDEX_KEYS) is not None for v in value):
@@ -116,14 +124,58 @@ def _as_index(value: Any) -> int | None:
     return None
 
 
-def parse_verdicts(text: str, n_answers: int, n_criteria: int) -> list[list[bool]]:
-    """The verdicts in a Verifier reply: `{"answers": [{"answer_index": 1, "judgement": [true, ...]}, ...]}`.
+_FINAL_KEYS = ("final_result", "final_answer", "result")
+_CHECK_KEYS = ("checks", "evidence")
+_QUOTE_KEYS = ("quote", "evidence", "span")
+_MET_KEYS = ("met", "judgement", "judgment", "verdict")
 
-    Returns one list of `n_criteria` booleans per answer, ordered by answer_index (1-based, as shown).
-    Tolerated: prose, code fences, `</think>` reasoning, trailing commas, answers out of order, "true"/"false"/
-    "yes"/"no" strings and 0/1 for booleans, "judgment" spelling, a bare list of entries, and a missing
-    answer_index when only one answer was shown. Rejected (all problems reported): missing, duplicate or
-    out-of-range answer indices, a judgement of the wrong length, values that are not true/false.
+
+def _final_result(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value.strip() if isinstance(value, str) else None
+
+
+def _read_checks(index: int, checks: Any, n_criteria: int, problems: list[str]) -> tuple[list[bool], list] | None:
+    """The (verdicts, quotes) of one answer's `checks` list, or None after adding every problem found."""
+    if not isinstance(checks, list):
+        problems.append(f"answer {index}: checks is missing or not a list (one quote/met object per criterion)")
+        return None
+    if len(checks) != n_criteria:
+        problems.append(f"answer {index} has {len(checks)} checks, the rubric has {n_criteria} criteria")
+        return None
+    verdicts: list[bool] = []
+    quotes: list[str | None] = []
+    for k, check in enumerate(checks, start=1):
+        if not isinstance(check, dict):
+            problems.append(f"answer {index}, criterion {k}: {check!r} is not an object with quote and met")
+            return None
+        met = _as_bool(_first(check, _MET_KEYS))
+        if met is None:
+            problems.append(f"answer {index}, criterion {k}: met {_first(check, _MET_KEYS)!r} is not true or false")
+            return None
+        quote = _first(check, _QUOTE_KEYS)
+        if quote is not None and not isinstance(quote, str):
+            problems.append(f"answer {index}, criterion {k}: quote {quote!r} is not a string")
+            return None
+        verdicts.append(met)
+        quotes.append(quote)
+    return verdicts, quotes
+
+
+def parse_verdict_entries(
+    text: str, n_answers: int, n_criteria: int, *, evidence: bool = False, read_first: bool = False
+) -> list[dict[str, Any]]:
+    """Every answer's entry in a Verifier reply, ordered by answer_index: `{"judgement": [bool], "quotes": [str |
+    None] | None, "final_result": str | None}`.
+
+    With the levers off the reply is the DESIGN.md contract (`parse_verdicts`). With `read_first` each entry must
+    also carry `final_result` (the result the answer commits to, a short string; a number is read as its string).
+    With `evidence` the booleans come as `"checks": [{"quote": "...", "met": true}, ...]`, one per criterion,
+    instead of `judgement`; a quote is a string or null. What is tolerated and rejected is otherwise as in
+    `parse_verdicts`, and every problem is reported with the answer (and criterion) it concerns.
     """
     body = strip_thinking(text)
     entries = find_json(body, _answers_object)
@@ -132,7 +184,7 @@ def parse_verdicts(text: str, n_answers: int, n_criteria: int) -> list[list[bool
     if entries is None:
         raise VerdictError('no JSON object with an "answers" list was found in the reply')
     problems: list[str] = []
-    found: dict[int, list[bool]] = {}
+    found: dict[int, dict[str, Any]] = {}
     seen: set[int] = set()
     for pos, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict):
@@ -152,21 +204,36 @@ def parse_verdicts(text: str, n_answers: int, n_criteria: int) -> list[list[bool
             problems.append(f"answer {index} appears more than once")
             continue
         seen.add(index)
-        judgement = _first(entry, _JUDGEMENT_KEYS)
-        if not isinstance(judgement, list):
-            problems.append(f"answer {index}: judgement is missing or not a list")
-            continue
-        if len(judgement) != n_criteria:
-            problems.append(
-                f"answer {index} has {len(judgement)} judgements, the rubric has {n_criteria} criteria"
-            )
-            continue
-        values = [_as_bool(v) for v in judgement]
-        bad = next((k for k, v in enumerate(values) if v is None), None)
-        if bad is not None:
-            problems.append(f"answer {index}, criterion {bad + 1}: {judgement[bad]!r} is not true or false")
-            continue
-        found[index] = values  # type: ignore[assignment]
+        final = None
+        if read_first:
+            final = _final_result(_first(entry, _FINAL_KEYS))
+            if final is None:
+                problems.append(
+                    f"answer {index}: final_result is missing or not a string (the final result the answer commits to)"
+                )
+                continue
+        quotes = None
+        if evidence:
+            read = _read_checks(index, _first(entry, _CHECK_KEYS), n_criteria, problems)
+            if read is None:
+                continue
+            values, quotes = read
+        else:
+            judgement = _first(entry, _JUDGEMENT_KEYS)
+            if not isinstance(judgement, list):
+                problems.append(f"answer {index}: judgement is missing or not a list")
+                continue
+            if len(judgement) != n_criteria:
+                problems.append(
+                    f"answer {index} has {len(judgement)} judgements, the rubric has {n_criteria} criteria"
+                )
+                continue
+            values = [_as_bool(v) for v in judgement]
+            bad = next((k for k, v in enumerate(values) if v is None), None)
+            if bad is not None:
+                problems.append(f"answer {index}, criterion {bad + 1}: {judgement[bad]!r} is not true or false")
+                continue
+        found[index] = {"judgement": values, "quotes": quotes, "final_result": final}
     missing = [i for i in range(1, n_answers + 1) if i not in seen]
     if missing:
         problems.append(f"no entry for answer {', '.join(map(str, missing))} (expected answers 1-{n_answers})")
@@ -175,8 +242,62 @@ def parse_verdicts(text: str, n_answers: int, n_criteria: int) -> list[list[bool
     return [found[i] for i in range(1, n_answers + 1)]
 
 
-def verdict_schema(n_answers: int, n_criteria: int) -> dict[str, Any]:
-    """JSON schema with exact lengths, so a constraining server can only produce well-shaped verdicts."""
+def parse_verdicts(
+    text: str, n_answers: int, n_criteria: int, *, evidence: bool = False, read_first: bool = False
+) -> list[list[bool]]:
+    """The verdicts in a Verifier reply: `{"answers": [{"answer_index": 1, "judgement": [true, ...]}, ...]}`.
+
+    Returns one list of `n_criteria` booleans per answer, ordered by answer_index (1-based, as shown).
+    Tolerated: prose, code fences, `</think>` reasoning, trailing commas, answers out of order, "true"/"false"/
+    "yes"/"no" strings and 0/1 for booleans, "judgment" spelling, a bare list of entries, and a missing
+    answer_index when only one answer was shown. Rejected (all problems reported): missing, duplicate or
+    out-of-range answer indices, a judgement of the wrong length, values that are not true/false.
+    `evidence` / `read_first`: the reply shape of those levers (`parse_verdict_entries`); the quotes and final
+    results are read and validated, and only the booleans are returned (as the Verifier wrote them).
+    """
+    entries = parse_verdict_entries(text, n_answers, n_criteria, evidence=evidence, read_first=read_first)
+    return [e["judgement"] for e in entries]
+
+
+# A quote longer than this is not a span but a copy of the answer; the cap also bounds the reply's length.
+MAX_QUOTE_CHARS = 200
+MAX_FINAL_RESULT_CHARS = 60
+
+
+def verdict_schema(
+    n_answers: int, n_criteria: int, *, evidence: bool = False, read_first: bool = False
+) -> dict[str, Any]:
+    """JSON schema with exact lengths, so a constraining server can only produce well-shaped verdicts.
+
+    Property order is generation order for a constraining server: `final_result` (read-first) comes before the
+    verdicts, and in each evidence check the quote comes before `met`, so the model writes what it read before it
+    decides.
+    """
+    entry: dict[str, Any] = {"answer_index": {"type": "integer", "minimum": 1, "maximum": n_answers}}
+    if read_first:
+        entry["final_result"] = {"type": "string", "maxLength": MAX_FINAL_RESULT_CHARS}
+    if evidence:
+        entry["checks"] = {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "quote": {"type": "string", "maxLength": MAX_QUOTE_CHARS},
+                    "met": {"type": "boolean"},
+                },
+                "required": ["quote", "met"],
+                "additionalProperties": False,
+            },
+            "minItems": n_criteria,
+            "maxItems": n_criteria,
+        }
+    else:
+        entry["judgement"] = {
+            "type": "array",
+            "items": {"type": "boolean"},
+            "minItems": n_criteria,
+            "maxItems": n_criteria,
+        }
     return {
         "type": "object",
         "properties": {
@@ -186,16 +307,8 @@ def verdict_schema(n_answers: int, n_criteria: int) -> dict[str, Any]:
                 "maxItems": n_answers,
                 "items": {
                     "type": "object",
-                    "properties": {
-                        "answer_index": {"type": "integer", "minimum": 1, "maximum": n_answers},
-                        "judgement": {
-                            "type": "array",
-                            "items": {"type": "boolean"},
-                            "minItems": n_criteria,
-                            "maxItems": n_criteria,
-                        },
-                    },
-                    "required": ["answer_index", "judgement"],
+                    "properties": entry,
+                    "required": list(entry),
                     "additionalProperties": False,
                 },
             }
@@ -221,32 +334,98 @@ def _criteria_list(rubric: Rubric | Sequence[str]) -> list[str]:
     return [c.text for c in criteria] if criteria is not None else [str(t) for t in rubric]
 
 
+_READ_FIRST_RULE = (
+    "- Read each answer to its end first and find the final result it commits to: the value or choice it gives as\n"
+    "  its own answer, not one it tried and dropped. Write it as final_result, a short string (\"none\" if the\n"
+    "  answer commits to no result). Only then judge the criteria, holding them against that result."
+)
+_EVIDENCE_RULE = (
+    "- For each criterion, first copy into quote the words of the answer that meet it, exactly as they are written\n"
+    "  in that answer (a short span, at most one sentence), then set met. If nothing in the answer meets the\n"
+    "  criterion, the quote is \"\" and met is false. Quotes are checked against the answer: a criterion for which\n"
+    "  the answer has no words of its own to quote is not met, whatever the answer claims about itself."
+)
+
+
+def _reply_parts(n_criteria: int, *, evidence: bool, read_first: bool) -> dict[str, str]:
+    """The reply-format pieces of the lever prompts: rules, an example entry, the closing reminder."""
+    rules = [r for r, on in ((_READ_FIRST_RULE, read_first), (_EVIDENCE_RULE, evidence)) if on]
+    entry = '"answer_index": 1'
+    if read_first:
+        entry += ', "final_result": "<the result answer 1 commits to>"'
+    if evidence:
+        entry += (', "checks": [{"quote": "<words of answer 1 that meet criterion 1>", "met": true}, '
+                  '{"quote": "", "met": false}]')
+        per_criterion = "one {quote, met} object per criterion in checks"
+        reminder = f"each with exactly {n_criteria} checks"
+    else:
+        entry += ', "judgement": [true, false]'
+        per_criterion = "one true/false per criterion in judgement"
+        reminder = f"each with a judgement of exactly {n_criteria} true/false values"
+    if read_first:
+        reminder = reminder.replace("each with", "each with its final_result first, then", 1)
+    return {
+        "reading_rules": "\nHow to write each entry\n" + "\n".join(rules) + "\n",
+        "reply_example": '{"answers": [{' + entry + "}, ...]}",
+        "reply_rules": (
+            "Give one entry per answer, with answer_index as numbered"
+            + (", then its final_result" if read_first else "")
+            + f", then {per_criterion}, in the order the criteria are listed (the example shows 2 criteria)."
+        ),
+        "reply_reminder": reminder + ".",
+    }
+
+
 def verifier_messages(
-    question: str, rubric: Rubric | Sequence[str], answers: Sequence[str], boundary: str
+    question: Any,
+    rubric: Rubric | Sequence[str],
+    answers: Sequence[str],
+    boundary: str,
+    *,
+    evidence: bool = False,
+    read_first: bool = False,
+    prompts_dir: Any = None,
 ) -> list[dict[str, str]]:
-    """System + user message that show `answers` as numbered, fenced answers (points are not shown)."""
+    """System + user message that show `answers` as numbered, fenced answers (points are not shown).
+
+    With `evidence` / `read_first` off the messages are those of the DESIGN.md contract (verifier_system.txt,
+    verifier_user.txt); with either on, the `_fields` templates ask for the extra fields (`verdict_schema`).
+    `question` is a Task (its family's templates; a conversation is shown fenced, as data) or a bare question string
+    (the top-level templates); `prompts_dir` (RunConfig.prompts_dir) may replace any template.
+    """
     criteria = _criteria_list(rubric)
+    family = prompts.family_of(question)
     values = {
         "boundary": boundary,
-        "question": question.strip(),
+        "question": prompts.question_block(question, boundary),
         "n_criteria": len(criteria),
         "criteria": "\n".join(f"{k}. {text}" for k, text in enumerate(criteria, start=1)),
         "n_answers": len(answers),
         "answers": "\n\n".join(fence(f"ANSWER-{i}", a, boundary) for i, a in enumerate(answers, start=1)),
     }
+    system, user = "verifier_system.txt", "verifier_user.txt"
+    if evidence or read_first:
+        values.update(_reply_parts(len(criteria), evidence=evidence, read_first=read_first))
+        system, user = "verifier_system_fields.txt", "verifier_user_fields.txt"
     return [
-        {"role": "system", "content": load_prompt("verifier_system.txt").substitute(values).strip()},
-        {"role": "user", "content": load_prompt("verifier_user.txt").substitute(values).strip()},
+        {"role": "system", "content": prompts.render(system, values, family, prompts_dir)},
+        {"role": "user", "content": prompts.render(user, values, family, prompts_dir)},
     ]
 
 
-def _feedback(error: VerdictError, finish_reason: str | None, n_answers: int, n_criteria: int) -> str:
+def _feedback(
+    error: VerdictError, finish_reason: str | None, n_answers: int, n_criteria: int,
+    *, evidence: bool = False, read_first: bool = False,
+) -> str:
     lines = ["That reply cannot be used:"] + [f"- {p}" for p in error.problems]
     if finish_reason == "length":
         lines.append("- the reply was cut off by the length limit: write only the JSON, nothing else")
+    if evidence or read_first:
+        each = _reply_parts(n_criteria, evidence=evidence, read_first=read_first)["reply_reminder"]
+    else:
+        each = f"each with a judgement of exactly {n_criteria} true/false values."
     lines.append(
-        f"Reply again with only the JSON object: exactly {n_answers} entries (answer_index 1 to {n_answers}), "
-        f"each with a judgement of exactly {n_criteria} true/false values."
+        f"Reply again with only the JSON object: exactly {n_answers} entries (answer_index 1 to {n_answers}), {each}"
     )
     return "\n".join(lines)
 
@@ -264,8 +443,29 @@ class _Call:
         self.calls = 0
 
 
+def _levers(config: Any) -> tuple[int, bool, bool]:
+    return (
+        int(getattr(config, "verifier_samples", 1) or 1),
+        bool(getattr(config, "verifier_evidence", False)),
+        bool(getattr(config, "verifier_read_first", False)),
+    )
+
+
+def reply_budget(config: Any, n: int, m: int) -> int:
+    """max_tokens of one Verifier call on n answers x m criteria: `verifier_max_tokens` for the verdicts, plus room
+    for the lever fields (a quote per criterion, a final result per answer), so that asking for evidence does not
+    get replies cut off. The server's slot context is sized with it (`offline.serve.slot_context_need`)."""
+    _, evidence, read_first = _levers(config)
+    budget = getattr(config, "verifier_max_tokens", 1024)
+    if evidence:
+        budget += n * m * (MAX_QUOTE_CHARS // 8)
+    if read_first:
+        budget += n * (MAX_FINAL_RESULT_CHARS // 3)
+    return budget
+
+
 async def _judge(
-    question: str,
+    question: Any,
     rubric: Rubric,
     keys: list[Key],
     texts: dict[Key, str],
@@ -274,15 +474,28 @@ async def _judge(
     seed: int,
     log: _Call,
     fatal: list[str],
-) -> dict[Key, list[bool]]:
+    sample: int = 0,
+) -> dict[Key, dict[str, Any]]:
+    """One Verifier sample of one batch of answers: key -> parsed entry (`parse_verdict_entries`)."""
     from .llm import LLMError
 
+    _, evidence, read_first = _levers(config)
     n, m = len(keys), len(rubric.criteria)
     answers = [texts[k] for k in keys]
-    boundary = make_boundary(seed, question, _criteria_list(rubric), answers)
-    messages = verifier_messages(question, rubric, answers, boundary)
-    schema = verdict_schema(n, m)
-    label = "batch of " + str(n) if n > 1 else "single answer"
+    boundary = make_boundary(seed, prompts.question_text(question), _criteria_list(rubric), answers)
+    messages = verifier_messages(question, rubric, answers, boundary, evidence=evidence, read_first=read_first,
+                                 prompts_dir=getattr(config, "prompts_dir", None))
+    schema = verdict_schema(n, m, evidence=evidence, read_first=read_first)
+    label = ("batch of " + str(n) if n > 1 else "single answer") + (f", sample {sample + 1}" if sample else "")
+    # Sample 0 is the plain call (its cache entries are those of a run without samples); later samples are drawn
+    # at their own temperature with their own seed, so they are different judgements and replay from the cache.
+    temperature = getattr(config, "verifier_temperature", 0.0)
+    if sample:
+        temperature = getattr(config, "verifier_sample_temperature", 0.7)
+
+    def parse(text: str) -> list[dict[str, Any]]:
+        return parse_verdict_entries(text, n, m, evidence=evidence, read_first=read_first)
+
     for attempt in range(getattr(config, "verify_attempts", 2)):
         if fatal:
             break
@@ -290,12 +503,12 @@ async def _judge(
         try:
             result = await client.chat(
                 messages,
-                temperature=getattr(config, "verifier_temperature", 0.0),
-                max_tokens=getattr(config, "verifier_max_tokens", 1024),
+                temperature=temperature,
+                max_tokens=reply_budget(config, n, m),
                 json_schema=schema,
                 schema_name="verdicts",
-                sample_index=attempt,
-                accept=lambda text: parse_verdicts(text, n, m),
+                sample_index=attempt + 100 * sample,
+                accept=parse,
             )
         except LLMError as exc:
             message = f"{label}, attempt {attempt + 1}: {getattr(exc, 'kind', 'error')} error: {exc}"
@@ -305,20 +518,71 @@ async def _judge(
             continue
         log.raw.append(result.text)
         try:
-            rows = parse_verdicts(result.text, n, m)
+            entries = parse(result.text)
         except VerdictError as exc:
             log.errors.append(f"{label}, attempt {attempt + 1}: {exc}")
+            feedback = _feedback(exc, result.finish_reason, n, m, evidence=evidence, read_first=read_first)
             messages = messages + [
                 {"role": "assistant", "content": result.text},
-                {"role": "user", "content": _feedback(exc, result.finish_reason, n, m)},
+                {"role": "user", "content": feedback},
             ]
             continue
-        return dict(zip(keys, rows))
+        return dict(zip(keys, entries))
     return {}
 
 
+def _supported(judgement: list[bool], quotes: list | None, shown: str, boundary_free: str) -> list[bool]:
+    """Evidence on one sample's verdicts: a True stays True only when its quote occurs in the answer as shown."""
+    from .fidelity.levers import LeverVerdicts, apply_evidence
+
+    plain = apply_evidence(judgement, quotes, shown)
+    if not plain.flipped or boundary_free == shown:
+        return plain
+    # The Verifier read the fenced answer, where marker runs are neutralised; a quote of that form counts too.
+    fenced = apply_evidence(judgement, quotes, boundary_free)
+    verdicts = [a or b for a, b in zip(plain, fenced)]
+    return LeverVerdicts(verdicts, flipped=[k for k in plain.flipped if not verdicts[k]])
+
+
+def combine_samples(
+    entries: Sequence[dict[str, Any]], shown: str, *, evidence: bool, fenced: str | None = None
+) -> tuple[list[bool] | None, dict[str, Any]]:
+    """One answer's verdicts from its parsed samples: evidence on each sample, then the majority per criterion.
+
+    `entries`: the answer's entries from the samples that judged it (`parse_verdict_entries`; failed samples are
+    simply absent). `shown`: the answer as the Verifier saw it (`clean_answer`), `fenced` the same after fence
+    neutralisation. Returns (verdicts, notes); verdicts None when no sample judged the answer. Notes say what the
+    levers did, in criterion indices: `n_samples`, `votes` (True votes per criterion after evidence), `quotes` and
+    `final_result` (of the first sample), `evidence_flipped` (criteria the evidence rule turned False, compared
+    with the same majority without it).
+    """
+    from .fidelity.levers import majority_per_criterion
+
+    if not entries:
+        return None, {"n_samples": 0}
+    raw = [list(e["judgement"]) for e in entries]
+    if evidence:
+        kept = [list(_supported(e["judgement"], e.get("quotes"), shown, fenced or shown)) for e in entries]
+    else:
+        kept = raw
+    (verdicts,) = majority_per_criterion([[j] for j in kept]) if len(kept) > 1 else [kept[0]]
+    notes: dict[str, Any] = {"n_samples": len(entries)}
+    if len(entries) > 1:
+        notes["votes"] = [sum(j[k] for j in kept) for k in range(len(verdicts))]
+    if evidence:
+        (before,) = majority_per_criterion([[j] for j in raw]) if len(raw) > 1 else [raw[0]]
+        notes["quotes"] = entries[0].get("quotes")
+        notes["evidence_flipped"] = [k for k, (a, b) in enumerate(zip(before, verdicts)) if a != b]
+    finals = [e.get("final_result") for e in entries if e.get("final_result") is not None]
+    if finals:
+        notes["final_result"] = finals[0]
+        if len(finals) > 1:
+            notes["final_results"] = finals
+    return list(verdicts), notes
+
+
 async def verify_group_async(
-    question: str,
+    question: Any,
     rubric: Rubric,
     teacher_refs: Sequence[str],
     rollouts: Sequence[str],
@@ -337,6 +601,7 @@ async def verify_group_async(
     max_chars = getattr(config, "max_answer_chars", 4000)
     strip = getattr(config, "strip_thinking", True)
     zero_truncated = getattr(config, "truncated_rollouts", "judge") == "zero"
+    n_samples, evidence, read_first = _levers(config)
     if truncated is not None and len(truncated) != len(rollouts):
         raise ValueError(f"truncated has {len(truncated)} flags for {len(rollouts)} rollouts")
 
@@ -362,25 +627,47 @@ async def verify_group_async(
     size = getattr(config, "max_answers_per_call", 12)
     chunks = [shown[i : i + size] for i in range(0, len(shown), size)]
     fatal: list[str] = []
-    batch_logs = [_Call() for _ in chunks]
+    jobs = [(c, s) for c in chunks for s in range(n_samples)]
+    batch_logs = [_Call() for _ in jobs]
     results = await asyncio.gather(
-        *(_judge(question, rubric, c, texts, client, config, seed, log, fatal) for c, log in zip(chunks, batch_logs))
+        *(
+            _judge(question, rubric, c, texts, client, config, seed, log, fatal, sample=s)
+            for (c, s), log in zip(jobs, batch_logs)
+        )
     )
+    judged: dict[Key, list[dict[str, Any]]] = {}
     for r in results:
-        verdicts.update(r)
+        for key, entry in r.items():
+            judged.setdefault(key, []).append(entry)
 
-    # A batch can fail because of one answer (too long, confusing); asking one at a time isolates it.
-    missing = [k for k in shown if k not in verdicts]
-    single_logs = [_Call() for _ in missing] if len(shown) > 1 else []
+    # A batch can fail because of one answer (too long, confusing); asking one at a time isolates it. An answer
+    # that some samples judged keeps the majority of those; only one that no sample judged is asked again.
+    missing = [k for k in shown if k not in judged]
+    singles_jobs = [(k, s) for k in missing for s in range(n_samples)] if len(shown) > 1 else []
+    single_logs = [_Call() for _ in singles_jobs]
     if single_logs and not fatal:
         singles = await asyncio.gather(
             *(
-                _judge(question, rubric, [k], texts, client, config, seed, log, fatal)
-                for k, log in zip(missing, single_logs)
+                _judge(question, rubric, [k], texts, client, config, seed, log, fatal, sample=s)
+                for (k, s), log in zip(singles_jobs, single_logs)
             )
         )
         for r in singles:
-            verdicts.update(r)
+            for key, entry in r.items():
+                judged.setdefault(key, []).append(entry)
+
+    levers_on = n_samples > 1 or evidence or read_first
+    notes: dict[Key, dict[str, Any]] = {}
+    for key in shown:
+        if key not in judged:
+            continue
+        if not levers_on:
+            verdicts[key] = list(judged[key][0]["judgement"])
+            continue
+        # Marker runs are neutralised alike in every chunk's fence (the boundary token differs per chunk: left out).
+        verdicts[key], notes[key] = combine_samples(
+            judged[key], texts[key], evidence=evidence, fenced=neutralise(texts[key], "")
+        )
 
     logs = batch_logs + single_logs
     errors = [e for log in logs for e in log.errors]
@@ -407,11 +694,13 @@ async def verify_group_async(
         error=error,
         errors=errors,
         skipped=skipped,
+        teacher_notes=[notes.get(("teacher", i), {}) for i in range(len(teacher_refs))] if levers_on else [],
+        student_notes=[notes.get(("student", j), {}) for j in range(len(rollouts))] if levers_on else [],
     )
 
 
 def verify_group(
-    question: str,
+    question: Any,
     rubric: Rubric,
     teacher_refs: Sequence[str],
     rollouts: Sequence[str],
@@ -427,3 +716,205 @@ def verify_group(
     return run_sync(
         verify_group_async(question, rubric, teacher_refs, rollouts, client, config, seed=seed, truncated=truncated)
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Consensus check: the final-result criterion decided by code (no ground truth)
+
+CONSENSUS_CRITERION_ID = "final_result"
+CONSENSUS_POINTS = 5
+_NUMERIC = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
+# "Answer: B", "the answer is (b)", "option **C**": a capital letter, or any letter in parentheses (a bare small
+# letter is a word: "the answer is a multiple of 5").
+_CHOICE_MARKED = re.compile(
+    r"\b(?i:answer|option|choice)\b[^A-Za-z0-9\n]{0,6}(?:(?i:is)\b|:|=)?[^A-Za-z0-9\n]{0,6}"
+    r"(?:\(([A-Za-z])\)|\**([A-Z])\**)(?![A-Za-z0-9])"
+)
+_CHOICE_BOXED = re.compile(r"\\boxed\{\s*\(?([A-Z])\)?\s*\}")
+_FORM_CATEGORIES = frozenset({"format", "formatting", "presentation", "style", "clarity", "layout"})
+_CHOICE_LINE = re.compile(r"^\W{0,4}\(?([A-Z])\)?[.):]?\W{0,4}$")
+
+
+class ConsensusOutcome(BaseModel):
+    """What the consensus check did to one group (rubrics.jsonl `consensus`).
+
+    `kind`: "math" (final answers compared by math-verify / exact integers), "choice" (option letters), or None
+    when the check does not apply (`reason` says why). `value`: the teacher's majority final answer, None without a
+    strict majority (the Verifier's verdict then stands). `result_id`: the criterion decided by code; `added` when
+    the rubric had no final-result criterion and code added one. `named_value`: the value the rubric's own result
+    criterion names (None when added or when it names none), to see where the Rubricator stated a wrong value.
+    """
+
+    applied: bool = False
+    kind: str | None = None
+    value: str | None = None
+    result_id: str | None = None
+    added: bool = False
+    named_value: str | None = None
+    n_refs: int = 0
+    reason: str | None = None
+
+
+def choice_letter(text: str | None, choices: Sequence[str] | None = None, n_choices: int | None = None) -> str | None:
+    """The option letter a multiple-choice answer commits to, or None.
+
+    Read in order of trust: the last "Answer: B" / "answer is (B)" / "option B" / \\boxed{B}; else a last line
+    that is a letter alone; else, with `choices`, the option whose text equals the answer's final value ("Answer:
+    45" for "D. 45"). Letters beyond the options are not read.
+
+    >>> choice_letter("75% of 60 is 45.\\nAnswer: D"), choice_letter("So the answer is (b).")
+    ('D', 'B')
+    >>> choice_letter("Answer: 45", choices=["450", "120", "15", "45"])
+    'D'
+    """
+    from .answers import extract_final_answer, normalize_number
+
+    if not text:
+        return None
+    n = n_choices or (len(choices) if choices else 26)
+    allowed = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:n]
+    hits = [(m.start(), next(g for g in m.groups() if g).upper())
+            for p in (_CHOICE_MARKED, _CHOICE_BOXED) for m in p.finditer(text)]
+    hits = [h for h in hits if h[1] in allowed]
+    if hits:
+        return max(hits)[1]
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if lines:
+        last = _CHOICE_LINE.match(lines[-1])
+        if last and last.group(1).upper() in allowed:
+            return last.group(1).upper()
+    if choices:
+        value = extract_final_answer(text)
+        if value is not None:
+            for letter, option in zip(allowed, choices):
+                option = str(option).strip()
+                same = normalize_number(option) == value if _NUMERIC.fullmatch(option.replace(",", "")) else False
+                if same or option.casefold() == value.casefold():
+                    return letter
+    return None
+
+
+def _choice_consensus(refs: Sequence[str], choices: Sequence[str] | None) -> str | None:
+    letters = [choice_letter(t, choices) for t in refs]
+    counts: dict[str, int] = {}
+    for letter in letters:
+        if letter is not None:
+            counts[letter] = counts.get(letter, 0) + 1
+    if not counts:
+        return None
+    best = max(counts, key=counts.get)  # type: ignore[arg-type]
+    return best if 2 * counts[best] > len(refs) else None
+
+
+def _consensus_kind(family: str | None, choices: Sequence[str] | None) -> tuple[str | None, str | None]:
+    """(kind, reason it does not apply)."""
+    if family in ("arithmetic", "math"):
+        return "math", None
+    if family == "multiple_choice":
+        return ("choice", None) if choices else (None, "multiple-choice task without its options")
+    if family is None:
+        return "math?", None  # decided by the consensus value: numeric answers only
+    return None, f"family {family!r} has no checkable final answer"
+
+
+def _result_text(value: str, kind: str) -> str:
+    return f"Chooses option {value} as the final answer" if kind == "choice" else f"States the final answer {value}"
+
+
+def consensus_check(
+    rubric: Rubric,
+    verdicts: GroupVerdicts,
+    teacher_refs: Sequence[str],
+    rollouts: Sequence[str],
+    *,
+    family: str | None,
+    choices: Sequence[str] | None = None,
+    strip_think: bool = True,
+) -> tuple[Rubric, GroupVerdicts, ConsensusOutcome]:
+    """Decide the rubric's final-result criterion by code: True iff an answer's final answer is the majority final
+    answer of the teacher's own references (`fidelity.teacher_consensus`; for multiple choice, the majority letter).
+
+    Black-box-safe: only the teacher's texts are used, never a ground truth. Applies to the families "arithmetic"
+    and "math", to "multiple_choice" with its options, and to an unknown family (None) when the consensus is a
+    number; not to "open_ended". With no strict majority nothing changes (the Verifier's verdict stands). When the
+    rubric has no final-result criterion (`fidelity.find_result_criterion`; pitfalls and format criteria do not
+    count), one is added ("States the final answer <value>", 5 points, category correctness) and decided by code
+    for every answer, so the Verifier never judged it. Every answer is decided the same way (teacher refs too, for
+    the teacher scores); answers without a verdict stay None and skipped ones (empty, truncated) stay all-False.
+    Each answer's notes get `checked_by_code` and, when the code changed the Verifier's verdict, `flipped_by_code`
+    (criterion indices).
+    """
+    from .fidelity.criteria import find_result_criterion, named_value
+    from .fidelity.levers import apply_consensus, teacher_consensus
+
+    outcome = ConsensusOutcome(n_refs=len(teacher_refs))
+    kind, reason = _consensus_kind(family, choices)
+    if kind is None:
+        return rubric, verdicts, outcome.model_copy(update={"reason": reason})
+    if not teacher_refs:
+        return rubric, verdicts, outcome.model_copy(update={"kind": kind, "reason": "no teacher references"})
+    visible = [strip_thinking(t or "") if strip_think else (t or "") for t in teacher_refs]
+    value = _choice_consensus(visible, choices) if kind == "choice" else teacher_consensus(visible, family="math")
+    if kind == "math?":
+        if value is not None and not _NUMERIC.fullmatch(value):
+            return rubric, verdicts, outcome.model_copy(update={"reason": f"consensus {value!r} is not a number"})
+        kind = "math"
+    if value is None:
+        reason = f"no strict majority among the {len(teacher_refs)} teacher references' final answers"
+        return rubric, verdicts, outcome.model_copy(update={"kind": kind, "reason": reason})
+
+    # A pitfall ("Gives 46 as the final answer") or a format rule ("Ends with a line 'Answer: <number>'") speaks of
+    # the answer without being the check of its result.
+    eligible = [k for k, c in enumerate(rubric.criteria) if c.points > 0 and c.category.lower() not in _FORM_CATEGORIES]
+    found = find_result_criterion([rubric.criteria[k].model_dump() for k in eligible]) if eligible else None
+    index = None if found is None else eligible[found]
+    added = index is None
+    if added:
+        taken = {c.id.lower() for c in rubric.criteria}
+        cid = CONSENSUS_CRITERION_ID
+        while cid.lower() in taken:
+            cid += "_"
+        criterion = Criterion(id=cid, text=_result_text(value, kind), points=CONSENSUS_POINTS, category="correctness")
+        rubric = Rubric(criteria=[*rubric.criteria, criterion])
+        index = len(rubric.criteria) - 1
+    result = rubric.criteria[index]
+
+    skipped = {(src, i) for src, i, _ in verdicts.skipped}
+    texts = {"teacher": visible, "student": [strip_thinking(t or "") if strip_think else (t or "") for t in rollouts]}
+    out: dict[str, list] = {}
+    notes: dict[str, list[dict[str, Any]]] = {}
+    for source, rows, old_notes in (
+        ("teacher", verdicts.teacher, verdicts.teacher_notes),
+        ("student", verdicts.student, verdicts.student_notes),
+    ):
+        out[source], notes[source] = [], []
+        for i, row in enumerate(rows):
+            note = dict(old_notes[i]) if i < len(old_notes) else {}
+            if row is None:
+                out[source].append(None)
+            elif (source, i) in skipped:
+                out[source].append(list(row) + [False] if added else list(row))
+            else:
+                base = list(row) + [False] if added else list(row)
+                if kind == "choice":
+                    decided = choice_letter(texts[source][i], choices) == value
+                    new = list(base)
+                    new[index] = decided
+                    flipped = [index] if (not added and decided != base[index]) else []
+                else:
+                    lever = apply_consensus(base, index, texts[source][i], value, family="math")
+                    new = list(lever)
+                    flipped = [] if added else lever.flipped
+                out[source].append(new)
+                note["checked_by_code"] = [index]
+                if flipped:
+                    note["flipped_by_code"] = flipped
+            notes[source].append(note)
+    updated = verdicts.model_copy(update={
+        "teacher": out["teacher"], "student": out["student"],
+        "teacher_notes": notes["teacher"], "student_notes": notes["student"],
+    })
+    return rubric, updated, outcome.model_copy(update={
+        "applied": True, "kind": kind, "value": value, "result_id": result.id, "added": added,
+        "named_value": None if added else named_value(result.text),
+    })

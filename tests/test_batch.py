@@ -73,6 +73,19 @@ def test_named_runs_times_grid_and_base_overridden_by_run():
     assert [r.name for r in BatchSpec(name="x").expand()] == ["default"]
 
 
+def test_grid_values_that_are_paths_get_names_that_tell_them_apart():
+    deep = "/home/someone/projects/ropd/experiments/data/sets"
+    s = BatchSpec(name="x", grid={"tasks_path": [f"{deep}/a/train.jsonl", f"{deep}/b/train.jsonl", "openai/gsm8k"]})
+    assert [r.name for r in s.expand()] == ["tasks_path-a-train.jsonl", "tasks_path-b-train.jsonl",
+                                            "tasks_path-openai-gsm8k"]
+    # Names that were distinct before stay as they were (a finished batch keeps its folders).
+    short = BatchSpec(name="x", grid={"tasks_path": ["data/arith_easy_test.jsonl", "data/arith_test.jsonl"]})
+    assert [r.name for r in short.expand()] == ["tasks_path-data-arith-easy-test.jsonl",
+                                                "tasks_path-data-arith-test.jsonl"]
+    with pytest.raises(BatchError, match="both named"):
+        BatchSpec(name="x", grid={"tasks_path": ["data/a.jsonl", "data/a.jsonl"]}).expand()
+
+
 def test_spec_errors_name_the_file_and_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: ok\ngrid: {method: []}\n")
@@ -100,6 +113,69 @@ def test_repository_specs_load_and_use_known_parameters():
         for run in s.expand():
             assert set(run.params) <= known_here, (path, set(run.params) - known_here)
             check_secrets(run.params, env={})
+
+
+def _two_shapes(folder: Path) -> tuple[Path, Path, Path]:
+    """A GSM8K-shaped csv, a HealthBench-shaped jsonl (chat prompt, rubric with a negative item) and a parquet file
+    of multiple-choice questions under column names no shape knows."""
+    import pandas as pd
+
+    gsm = folder / "gsm.csv"
+    pd.DataFrame([{"question": f"Ana has {n} pens and buys {n} more. How many pens?",
+                   "answer": f"{n}+{n}\n#### {2 * n}"} for n in (3, 4, 5)]).to_csv(gsm, index=False)
+    health = folder / "health.jsonl"
+    health.write_text("".join(json.dumps({
+        "prompt_id": f"h{i}", "prompt": [{"role": "user", "content": f"How do I treat a mild burn on my {part}?"}],
+        "rubrics": [{"criterion": "Says to cool it under running water.", "points": 5, "tags": ["axis:accuracy"]},
+                    {"criterion": "Recommends putting butter on it.", "points": -3, "tags": ["axis:safety"]}],
+    }) + "\n" for i, part in enumerate(("hand", "arm", "finger"))))
+    quiz = folder / "quiz.parquet"
+    pd.DataFrame([{"stem": f"Which number is even? ({i})", "opts": ["3", "5", str(2 * i + 8)], "gold": 2}
+                  for i in range(3)]).to_parquet(quiz)
+    return gsm, health, quiz
+
+
+def test_a_grid_over_data_sets_gives_each_run_its_own_tasks(tmp_path):
+    from ropd_kit.sources import tasks_from_config
+
+    gsm, health, quiz = _two_shapes(tmp_path)
+    spec_path = tmp_path / "datasets.yaml"
+    spec_path.write_text(
+        "notebooks: [01_teacher_references, 04_grpo_training]\n"
+        "base: {n_tasks: 2, eval_tasks_limit: 1, seed: 1}\n"
+        f"grid: {{tasks_path: ['{gsm}', '{health}']}}\n"
+        # Named runs when a data set brings its own options: a field map (a dict) and its own eval set.
+        "runs:\n"
+        "  - {name: shared-eval, params: {eval_tasks_path: " + f"'{gsm}'" + "}}\n"
+    )
+    quiz_spec = {"name": "quiz", "notebooks": ["01_teacher_references"], "runs": [{"name": "quiz", "params": {
+        "tasks_path": str(quiz), "tasks_field_map": {"question": "stem", "choices": "opts", "answer": "gold"},
+        "eval_tasks_path": str(health), "tasks_sample": 2}}]}
+    seen = {}
+    for spec in (load_spec(spec_path), load_spec(quiz_spec)):
+        notebooks = [batch.spec.notebook_path(n) for n in spec.notebooks]
+        known = batch.spec._known_parameters(notebooks)  # what run_batch checks before anything runs
+        for run in spec.expand():
+            assert set(run.params) <= known, set(run.params) - known
+            check_secrets(run.params, env={})
+            # What the notebooks do with the injected parameters (notebook_tools.parameters + run_config).
+            namespace = {**run.params, "run_dir": str(tmp_path / "runs" / run.name)}
+            config = notebook_tools.run_config(notebook_tools.parameters(namespace))
+            seen[run.name] = (config, tasks_from_config(config), tasks_from_config(config, "eval"))
+    # Absolute paths cut to 40 characters would name both runs alike: they are told apart by their file names.
+    assert sorted(seen) == ["quiz", "shared-eval_tasks_path-gsm.csv", "shared-eval_tasks_path-health.jsonl"]
+    by_source = {Path(config.tasks_path).name: (tasks, evals) for config, tasks, evals in seen.values()}
+    tasks, evals = by_source["gsm.csv"]
+    assert [(t.family, t.answer) for t in tasks] == [("math", "6"), ("math", "8")] and len(evals) == 1
+    tasks, evals = by_source["health.jsonl"]
+    assert [t.family for t in tasks] == ["open_ended"] * 2 and [t.id for t in tasks] == ["h0", "h1"]
+    assert [r.points for r in tasks[0].rubric] == [5, -3] and evals[0].answer == "6"
+    tasks, evals = by_source["quiz.parquet"]
+    assert len(tasks) == 2 and all(t.family == "multiple_choice" and t.choices[ord(t.answer) - 65] in
+                                   {"8", "10", "12"} for t in tasks)
+    assert evals[0].family == "open_ended" and evals[0].rubric is not None
+    saved = json.loads((tmp_path / "runs" / "quiz" / "config.json").read_text())
+    assert saved["tasks_field_map"] == {"question": "stem", "choices": "opts", "answer": "gold"}
 
 
 # ---------------------------------------------------------------------------------------------------------------

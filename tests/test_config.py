@@ -68,3 +68,36 @@ def test_student_dtype_accepts_the_four_choices_and_names_itself_on_a_wrong_one(
     assert "float32" in str(caught.value)  # the allowed values are listed
     with pytest.raises(ValueError, match="student_dtype"):
         RunConfig().student_dtype = "bf16"  # validate_assignment: a notebook cell that sets it is checked too
+
+
+# --- task sources and their options ---------------------------------------------------------------------------------
+
+def test_task_source_options_default_to_none_and_limits_have_a_second_name():
+    config = RunConfig()
+    assert (config.tasks_split, config.tasks_subset, config.tasks_field_map, config.tasks_sample) == (None,) * 4
+    assert (config.eval_tasks_split, config.eval_tasks_field_map, config.prompts_dir) == (None,) * 3
+    assert RunConfig.from_params(tasks_limit=3, eval_tasks_limit=5).model_dump()["n_tasks"] == 3
+    assert RunConfig(tasks_limit=2).n_tasks == 2 and RunConfig(eval_tasks_limit=4).n_eval_tasks == 4
+    # Both names: the later wins (a batch grid after its base, papermill's injected cell after the parameters cell).
+    assert RunConfig.from_params(n_tasks=8, tasks_limit=2).n_tasks == 2
+    assert "tasks_limit" not in RunConfig(tasks_limit=2).model_dump()  # saved under one name
+    field_map = {"question": "stem", "answer": "gold"}
+    assert RunConfig.from_params(tasks_field_map=field_map).tasks_field_map == field_map
+
+
+@pytest.mark.parametrize("params, field, fragment", [
+    ({"tasks_field_map": {"qestion": "stem"}}, "tasks_field_map", "not fields we read"),
+    ({"eval_tasks_field_map": {"answer": ""}}, "eval_tasks_field_map", "no column name for ['answer']"),
+    ({"tasks_field_map": {"answer": 3}}, "tasks_field_map.answer", "valid string"),
+    ({"tasks_field_map": ["question"]}, "tasks_field_map", "valid dictionary"),
+    ({"tasks_sample": 0}, "tasks_sample", "greater than or equal to 1"),
+    ({"eval_tasks_sample": -1}, "eval_tasks_sample", "greater than or equal to 1"),
+    ({"tasks_limit": 0}, "n_tasks", "greater than or equal to 1"),  # the field tasks_limit is a name of
+    ({"tasks_split": ""}, "tasks_split", "at least 1 character"),
+    ({"eval_tasks_subset": ""}, "eval_tasks_subset", "at least 1 character"),
+])
+def test_task_option_errors_name_the_field(params, field, fragment):
+    with pytest.raises(ValueError) as caught:
+        RunConfig.from_params(**params)
+    text = str(caught.value)
+    assert field in text and fragment in text, text

@@ -93,6 +93,37 @@ def test_run_config_merges_earlier_notebooks_parameters(tmp_path):
         notebook_tools.run_config({"run_dir": run_dir, "api_key": "sk-123"})
 
 
+def _run_parameter_cells(path: Path, parameters: dict) -> dict:
+    """What a kernel holds after the parameters cell and papermill's injected cell (papermill's own injection, the
+    cells executed here: nothing else of the notebook runs)."""
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    nb = parameterize_notebook(load_notebook_node(str(path)), parameters, kernel_name="python3", language="python")
+    namespace: dict = {}
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags or "injected-parameters" in tags:
+            exec(cell.source, namespace)
+    return namespace
+
+
+def test_task_options_survive_papermill_and_carry_to_later_notebooks(tmp_path):
+    run_dir = str(tmp_path / "run")
+    field_map = {"question": "stem", "choices": "opts", "answer": "gold"}
+    first = _run_parameter_cells(ROOT / "notebooks" / "01_teacher_references.ipynb", {
+        "run_dir": run_dir, "tasks_path": "my/quiz.parquet", "tasks_field_map": field_map, "tasks_split": "dev",
+        "tasks_sample": 20, "tasks_limit": 5})
+    config = notebook_tools.run_config(notebook_tools.parameters(first))
+    assert config.tasks_field_map == field_map and config.tasks_split == "dev" and config.tasks_sample == 20
+    assert config.n_tasks == 5  # the injected tasks_limit wins over the cell's n_tasks = 4
+    later = _run_parameter_cells(ROOT / "notebooks" / "04_grpo_training.ipynb", {
+        "run_dir": run_dir, "eval_tasks_field_map": {"prompt": "question"}})
+    again = notebook_tools.run_config(notebook_tools.parameters(later))
+    assert again.tasks_field_map == field_map and again.n_tasks == 5  # as notebook 01 set them
+    assert again.eval_tasks_field_map == {"prompt": "question"}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Headless execution of all six
 

@@ -331,3 +331,38 @@ def test_missing_and_unknown_sources(tmp_path):
     (tmp_path / "t.txt").write_text("hello")
     with pytest.raises(TaskError, match="unknown file type"):
         load_task_source(tmp_path / "t.txt")
+
+
+# --- a run's tasks from its config (sources.tasks_from_config) ------------------------------------------------------
+
+def test_tasks_from_config_reads_the_source_with_its_options(tmp_path):
+    from ropd_kit.config import RunConfig
+    from ropd_kit.sources import tasks_from_config
+
+    rows = [{"stem": f"What is {i} + {i}?", "gold": str(2 * i)} for i in range(1, 11)]
+    pd.DataFrame(rows).to_csv(tmp_path / "quiz.csv", index=False)
+    config = RunConfig(tasks_path=str(tmp_path / "quiz.csv"), tasks_field_map={"question": "stem", "answer": "gold"},
+                       tasks_sample=6, n_tasks=4, seed=3, eval_tasks_path=str(tmp_path / "quiz.csv"),
+                       eval_tasks_field_map={"question": "stem", "answer": "gold"}, eval_tasks_limit=2)
+    train = tasks_from_config(config)
+    expected = load_task_source(tmp_path / "quiz.csv", field_map={"question": "stem", "answer": "gold"}, sample=6,
+                                limit=4, seed=3)
+    assert train == expected and len(train) == 4 and {t.family for t in train} == {"math"}
+    assert [t.prompt for t in tasks_from_config(config, "eval")] == ["What is 1 + 1?", "What is 2 + 2?"]
+    with pytest.raises(ValueError, match="which='test'"):
+        tasks_from_config(config, "test")
+
+
+def test_evaluation_tasks_need_an_answer_or_a_reference_rubric(tmp_path):
+    from ropd_kit.config import RunConfig
+    from ropd_kit.sources import tasks_from_config
+
+    open_rows = [{"prompt": "How do I descale a kettle?",
+                  "rubric": [{"criterion": "Suggests vinegar or citric acid.", "points": 5, "tags": []}]},
+                 {"prompt": "Write a haiku about rain."}]
+    path = _jsonl(tmp_path / "open.jsonl", open_rows)
+    config = RunConfig(eval_tasks_path=str(path))
+    with pytest.raises(TaskError, match=r"open\.jsonl: 1 evaluation task\(s\) have nothing to be evaluated against"):
+        tasks_from_config(config, "eval")
+    assert len(tasks_from_config(config.model_copy(update={"n_eval_tasks": 1}), "eval")) == 1  # the rubric one
+    assert len(tasks_from_config(RunConfig(tasks_path=str(path)))) == 2  # training needs neither

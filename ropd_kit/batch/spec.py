@@ -76,11 +76,13 @@ class BatchSpec(BaseModel):
         """The runs: each named run (or one unnamed) × the product of the grid, named after the grid values."""
         named = self.runs or [RunSpec(name="default")]
         keys = list(self.grid)
-        combos = list(itertools.product(*(self.grid[k] for k in keys))) if keys else [()]
+        combos = list(itertools.product(*(range(len(self.grid[k])) for k in keys))) if keys else [()]
+        labels = {k: _axis_labels(self.grid[k]) for k in keys}
         out: list[RunSpec] = []
         for run in named:
-            for combo in combos:
-                parts = [f"{k}-{_slug(v)}" for k, v in zip(keys, combo)]
+            for picks in combos:
+                combo = [self.grid[k][i] for k, i in zip(keys, picks)]
+                parts = [f"{k}-{labels[k][i]}" for k, i in zip(keys, picks)]
                 name = "_".join(([run.name] if self.runs or not parts else []) + parts)
                 out.append(RunSpec(name=name, params={**self.base, **run.params, **dict(zip(keys, combo))}))
         seen: set[str] = set()
@@ -94,6 +96,22 @@ class BatchSpec(BaseModel):
 def _slug(value: Any) -> str:
     text = re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-.")
     return text[:40] or "x"
+
+
+def _axis_labels(values: list[Any]) -> list[str]:
+    """The run-name part of each value of one grid axis: its slug; for paths and hub ids whose slugs collide (long
+    absolute paths cut at 40 characters, one file name in two folders), the shortest tails that tell them apart."""
+    labels = [_slug(v) for v in values]
+    paths = [v for v in values if isinstance(v, str) and re.search(r"[/\\]", v)]
+    if len(set(labels)) == len(labels) or not paths:
+        return labels
+    depth = max(len(re.split(r"[/\\]", v.rstrip("/\\"))) for v in paths)
+    for n in range(1, depth + 1):
+        tails = [_slug("/".join(re.split(r"[/\\]", v.rstrip("/\\"))[-n:])[-40:]) if v in paths else _slug(v)
+                 for v in values]
+        if len(set(tails)) == len(tails):
+            return tails
+    return labels  # values that are the same path: expand() names the clash
 
 
 def load_spec(spec_or_path: BatchSpec | Mapping[str, Any] | str | Path) -> BatchSpec:

@@ -93,7 +93,8 @@ def prompt_tokens(config: Any, tasks: list) -> float:
     from ..train.student import model_folder
 
     tokenizer = AutoTokenizer.from_pretrained(model_folder(config.lopd_teacher_model))
-    counts = [len(tokenizer.apply_chat_template(student_messages(t), add_generation_prompt=True, tokenize=True))
+    counts = [len(tokenizer.apply_chat_template(student_messages(t, config), add_generation_prompt=True,
+                                                tokenize=True))
               for t in tasks]
     return statistics.fmean(counts)
 
@@ -126,10 +127,11 @@ def read_run(run_dir: Path, progress: Any = print) -> dict[str, Any]:
                            "model": config.student_model, "judge_model": config.verifier.model}
     if method == "lopd":
         from ..data import load_tasks
+        from ..sources import tasks_from_config
 
         out["prompt_tokens_mean"] = prompt_tokens(config, load_tasks(run_dir / rundir.TASKS)
                                                   if (run_dir / rundir.TASKS).exists()
-                                                  else load_tasks(config.tasks_path, limit=config.n_tasks))
+                                                  else tasks_from_config(config))
     return out
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .. import rundir
-from ..config import EndpointConfig, RunConfig
+from ..config import PARAMETER_ALIASES, EndpointConfig, RunConfig, canonical_params
 from .servers import ROLES
 
 if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
@@ -23,8 +23,9 @@ PARAMS_FILE = "notebook_params.json"  # the flat parameters as given (local endp
 
 
 def config_parameter_names() -> list[str]:
-    """Every flat name `RunConfig.from_params` accepts: its fields, and `<role>_<endpoint field>` per role."""
-    names = [n for n in RunConfig.model_fields if n not in ROLES]
+    """Every flat name `RunConfig.from_params` accepts: its fields, their aliases (tasks_limit, ...), and
+    `<role>_<endpoint field>` per role."""
+    names = [n for n in RunConfig.model_fields if n not in ROLES] + list(PARAMETER_ALIASES)
     names += [f"{role}_{field}" for role in ROLES for field in EndpointConfig.model_fields]
     return sorted(set(names))
 
@@ -55,8 +56,9 @@ def run_config(params: Mapping[str, Any]) -> RunConfig:
         except json.JSONDecodeError as exc:
             raise rundir.RecordError(f"{saved_path}: not valid JSON ({exc.msg}); delete it to start over") from exc
     # Every RunConfig field that may be None defaults to None, so "None = inherit, else default" is one rule.
-    given = {k: v for k, v in params.items() if v is not None}
-    merged = {**saved, **given, "run_dir": str(run_dir)}
+    # Aliases are read under their field's name first, so that tasks_limit given now replaces an earlier n_tasks.
+    given = {k: v for k, v in canonical_params(dict(params)).items() if v is not None}
+    merged = {**canonical_params(saved), **given, "run_dir": str(run_dir)}
     config = RunConfig.from_params(**merged)
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = saved_path.with_name(PARAMS_FILE + ".tmp")

@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
 
 
 def judge_signal(config: RunConfig, frame: "pd.DataFrame", *, progress: bool = True) -> "pd.DataFrame":
-    """The teacher-as-judge score (0–1, `reward.JudgeReward`, no rubric) of each rollout of a `signal_frame`.
+    """The teacher-as-judge score (0–1, `reward.JudgeReward`, no rubric, graded on the `config.judge_role` endpoint:
+    the Verifier's by default) of each rollout of a `signal_frame`.
 
     Returns records task_id, step, rollout_idx, judge (None where the grade could not be read).
     """
@@ -31,21 +32,26 @@ def judge_signal(config: RunConfig, frame: "pd.DataFrame", *, progress: bool = T
     import pandas as pd
     from tqdm.auto import tqdm
 
+    from ..analysis import run_task_map
     from ..llm import make_clients, run_sync
     from ..reward import JudgeReward
+
+    # The run's tasks: the judge is shown each one as it was asked (its family's prompt, its conversation).
+    tasks = run_task_map(config.path)
 
     async def go() -> list[float | None]:
         async with make_clients(config) as clients:
             judge = JudgeReward(config, clients, None, num_generations=max(2, config.n_rollouts))
             bar = tqdm(total=len(frame), desc="teacher-as-judge", disable=not progress)
 
-            async def one(prompt: str, text: str | None) -> float | None:
-                score = (await judge.score(prompt, text))[0] if text else None
+            async def one(task_id: str, prompt: str, text: str | None) -> float | None:
+                score = (await judge.score(tasks.get(str(task_id)) or prompt, text))[0] if text else None
                 bar.update(1)
                 return score
 
             try:
-                return await asyncio.gather(*(one(p, t) for p, t in zip(frame["prompt"], frame["text"])))
+                return await asyncio.gather(*(one(i, p, t) for i, p, t in
+                                              zip(frame["task_id"], frame["prompt"], frame["text"])))
             finally:
                 bar.close()
 
@@ -63,9 +69,10 @@ def signal_table(
 ) -> "pd.DataFrame":
     """`analysis.signal_frame` of the run plus the signals asked for: "score" (rubric reward, always there),
     "logprob" (mean token log-prob under the white-box teacher `config.lopd_teacher_model`) and "judge" (the
-    teacher-as-judge score through the verifier endpoint; local endpoints are started). `max_rollouts` keeps a
+    teacher-as-judge score through the `judge_role` endpoint, the Verifier's by default; local endpoints are
+    started). `max_rollouts` keeps a
     seeded random subset so a CPU run stays short."""
-    from ..analysis import add_teacher_logprob, load_teacher, signal_frame
+    from ..analysis import add_teacher_logprob, load_teacher, run_task_map, signal_frame
 
     unknown = sorted(set(signals) - {"score", "logprob", "judge"})
     if unknown:
@@ -74,11 +81,11 @@ def signal_table(
     if max_rollouts is not None and len(frame) > max_rollouts:
         frame = frame.sample(n=max_rollouts, random_state=config.seed).sort_index().reset_index(drop=True)
     if "judge" in signals:
-        judged = judge_signal(resolve_endpoints(config, roles=("verifier",)), frame)
+        judged = judge_signal(resolve_endpoints(config, roles=(config.judge_role,)), frame)
         frame = frame.merge(judged, on=["task_id", "step", "rollout_idx"], how="left")
     if "logprob" in signals:
         model, tokenizer = load_teacher(config.lopd_teacher_model, dtype=config.student_dtype)
-        frame = add_teacher_logprob(frame, model, tokenizer)
+        frame = add_teacher_logprob(frame, model, tokenizer, tasks=run_task_map(config.path), config=config)
     return frame
 
 

@@ -57,6 +57,19 @@ CMAKE_FLAGS: tuple[str, ...] = (
     "-DLLAMA_CURL=OFF",
     "-DGGML_NATIVE=ON",  # the cache lives on the machine that uses it, so tune for its CPU
 )
+# llama-server links code that a text-only chat server runs rarely or never; compiled at -O3 it is half of the first
+# build's time. Optimisation level per target (the last -O on gcc's and clang's command line wins): mtmd (images
+# and audio, loaded only with --mmproj, which LocalServer never passes) at -O0; the common library (argument parsing,
+# chat templates, JSON schema -> grammar: once per request), the HTTP library and the server's request handling at
+# -O1. The model's math (ggml), the sampler and the grammar (llama) stay at -O3.
+# A target the source does not define (another llama.cpp version) is skipped.
+COLD_TARGETS: dict[str, str] = {
+    "mtmd": "-O0",
+    "llama-common": "-O1",
+    "cpp-httplib": "-O1",
+    "server-context": "-O1",
+    "llama-server-impl": "-O1",
+}
 MIN_SLOT_CTX = 4096
 ROLES = ("teacher", "rubricator", "verifier", "student")
 # Sizing a slot from the config (slot_context_need). The fixed prompt text is counted at 3 characters a token, more
@@ -105,7 +118,28 @@ def _cpu_fingerprint() -> str:
 
 
 def _wanted_stamp() -> dict:
-    return {"llama_cpp_python": LLAMA_CPP_PYTHON_VERSION, "cmake_flags": list(CMAKE_FLAGS), "cpu": _cpu_fingerprint()}
+    return {"llama_cpp_python": LLAMA_CPP_PYTHON_VERSION, "cmake_flags": list(CMAKE_FLAGS),
+            "cold_targets": dict(COLD_TARGETS), "cpu": _cpu_fingerprint()}
+
+
+def _cold_targets_flag(build_dir: Path) -> list[str]:
+    """The cmake argument that applies COLD_TARGETS: a script cmake includes right after llama.cpp's project() call,
+    which defers itself to the end of the top-level CMakeLists (when every target exists). Written and passed even
+    when COLD_TARGETS is empty, so that a build folder configured with an older script forgets its targets."""
+    lines = [
+        "# Written by ropd_kit.offline.serve (COLD_TARGETS): less optimisation for code llama-server rarely runs.",
+        "if(CMAKE_CURRENT_SOURCE_DIR STREQUAL CMAKE_SOURCE_DIR AND NOT ROPD_COLD_TARGETS_DEFERRED AND NOT MSVC)",
+        "  set(ROPD_COLD_TARGETS_DEFERRED ON)",
+        "  function(ropd_cold_targets)",
+        *(f"    if(TARGET {target})\n      target_compile_options({target} PRIVATE {opt})\n    endif()"
+          for target, opt in COLD_TARGETS.items()),
+        "  endfunction()",
+        "  cmake_language(DEFER CALL ropd_cold_targets)",
+        "endif()",
+    ]
+    script = build_dir.parent / "build-llama-cold-targets.cmake"
+    script.write_text("\n".join(lines) + "\n")
+    return [f"-DCMAKE_PROJECT_INCLUDE={script}"]
 
 
 def _read_stamp() -> dict:
@@ -217,7 +251,8 @@ def build(force: bool = False, *, jobs: int | None = None) -> Path:
         if cache.is_file() and f"CMAKE_HOME_DIRECTORY:INTERNAL={src}" not in cache.read_text(errors="replace"):
             shutil.rmtree(build_dir)  # configured from another source tree; cmake refuses to reuse it
         print(f"[serve] building llama-server (log: {log})", file=sys.stderr)
-        _run_logged([cmake, "-S", str(src), "-B", str(build_dir), *CMAKE_FLAGS], log, "cmake configure")
+        flags = [*CMAKE_FLAGS, *_cold_targets_flag(build_dir)]
+        _run_logged([cmake, "-S", str(src), "-B", str(build_dir), *flags], log, "cmake configure")
         cmd = [cmake, "--build", str(build_dir), "--target", "llama-server", "-j", str(jobs or os.cpu_count() or 1)]
         # -march=native does not change the compiler flags' text, so a cache shared with another CPU (a home
         # directory on a cluster) needs a clean build for make to recompile anything.
@@ -491,10 +526,11 @@ def _retries(n: int) -> str:
     return f"{n} retr{'y' if n == 1 else 'ies'}"
 
 
-def _prompt_tokens(*names: str) -> int:
-    from importlib import resources
+def _prompt_tokens(*names: str, prompts_dir: str | None = None) -> int:
+    from ropd_kit import prompts
 
-    chars = sum(len(resources.files("ropd_kit").joinpath("prompts", n).read_text(encoding="utf-8")) for n in names)
+    # The longest version over the task families (and prompts_dir's replacements): one server serves them all.
+    chars = sum(prompts.longest(n, prompts_dir) for n in names)
     return chars // CHARS_PER_TOKEN + 1
 
 
@@ -508,16 +544,20 @@ def slot_context_need(config: "RunConfig", roles: Sequence[str] = ROLES) -> dict
     generation budget), the rubric shown to the Verifier by rubricator_max_tokens, the question by max_prompt_tokens.
     """
     question = config.max_prompt_tokens
+
+    def text(*names: str) -> int:
+        return _prompt_tokens(*names, prompts_dir=getattr(config, "prompts_dir", None))
+
     ref, rollout = config.teacher_max_tokens + FENCE_TOKENS, config.rollout_max_tokens + FENCE_TOKENS
     n_refs = config.n_teacher_refs
     need: dict[str, dict[str, int]] = {}
     if "teacher" in roles:
-        need["teacher"] = {"prompt text": _prompt_tokens("teacher_system.txt"), "question": question,
+        need["teacher"] = {"prompt text": text("teacher_system.txt"), "question": question,
                            "output": config.teacher_max_tokens}
     if "rubricator" in roles:
         shown = min(config.rubric_student_samples, config.n_rollouts)
         need["rubricator"] = {
-            "prompt text": _prompt_tokens("rubricator_system.txt", "rubricator_user.txt"), "question": question,
+            "prompt text": text("rubricator_system.txt", "rubricator_user.txt"), "question": question,
             f"{n_refs} refs": n_refs * ref, f"{shown} rollouts": shown * rollout,
             "output": config.rubricator_max_tokens,
             _retries(config.rubric_attempts - 1): (config.rubric_attempts - 1) * (config.rubricator_max_tokens + FEEDBACK_TOKENS),
@@ -526,17 +566,24 @@ def slot_context_need(config: "RunConfig", roles: Sequence[str] = ROLES) -> dict
         # The largest chunk of answers one call shows, with the references (the longer answers) in it first.
         chunk = min(config.max_answers_per_call, n_refs + config.n_rollouts)
         refs_in = min(chunk, n_refs)
+        from ropd_kit.verify import reply_budget
+
+        # The evidence / read-first levers use their own templates and longer replies (a quote per criterion).
+        fields = getattr(config, "verifier_evidence", False) or getattr(config, "verifier_read_first", False)
+        names = ("verifier_system_fields.txt", "verifier_user_fields.txt") if fields else (
+            "verifier_system.txt", "verifier_user.txt")
+        output = reply_budget(config, chunk, config.max_criteria)
         need["verifier"] = {
-            "prompt text": _prompt_tokens("verifier_system.txt", "verifier_user.txt"), "question": question,
+            "prompt text": text(*names), "question": question,
             "rubric": config.rubricator_max_tokens, f"{refs_in} refs": refs_in * ref,
-            f"{chunk - refs_in} rollouts": (chunk - refs_in) * rollout, "output": config.verifier_max_tokens,
-            _retries(config.verify_attempts - 1): (config.verify_attempts - 1) * (config.verifier_max_tokens + FEEDBACK_TOKENS),
+            f"{chunk - refs_in} rollouts": (chunk - refs_in) * rollout, "output": output,
+            _retries(config.verify_attempts - 1): (config.verify_attempts - 1) * (output + FEEDBACK_TOKENS),
         }
     if getattr(config, "judge_role", "verifier") in roles:
-        need["judge"] = {"prompt text": _prompt_tokens("judge_system.txt", "judge_user.txt"), "question": question,
+        need["judge"] = {"prompt text": text("judge_system.txt", "judge_user.txt"), "question": question,
                          "rollout": rollout, "output": min(config.verifier_max_tokens, JUDGE_MAX_TOKENS)}
     if "student" in roles:
-        need["student"] = {"prompt text": _prompt_tokens("student_system.txt"), "question": question,
+        need["student"] = {"prompt text": text("student_system.txt"), "question": question,
                            "output": config.rollout_max_tokens}
     return need
 

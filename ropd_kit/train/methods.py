@@ -43,27 +43,31 @@ if TYPE_CHECKING:  # pragma: no cover
 # Datasets
 
 
-def grpo_dataset(tasks: list["Task"]):
+def grpo_dataset(tasks: list["Task"], config: "RunConfig | None" = None):
     """One row per task: the student's chat prompt plus the columns the rewards read (task_id, question, answer,
-    domain). The same prompt as `rollouts.student_messages`, so ropd, rlvr, judge and eval all see one text."""
+    domain, and the whole task as JSON in task_record: family, conversation, options). The same prompt as
+    `rollouts.student_messages(task, config)`, so ropd, rlvr, judge and eval all see one text."""
+    import json
+
     from datasets import Dataset
 
     from ..rollouts import student_messages
 
     return Dataset.from_list([
-        {"prompt": student_messages(t), "task_id": t.id, "question": t.prompt, "answer": t.answer, "domain": t.domain}
+        {"prompt": student_messages(t, config), "task_id": t.id, "question": t.prompt, "answer": t.answer,
+         "domain": t.domain, "task_record": json.dumps(t.to_record(), ensure_ascii=False)}
         for t in tasks
     ])
 
 
-def sft_dataset(tasks: list["Task"], refs: dict[str, list[str]], *, why: str = ""):
+def sft_dataset(tasks: list["Task"], refs: dict[str, list[str]], *, why: str = "", config: "RunConfig | None" = None):
     """Prompt-completion rows (student prompt -> one teacher ref); loss on the completion only."""
     from datasets import Dataset
 
     from ..rollouts import student_messages
 
     rows = [
-        {"prompt": student_messages(t), "completion": [{"role": "assistant", "content": text}]}
+        {"prompt": student_messages(t, config), "completion": [{"role": "assistant", "content": text}]}
         for t in tasks
         for text in refs.get(t.id, [])
     ]
@@ -133,9 +137,9 @@ def _load_tasks(config: "RunConfig", method: str) -> list["Task"]:
 def _eval_tasks(config: "RunConfig") -> list["Task"] | None:
     if not config.eval_steps:
         return None
-    from ..data import load_tasks
+    from ..sources import tasks_from_config
 
-    return load_tasks(config.eval_tasks_path, require_answers=True, limit=config.n_eval_tasks)
+    return tasks_from_config(config, "eval")
 
 
 def _common_args(config: "RunConfig", backend: str, batch: int) -> dict[str, Any]:
@@ -283,7 +287,7 @@ def _train_grpo(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
     state = _RunState(config.method, student.backend, batch, wall_offset=wall_offset, dtype=model_dtype(model))
     callback = _make_callback(config, state, reward, lambda: getattr(reward, "clients", None), eval_tasks)
     trainer = GRPOTrainer(
-        model=model, reward_funcs=[reward], args=args, train_dataset=grpo_dataset(tasks),
+        model=model, reward_funcs=[reward], args=args, train_dataset=grpo_dataset(tasks, config),
         processing_class=tokenizer, callbacks=[callback],
     )
     callback.trainer = trainer
@@ -300,7 +304,7 @@ def _train_lopd(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
     teacher = load_student(config.lopd_teacher_model, config=config, backend="transformers", for_training=False)
     batch = config.prompts_per_step * config.n_rollouts
     # Each task appears n_rollouts times, so a step sees as many student samples as a GRPO step does.
-    dataset = grpo_dataset([t for t in tasks for _ in range(config.n_rollouts)])
+    dataset = grpo_dataset([t for t in tasks for _ in range(config.n_rollouts)], config)
     state = _RunState("lopd", student.backend, batch, wall_offset=wall_offset, dtype=model_dtype(student.model))
     callback = _make_callback(config, state, None, lambda: None, eval_tasks)
     if _same_tokenizer(student.tokenizer, teacher.tokenizer):
@@ -352,7 +356,7 @@ def _train_sft(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wal
     errors = [r.get("error") for r in records if not r.get("text")]
     if errors:
         _say(f"sft: {len(errors)} of {len(records)} teacher refs failed (first: {errors[0]}); training on the others")
-    dataset = sft_dataset(tasks, refs, why=f" (first error: {errors[0]})" if errors else "")
+    dataset = sft_dataset(tasks, refs, why=f" (first error: {errors[0]})" if errors else "", config=config)
     student = load_student(config.student_model, config=config, backend=backend, for_training=True)
     from trl import SFTConfig, SFTTrainer
 
