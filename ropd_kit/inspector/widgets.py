@@ -192,6 +192,10 @@ class RubricInspector(InspectorState):
             table = table.drop(columns=CORRECTNESS_COLUMNS)
             note = "<small>no ground-truth answer for this task: agreement with correctness is not shown</small>"
         else:
+            # Beside the criterion, before the rubric-only diagnostics: they are what a weight change is judged by.
+            first = ["id", "text", "points", "induced_points", "category", "agreement", "n_labelled",
+                     "correct_discrimination"]
+            table = table[first + [c for c in table.columns if c not in first]]
             note = ("<small><b>agreement</b>: share of the labelled rollouts (n_labelled) where the verdict equals "
                     "correctness; <b>correct_discrimination</b>: pass rate on right rollouts minus on wrong ones "
                     "(red: the criterion favours wrong answers)</small>")
