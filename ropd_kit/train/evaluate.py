@@ -1,32 +1,49 @@
-"""Evaluation against ground truth: does the student get the answer right (pass@1 averaged over k samples)?
+"""Evaluation against ground truth: does the student get the answer right (pass@1 averaged over k samples), and
+for open-ended tasks, how much of the reference rubric does it meet (mean score)?
 
 In: a model (a loaded one, a checkpoint folder, a registry name, a .gguf file, a local folder or a hub id) and tasks
-with answers. Out: one record per (task, sample) — `step`, `checkpoint`, `task_id`, `sample_idx`, `answer_text`,
-`predicted`, `correct` — as a pandas DataFrame, appended to `eval.jsonl` of a run directory when one is given.
+with answers or reference rubrics. Out: one record per (task, sample) — `step`, `checkpoint`, `task_id`,
+`sample_idx`, `answer_text`, `predicted`, `answer`, `correct`, `score`, `grade_error`, `n_tokens`, `truncated` — as
+a pandas DataFrame, appended to `eval.jsonl` of a run directory when one is given.
 
-Correctness is checked apart from any reward: integer answers (the shipped arithmetic set) by exact match of the
-final number the text commits to (`answers.extract_final_answer`), everything else by math-verify. The student sees
-exactly the prompt it sees in training (`rollouts.student_messages`), so eval accuracy and training reward are
-about the same behaviour.
+Correctness is checked apart from any reward, by the task's family (`answers.correctness`): arithmetic by exact
+match of the final number, math by math-verify equivalence of the final answer, multiple choice by the chosen letter.
+Those records have `correct` True/False and `score` 1.0/0.0. An open-ended task has no answer to check: its `score`
+is its reference rubric's (HealthBench's), Σ points of the criteria met / Σ positive points, clipped to [0, 1],
+graded by the Verifier (verify.py: blind, fenced, batched, retried, through the LLM client's cache) with
+`reference_scores`; its `correct` is None (a threshold on the score is the analysis' choice, `analysis.signal_auc`'s
+`score_threshold`, not a fact recorded here). A sample whose grading failed has `score` None and the reason in
+`grade_error`: counted (`frame.attrs["grade_failures"]`), never a silent 0. `pass_at_1` averages `correct` and
+`mean_score` averages `score`, each over a task's samples first, then over tasks; on checkable tasks the two agree.
+
+The student sees exactly the prompt it sees in training (`rollouts.student_messages`), so eval accuracy and training
+reward are about the same behaviour.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+from pydantic import BaseModel, Field
 
 from .. import rundir
-from ..answers import is_correct, predicted_answer
+from ..answers import correctness, predicted
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from ..config import RunConfig
     from ..data import Task
+    from ..llm import Clients, LLMClient
+    from ..rubrics import Rubric
 
 
 EVAL_COLUMNS = ["step", "checkpoint", "task_id", "sample_idx", "answer_text", "predicted", "answer", "correct",
-                "n_tokens", "truncated"]
+                "score", "grade_error", "n_tokens", "truncated"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -115,18 +132,23 @@ def generate_texts(
 
 
 def _as_tasks(tasks: "Iterable[Task] | str | Path") -> list["Task"]:
-    from ..data import load_tasks
+    from ..sources import load_task_source
 
-    if isinstance(tasks, (str, Path)):
-        return load_tasks(tasks, require_answers=True)
-    tasks = list(tasks)
-    missing = [t.id for t in tasks if t.answer is None]
+    # The test split when the source is a data set with splits; a file is its own split.
+    tasks = load_task_source(tasks, split="test") if isinstance(tasks, (str, Path)) else list(tasks)
+    missing = [t.id for t in tasks if not _evaluable(t)]
     if missing:
         raise ValueError(
-            f"evaluate needs ground-truth answers; {len(missing)} task(s) have answer=None "
-            f"(first: {', '.join(missing[:3])})"
+            f"evaluate needs a ground-truth answer (or, for an open-ended task, a reference rubric); {len(missing)} "
+            f"task(s) have neither (first: {', '.join(missing[:3])})"
         )
     return tasks
+
+
+def _evaluable(task: "Task") -> bool:
+    if task.family == "open_ended":
+        return bool(task.rubric)
+    return task.answer is not None
 
 
 def evaluate(
@@ -141,13 +163,17 @@ def evaluate(
     temperature: float | None = None,
     max_new_tokens: int | None = None,
     batch_size: int = 16,
+    clients: "Clients | LLMClient | None" = None,
 ) -> "pd.DataFrame":
-    """Per-sample correctness of `k` samples per task; `pass_at_1(frame)` gives pass@1 averaged over the k.
+    """Per-sample correctness of `k` samples per task; `pass_at_1(frame)` gives pass@1 averaged over the k, and
+    `mean_score(frame)` the mean score (the reference-rubric score for open-ended tasks, 1/0 for the others).
 
     `model_or_checkpoint` is a model with `tokenizer=` given, a `LoadedModel` from `train.load_student`, or anything
     `load_student` accepts (a checkpoint folder of a run included). With k == 1 decoding is greedy unless
     `temperature` says otherwise; with k > 1 it samples at `temperature` (default: the config's rollout temperature).
-    Records go to `<run_dir>/eval.jsonl` when `run_dir` is given.
+    Records go to `<run_dir>/eval.jsonl` when `run_dir` is given. Open-ended tasks are graded by the Verifier:
+    `clients` (a `Clients` or the verifier's `LLMClient`), else the config's verifier endpoint (a local one is
+    started for the grading and stopped after it). `frame.attrs` holds pass@1, score, grade_failures, grade_calls.
     """
     import pandas as pd
 
@@ -191,6 +217,7 @@ def evaluate(
     records = []
     for task, task_samples in zip(task_list, samples):
         for idx, sample in enumerate(task_samples):
+            right = correctness(task, sample["text"])
             records.append(
                 {
                     "step": step,
@@ -198,45 +225,234 @@ def evaluate(
                     "task_id": task.id,
                     "sample_idx": idx,
                     "answer_text": sample["text"],
-                    "predicted": predicted_answer(task.answer, sample["text"]),
+                    "predicted": predicted(task, sample["text"]),
                     "answer": task.answer,
-                    "correct": is_correct(task.answer, sample["text"]),
+                    "correct": right,
+                    "score": None if right is None else float(right),
+                    "grade_error": None,
                     "n_tokens": sample["n_tokens"],
                     "truncated": sample["truncated"],
                 }
             )
+    open_ended = [(i, task) for i, task in enumerate(task_list) if task.family == "open_ended"]
+    grades: list[ReferenceGrade] = []
+    if open_ended:
+        grades = reference_scores(
+            [(task, [s["text"] for s in samples[i]]) for i, task in open_ended], config, clients=clients, step=step
+        )
+        first = {task.id: sum(len(samples[j]) for j in range(i)) for i, task in open_ended}
+        for (_, task), grade in zip(open_ended, grades):
+            for idx, score in enumerate(grade.scores):
+                record = records[first[task.id] + idx]
+                record["score"] = score
+                record["grade_error"] = grade.errors[idx]
     if run_dir is not None:
         rundir.append_jsonl(Path(run_dir) / rundir.EVAL, records)
     frame = pd.DataFrame(records, columns=EVAL_COLUMNS)
     frame.attrs["pass@1"] = pass_at_1(frame)
+    frame.attrs["score"] = mean_score(frame)
+    frame.attrs["grade_failures"] = sum(g.n_failed for g in grades)
+    frame.attrs["grade_calls"] = sum(g.calls for g in grades)
     return frame
 
 
+def _numbers(column: "pd.Series") -> "pd.Series":
+    import pandas as pd
+
+    # True/False/None (eval.jsonl's correct) and floats/None (score) alike: None and NaN are "not known".
+    return pd.to_numeric(column.map(lambda v: math.nan if v is None else float(v)), errors="coerce")
+
+
+def _task_mean(frame: "pd.DataFrame", column: str) -> float:
+    """Mean over tasks of each task's mean over its samples; samples without a value are left out, and so is a
+    task with none."""
+    if frame.empty or column not in frame.columns:
+        return math.nan
+    per_task = _numbers(frame[column]).groupby(frame["task_id"]).mean()
+    return float(per_task.mean()) if per_task.notna().any() else math.nan
+
+
 def pass_at_1(frame: "pd.DataFrame") -> float:
-    """pass@1 averaged over the k samples: the mean over tasks of each task's fraction of correct samples."""
-    if frame.empty:
-        return float("nan")
-    return float(frame.groupby("task_id")["correct"].mean().mean())
+    """pass@1 averaged over the k samples: the mean over tasks of each task's fraction of correct samples.
+
+    Tasks without a checkable answer (open-ended: `correct` None) are left out; NaN when no task has one."""
+    return _task_mean(frame, "correct")
+
+
+def mean_score(frame: "pd.DataFrame") -> float:
+    """The mean score: over tasks, of each task's mean `score` over its graded samples (the reference-rubric score
+    for open-ended tasks, 1/0 for checkable ones, so on those it is pass@1). A frame without a `score` column (an
+    eval.jsonl written before scores) takes `correct` as 1/0."""
+    if "score" not in frame.columns:
+        return pass_at_1(frame)
+    scores = _numbers(frame["score"])
+    if "correct" in frame.columns:
+        scores = scores.fillna(_numbers(frame["correct"]))
+    return _task_mean(frame.assign(score=scores), "score")
+
+
+def metric_name(frame: "pd.DataFrame") -> str:
+    """"pass@1" when every record has a checked answer, else "mean score" (some tasks are open-ended)."""
+    if "correct" in frame.columns and len(frame) and _numbers(frame["correct"]).notna().all():
+        return "pass@1"
+    return "mean score"
 
 
 def eval_curve(run_dir: str | Path) -> "pd.DataFrame":
-    """pass@1 per evaluated step of a run, joined with samples_seen and wall_s from its train log (for curves)."""
+    """Per evaluated step of a run: pass@1, the mean score, which of the two measures the step (`metric`:
+    "pass@1", or "mean score" when open-ended tasks are evaluated), the number of tasks and of failed gradings,
+    joined with samples_seen and wall_s from its train log (for curves)."""
     import pandas as pd
 
+    columns = ["step", "pass@1", "score", "metric", "n_tasks", "grade_failures", "samples_seen", "wall_s"]
     evals = rundir.read_frame(Path(run_dir) / rundir.EVAL)
     if evals.empty:
-        return pd.DataFrame(columns=["step", "pass@1", "n_tasks", "samples_seen", "wall_s"])
+        return pd.DataFrame(columns=columns)
     # A resumed run evaluates its last step again: the newest record of each (step, task, sample) is the one kept.
     keys = [c for c in ("step", "task_id", "sample_idx") if c in evals.columns]
     evals = evals.drop_duplicates(keys, keep="last")
-    curve = (
-        evals.groupby("step", dropna=False)
-        .apply(lambda f: pd.Series({"pass@1": pass_at_1(f), "n_tasks": f["task_id"].nunique()}), include_groups=False)
-        .reset_index()
-    )
+
+    def summary(f: "pd.DataFrame") -> "pd.Series":
+        failures = int(f["grade_error"].notna().sum()) if "grade_error" in f.columns else 0
+        return pd.Series({"pass@1": pass_at_1(f), "score": mean_score(f), "metric": metric_name(f),
+                          "n_tasks": f["task_id"].nunique(), "grade_failures": failures})
+
+    curve = evals.groupby("step", dropna=False).apply(summary, include_groups=False).reset_index()
     log_frame = rundir.read_frame(Path(run_dir) / rundir.TRAIN_LOG)
     if not log_frame.empty and {"step", "samples_seen", "wall_s"} <= set(log_frame.columns):
         curve = curve.merge(log_frame[["step", "samples_seen", "wall_s"]].drop_duplicates("step", keep="last"),
                             on="step", how="left")
         curve.loc[curve["step"] == 0, ["samples_seen", "wall_s"]] = 0
     return curve
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Open-ended tasks: the reference-rubric score, graded by the Verifier
+
+
+class ReferenceGrade(BaseModel):
+    """One open-ended task's answers graded against its reference rubric.
+
+    `scores[i]`: answer i's score in [0, 1], None when no verdict was obtained (the reason in `errors[i]`).
+    `judgements[i]`: one bool per reference criterion (met / not met; a met pitfall costs its points).
+    """
+
+    task_id: str
+    scores: list[float | None]
+    judgements: list[list[bool] | None]
+    errors: list[str | None]
+    calls: int = 0
+    raw: list[str] = Field(default_factory=list)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(s is None for s in self.scores)
+
+
+def reference_rubric(task: "Task") -> tuple["Rubric", list[int]]:
+    """The task's reference rubric as the Verifier's `Rubric`, and the reference points the score uses.
+
+    The Verifier is shown criterion texts only, never points (`verify.verifier_messages`), so the Rubric carries
+    each criterion's points clipped into the induced-rubric ranges (1-5, pitfalls -2..-1) just to be a valid
+    Rubric; scores come from the reference points themselves (HealthBench's -10..10 included). Ids are r1, r2, ...;
+    the category is the first tag's value after "axis:" (HealthBench's axes), else "reference".
+    """
+    from ..rubrics import Criterion, Rubric
+
+    if not task.rubric:
+        raise ValueError(f"task {task.id}: no reference rubric to grade against")
+    criteria, points = [], []
+    for k, item in enumerate(task.rubric, start=1):
+        axis = next((t.split(":", 1)[1] for t in item.tags if t.startswith("axis:") and t.split(":", 1)[1]), None)
+        shown = min(item.points, 5) if item.points > 0 else max(item.points, -2)
+        criteria.append(Criterion(id=f"r{k}", text=item.criterion, points=shown, category=axis or "reference"))
+        points.append(item.points)
+    return Rubric(criteria=criteria), points
+
+
+def rubric_score(points: Sequence[int], judgement: Sequence[bool]) -> float:
+    """HealthBench's score of one answer: Σ points of the criteria met / Σ positive points, clipped to [0, 1]
+    (`scoring.weighted_pass_rate` with pitfalls: a met negative criterion subtracts its points)."""
+    from ..scoring import weighted_pass_rate
+
+    return weighted_pass_rate(list(points), [list(judgement)], eps=0.0, pitfalls=True)[0]
+
+
+def _grade_seed(config: "RunConfig", task_id: str, step: int | None) -> int:
+    # A reproducible blind order per (task, step), different from the training groups' (pipeline._group_seed), so a
+    # re-run of the evaluation replays from the LLM cache.
+    digest = hashlib.sha256(f"eval:{config.seed}:{task_id}:{step}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+async def grade_reference_async(
+    task: "Task", texts: Sequence[str | None], client: "LLMClient", config: "RunConfig", *, step: int | None = None
+) -> ReferenceGrade:
+    """Grade `texts` (one task's answers) against the task's reference rubric: one blind, fenced Verifier group
+    (`verify.verify_group_async`, no teacher references), retried as the config says; never raises for model or
+    endpoint misbehaviour. An empty answer meets no criterion (score 0, no call)."""
+    from ..verify import verify_group_async
+
+    rubric, points = reference_rubric(task)
+    verdicts = await verify_group_async(
+        task, rubric, [], [t or "" for t in texts], client, config, seed=_grade_seed(config, task.id, step)
+    )
+    scores = [None if j is None else rubric_score(points, j) for j in verdicts.student]
+    reason = verdicts.error or "no verdict"
+    return ReferenceGrade(
+        task_id=task.id,
+        scores=scores,
+        judgements=verdicts.student,
+        errors=[None if j is not None else reason for j in verdicts.student],
+        calls=verdicts.calls,
+        raw=verdicts.raw,
+    )
+
+
+@contextlib.contextmanager
+def _verifier_clients(config: "RunConfig") -> Iterator["Clients"]:
+    """Clients whose verifier is the config's; a local verifier endpoint is served for the block (one server: every
+    role is pointed at the verifier's model, so no other model is loaded for it)."""
+    from ..llm import make_clients
+
+    verifier = config.endpoint("verifier")
+    if not verifier.is_local:
+        with make_clients(config) as clients:
+            yield clients
+        return
+    from ..offline.serve import local_endpoints
+
+    alone = config.model_copy(update={role: verifier for role in ("teacher", "rubricator", "student")})
+    with local_endpoints(alone) as served, make_clients(served) as clients:
+        yield clients
+
+
+async def _grade_all(items, client, config, step) -> list[ReferenceGrade]:
+    import asyncio
+
+    return list(await asyncio.gather(*(grade_reference_async(t, texts, client, config, step=step)
+                                       for t, texts in items)))
+
+
+def reference_scores(
+    items: Sequence[tuple["Task", Sequence[str | None]]],
+    config: "RunConfig | None" = None,
+    *,
+    clients: "Clients | LLMClient | None" = None,
+    step: int | None = None,
+) -> list[ReferenceGrade]:
+    """Reference-rubric grades of (task, answers) pairs, every task's group judged concurrently (bounded by the
+    endpoint's limits). `clients`: a `Clients` or the verifier's `LLMClient`; None: the config's verifier endpoint
+    (a local one is started for the call). Works in a script and inside a notebook."""
+    from ..config import RunConfig
+    from ..llm import run_sync
+
+    config = config or RunConfig()
+    items = [(task, list(texts)) for task, texts in items]
+    if not items:
+        return []
+    if clients is not None:
+        client = getattr(clients, "verifier", clients)
+        return run_sync(_grade_all(items, client, config, step))
+    with _verifier_clients(config) as made:
+        return run_sync(_grade_all(items, made.verifier, config, step))
