@@ -236,6 +236,13 @@ def test_a_weight_moved_in_the_page_changes_the_scores_it_shows(lab, tmp_path):
 
     expect.set_options(timeout=120_000)  # a busy 2-core machine: JupyterLab and the kernel take their time
     induced = [c["points"] for c in CRITERIA]
+    start = time.monotonic()
+    phases: list[str] = []  # printed (pytest -s, or on failure) to tell a slow JupyterLab from a slow kernel
+
+    def phase(name: str) -> None:
+        phases.append(f"{name}: {time.monotonic() - start:.1f} s")
+        print(phases[-1])
+
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
@@ -245,11 +252,13 @@ def test_a_weight_moved_in_the_page_changes_the_scores_it_shows(lab, tmp_path):
                 page.goto(f"{lab.url}/lab/tree/{NOTEBOOK.name}?token={lab.token}")
                 # Run All before the kernel is connected would open the "Select Kernel" dialog instead of running.
                 expect(page.get_by_text(f"{KERNEL_DISPLAY} | Idle")).to_be_visible()
+                phase("notebook open, kernel idle")
                 page.get_by_role("menuitem", name="Run", exact=True).click()
                 page.locator("li[data-command='runmenu:run-all']").click()  # "Run All Cells"
 
                 # The inspector renders, and the last cell (the rubric table as data) ran: no cell failed before it.
                 page.locator(".ropd-scores table").wait_for()
+                phase("inspector rendered")
                 expect(page.locator(".jp-Cell").last.locator(".jp-OutputArea-output table")).to_contain_text(
                     "correct_discrimination")
                 assert column(page, ".ropd-scores", "score") == expected_scores(induced)
@@ -274,6 +283,7 @@ def test_a_weight_moved_in_the_page_changes_the_scores_it_shows(lab, tmp_path):
                     f"([expected]) => JSON.stringify(({COLUMN_JS})(['.ropd-scores', 'score'])) === expected",
                     arg=[json.dumps(expected_scores(edited), separators=(",", ":"))],
                 )
+                phase("scores changed")
                 assert column(page, ".ropd-scores", "score") == expected_scores(edited)
                 assert column(page, ".ropd-scores", "recorded_score") == expected_scores(induced)
                 assert column(page, ".ropd-rubric", "points") == ["3", "0", "1"]
