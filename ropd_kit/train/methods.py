@@ -8,7 +8,8 @@ appends the step's rollouts, rubrics, verdicts and raw judge output; evaluation 
 Methods (one GRPO code path for the first three: `GRPOTrainer` with `num_generations = n_rollouts`):
 - ropd:  `reward.RubricReward` — one rubric per group from teacher refs + the group's rollouts, blind verdicts, s_i.
 - rlvr:  `reward.correctness_reward` — 1/0 against the ground truth (needs answers).
-- judge: `reward.JudgeReward` — the teacher grades each rollout 0–10 without a rubric, scaled to 0–1.
+- judge: `reward.JudgeReward` — the `judge_role` endpoint (the Verifier's by default, so that judge and ropd differ
+         only by the rubric) grades each rollout 0–10 without a rubric, scaled to 0–1.
 - lopd:  TRL's `DistillationTrainer` — on-policy, per-token reverse KL (beta=1) to a white-box teacher loaded in
          transformers (`lopd_teacher_model`, same tokenizer); `GOLDTrainer` (ULD loss) when tokenizers differ.
 - sft:   TRL's `SFTTrainer` on the teacher refs (the static black-box baseline).
@@ -29,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from .. import rundir
 from ..llm import check_reachable
 from .progress import JudgeFailureError, STEP_FILES, _RunState, _make_callback, _time_generation
-from .student import TrainError, _say, choose_backend, choose_dtype, load_student, model_dtype, model_folder
+from .student import TrainError, _say, check_generation_options, choose_backend, choose_dtype, load_student
+from .student import model_dtype, model_folder
 from .student import CHECKPOINTS, last_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,6 +115,23 @@ def _truncate_after(run_dir: Path, step: int) -> float:
     return wall
 
 
+def _judge_totals(run_dir: Path) -> tuple[int, int]:
+    """Judge groups and failed groups over the run's train log (what the failure gate counts)."""
+    log = rundir.read_jsonl(run_dir / rundir.TRAIN_LOG)
+    return (sum(int(r.get("judge_groups") or 0) for r in log), sum(int(r.get("judge_failures") or 0) for r in log))
+
+
+def _prepare_resume(run_dir: Path) -> tuple[Path | None, float, tuple[int, int]]:
+    """Where `resume=True` continues: (last checkpoint or None, the train log's wall_s at it, judge (groups,
+    failures) up to it). The step files are cut back to the checkpoint's step first; with no checkpoint the run
+    starts over at step 0, so they are cut to nothing (the step-0 evaluation is redone too). Files and counters then
+    read as if the run had never stopped, and the failure gate goes on from the kept steps' counts."""
+    checkpoint = last_checkpoint(run_dir)
+    step = int(checkpoint.name.split("-")[1]) if checkpoint is not None else -1
+    wall = _truncate_after(run_dir, step)
+    return checkpoint, wall, _judge_totals(run_dir)
+
+
 def _judge_config(config: "RunConfig") -> "RunConfig":
     # Training never samples from the student endpoint (the policy generates in-process); pointing it at the
     # teacher's keeps `serve.local_endpoints` from starting a second server for nothing.
@@ -174,6 +193,68 @@ def _common_args(config: "RunConfig", backend: str, batch: int) -> dict[str, Any
     return args
 
 
+def _batch(config: "RunConfig") -> int:
+    """Samples per device and micro-step: a whole number of groups (sft: of teacher refs)."""
+    return config.prompts_per_step * (config.n_teacher_refs if config.method == "sft" else config.n_rollouts)
+
+
+def _samples_per_step(config: "RunConfig") -> int:
+    # One optimizer step sees gradient_accumulation_steps micro-batches.
+    return _batch(config) * int(config.trainer_overrides.get("gradient_accumulation_steps", 1))
+
+
+def _generation_args(config: "RunConfig") -> dict[str, Any]:
+    """TRL's vLLM generation settings (RunConfig.use_vllm ...); TRL's defaults when off. Unsloth's fast inference
+    is set where the model is loaded (student.load_student) and its trainer picks the engine up from the model."""
+    if not config.use_vllm:
+        return {}
+    return {"use_vllm": True, "vllm_mode": config.vllm_mode, "vllm_server_host": config.vllm_server_host,
+            "vllm_server_port": config.vllm_server_port}
+
+
+def trainer_args(config: "RunConfig", backend: str) -> tuple[str, dict[str, Any]]:
+    """(TRL config class name, its keyword arguments) for `config.method`: the kit's settings, the GPU generation
+    options, then `config.trainer_overrides` (checked against that class when the config was built; the fields the
+    kit must own are refused there). lopd's GOLD fallback (different tokenizers) adds its own on top."""
+    from ..config import TRAINER_CONFIG_CLASSES
+
+    kwargs = _common_args(config, backend, _batch(config))
+    if config.method in ("ropd", "rlvr", "judge"):
+        kwargs.update(
+            num_generations=config.n_rollouts,
+            max_completion_length=config.rollout_max_tokens,
+            temperature=config.rollout_temperature,
+            top_p=config.rollout_top_p,
+            scale_rewards=config.scale_rewards,
+            beta=config.kl_beta,
+            **_generation_args(config),
+        )
+    elif config.method == "lopd":
+        kwargs.update(
+            beta=1.0,  # reverse KL: the student is pulled towards the teacher's modes on its own samples
+            max_completion_length=config.rollout_max_tokens,
+            temperature=config.rollout_temperature,
+            top_p=config.rollout_top_p,
+            **_generation_args(config),
+        )
+    else:
+        kwargs.update(max_length=config.max_prompt_tokens + config.teacher_max_tokens, packing=False)
+    return TRAINER_CONFIG_CLASSES[config.method], {**kwargs, **config.trainer_overrides}
+
+
+def _check_trainer_args(config: "RunConfig", backend: str) -> None:
+    """Build the method's TRL config once before any server or model starts, so that a combination TRL refuses
+    (e.g. a generation batch that is not a whole number of groups) is reported in seconds, not after loading."""
+    import trl
+
+    name, kwargs = trainer_args(config, backend)
+    try:
+        getattr(trl, name)(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise TrainError(f"trl.{name} refuses these settings (trainer_overrides={config.trainer_overrides}): "
+                         f"{exc}") from exc
+
+
 def train(config: "RunConfig") -> TrainResult:
     """Run `config.method` for `config.max_steps` optimizer steps; `config.resume` continues from the last checkpoint.
 
@@ -184,6 +265,8 @@ def train(config: "RunConfig") -> TrainResult:
     method = config.method
     if method not in ("ropd", "rlvr", "judge", "lopd", "sft"):
         raise TrainError(f"unknown method {method!r}: use ropd, rlvr, judge, lopd or sft")
+    # What this machine cannot run is said before tasks are read, servers start or models load.
+    check_generation_options(config)
     config.path.mkdir(parents=True, exist_ok=True)
     tasks = _load_tasks(config, method)
     eval_tasks = _eval_tasks(config)
@@ -197,16 +280,16 @@ def train(config: "RunConfig") -> TrainResult:
 
         resolve_model(config.student_model)
 
+    _check_trainer_args(config, backend)
+
     resume_from = None
     wall_offset = 0.0
     if config.resume:
-        resume_from = last_checkpoint(config.path)
+        resume_from, wall_offset, _ = _prepare_resume(config.path)
         if resume_from is None:
-            _say("resume=True but no checkpoint yet: starting from step 0")
+            _say("resume=True but no checkpoint yet: starting from step 0 (the step files' records are dropped)")
         else:
-            step = int(resume_from.name.split("-")[1])
-            wall_offset = _truncate_after(config.path, step)
-            _say(f"resuming from {resume_from} (step {step})")
+            _say(f"resuming from {resume_from}")
     elif (config.path / rundir.TRAIN_LOG).exists() and rundir.read_jsonl(config.path / rundir.TRAIN_LOG):
         raise TrainError(
             f"{config.path / rundir.TRAIN_LOG} already has steps: pass resume=True to continue this run, or use a new "
@@ -273,18 +356,13 @@ def _train_grpo(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
         reward = JudgeReward(config, None, config.path, num_generations=config.n_rollouts)
     else:
         reward = correctness_reward
+    if config.resume and hasattr(reward, "total_groups"):
+        # The step files were cut back to the checkpoint (train()): the gate counts what they still hold.
+        reward.total_groups, reward.total_failed = _judge_totals(config.path)
 
-    batch = config.prompts_per_step * config.n_rollouts
-    args = GRPOConfig(
-        **_common_args(config, backend, batch),
-        num_generations=config.n_rollouts,
-        max_completion_length=config.rollout_max_tokens,
-        temperature=config.rollout_temperature,
-        top_p=config.rollout_top_p,
-        scale_rewards=config.scale_rewards,
-        beta=config.kl_beta,
-    )
-    state = _RunState(config.method, student.backend, batch, wall_offset=wall_offset, dtype=model_dtype(model))
+    args = GRPOConfig(**trainer_args(config, backend)[1])
+    state = _RunState(config.method, student.backend, _samples_per_step(config), wall_offset=wall_offset,
+                      dtype=model_dtype(model))
     callback = _make_callback(config, state, reward, lambda: getattr(reward, "clients", None), eval_tasks)
     trainer = GRPOTrainer(
         model=model, reward_funcs=[reward], args=args, train_dataset=grpo_dataset(tasks, config),
@@ -302,21 +380,16 @@ def _train_lopd(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
     student = load_student(config.student_model, config=config, backend=backend, for_training=True)
     # The teacher is frozen, so it does not need Unsloth's training patches; plain transformers keeps it simple.
     teacher = load_student(config.lopd_teacher_model, config=config, backend="transformers", for_training=False)
-    batch = config.prompts_per_step * config.n_rollouts
     # Each task appears n_rollouts times, so a step sees as many student samples as a GRPO step does.
     dataset = grpo_dataset([t for t in tasks for _ in range(config.n_rollouts)], config)
-    state = _RunState("lopd", student.backend, batch, wall_offset=wall_offset, dtype=model_dtype(student.model))
+    state = _RunState("lopd", student.backend, _samples_per_step(config), wall_offset=wall_offset,
+                      dtype=model_dtype(student.model))
+    kwargs = trainer_args(config, backend)[1]
     callback = _make_callback(config, state, None, lambda: None, eval_tasks)
     if _same_tokenizer(student.tokenizer, teacher.tokenizer):
         from trl import DistillationConfig, DistillationTrainer
 
-        args = DistillationConfig(
-            **_common_args(config, backend, batch),
-            beta=1.0,  # reverse KL: the student is pulled towards the teacher's modes on its own samples
-            max_completion_length=config.rollout_max_tokens,
-            temperature=config.rollout_temperature,
-            top_p=config.rollout_top_p,
-        )
+        args = DistillationConfig(**kwargs)
         trainer = DistillationTrainer(
             model=student.model, teacher_model=teacher.model, args=args, train_dataset=dataset,
             processing_class=student.tokenizer, callbacks=[callback],
@@ -325,13 +398,22 @@ def _train_lopd(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
         from trl.experimental.gold import GOLDConfig, GOLDTrainer
 
         _say("lopd: student and teacher tokenizers differ -> GOLD (ULD loss), on-policy (lmbda=1)")
-        args = GOLDConfig(
-            **_common_args(config, backend, batch),
-            lmbda=1.0, beta=1.0, use_uld_loss=True,
-            teacher_tokenizer_name_or_path=model_folder(config.lopd_teacher_model),
-            max_completion_length=config.rollout_max_tokens,
-            temperature=config.rollout_temperature,
-        )
+        import dataclasses
+
+        gold_fields = {f.name for f in dataclasses.fields(GOLDConfig)}
+        # trainer_overrides were checked against DistillationConfig; GOLD lacks some of its fields (min_p,
+        # repetition_penalty, ...), and an override it cannot take is an error rather than silently dropped.
+        missing = sorted(set(config.trainer_overrides) - gold_fields)
+        if missing:
+            raise TrainError(f"lopd fell back to GOLD (the tokenizers of {config.student_model} and "
+                             f"{config.lopd_teacher_model} differ), whose GOLDConfig has no {', '.join(missing)}: "
+                             "drop them from trainer_overrides")
+        kwargs = {k: v for k, v in kwargs.items() if k in gold_fields}
+        args = GOLDConfig(**{
+            **kwargs, "lmbda": 1.0, "beta": 1.0, "use_uld_loss": True,
+            "teacher_tokenizer_name_or_path": model_folder(config.lopd_teacher_model),
+            **config.trainer_overrides,
+        })
         # GOLD's collator reads the prompt as messages[:-1]; with lmbda=1 the last (assistant) turn is replaced by
         # the student's own sample, so it only has to exist.
         messages = dataset.map(lambda row: {"messages": row["prompt"] + [{"role": "assistant", "content": "..."}]},
@@ -360,13 +442,9 @@ def _train_sft(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wal
     student = load_student(config.student_model, config=config, backend=backend, for_training=True)
     from trl import SFTConfig, SFTTrainer
 
-    batch = config.prompts_per_step * config.n_teacher_refs
-    args = SFTConfig(
-        **_common_args(config, backend, batch),
-        max_length=config.max_prompt_tokens + config.teacher_max_tokens,
-        packing=False,
-    )
-    state = _RunState("sft", student.backend, batch, wall_offset=wall_offset, dtype=model_dtype(student.model))
+    args = SFTConfig(**trainer_args(config, backend)[1])
+    state = _RunState("sft", student.backend, _samples_per_step(config), wall_offset=wall_offset,
+                      dtype=model_dtype(student.model))
     callback = _make_callback(config, state, None, lambda: None, eval_tasks)
     trainer = SFTTrainer(
         model=student.model, args=args, train_dataset=dataset, processing_class=student.tokenizer,
