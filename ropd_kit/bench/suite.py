@@ -165,8 +165,8 @@ def run_judge_benches(names: list[str], out: Path, facts: dict, args: argparse.N
                                               progress=_say)
             written["verify_granularity"] = write_result(out, "verify_granularity", result, facts)
     if "cache_replay" in names:
-        # A warm pass is free only if every cold reply was usable (a rejected one is never cached), so this one runs
-        # with the offline default's teacher, which writes usable rubrics, at the demo's step size.
+        # With the offline default's teacher, which writes usable rubrics, at the demo's step size (every reply is
+        # cached, a rejected one with its rejection, so a warm pass is free whatever the judge writes).
         from .judge import Group
 
         step_config = RunConfig.from_params(**{
