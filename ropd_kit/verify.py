@@ -724,15 +724,7 @@ def verify_group(
 CONSENSUS_CRITERION_ID = "final_result"
 CONSENSUS_POINTS = 5
 _NUMERIC = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
-# "Answer: B", "the answer is (b)", "option **C**": a capital letter, or any letter in parentheses (a bare small
-# letter is a word: "the answer is a multiple of 5").
-_CHOICE_MARKED = re.compile(
-    r"\b(?i:answer|option|choice)\b[^A-Za-z0-9\n]{0,6}(?:(?i:is)\b|:|=)?[^A-Za-z0-9\n]{0,6}"
-    r"(?:\(([A-Za-z])\)|\**([A-Z])\**)(?![A-Za-z0-9])"
-)
-_CHOICE_BOXED = re.compile(r"\\boxed\{\s*\(?([A-Z])\)?\s*\}")
 _FORM_CATEGORIES = frozenset({"format", "formatting", "presentation", "style", "clarity", "layout"})
-_CHOICE_LINE = re.compile(r"^\W{0,4}\(?([A-Z])\)?[.):]?\W{0,4}$")
 
 
 class ConsensusOutcome(BaseModel):
@@ -756,42 +748,17 @@ class ConsensusOutcome(BaseModel):
 
 
 def choice_letter(text: str | None, choices: Sequence[str] | None = None, n_choices: int | None = None) -> str | None:
-    """The option letter a multiple-choice answer commits to, or None.
-
-    Read in order of trust: the last "Answer: B" / "answer is (B)" / "option B" / \\boxed{B}; else a last line
-    that is a letter alone; else, with `choices`, the option whose text equals the answer's final value ("Answer:
-    45" for "D. 45"). Letters beyond the options are not read.
+    """The option letter a multiple-choice answer commits to, or None: the evaluation's own reading
+    (`answers.chosen_letter`), so that the consensus and the correctness labels read an answer the same way.
 
     >>> choice_letter("75% of 60 is 45.\\nAnswer: D"), choice_letter("So the answer is (b).")
     ('D', 'B')
     >>> choice_letter("Answer: 45", choices=["450", "120", "15", "45"])
     'D'
     """
-    from .answers import extract_final_answer, normalize_number
+    from .answers import chosen_letter
 
-    if not text:
-        return None
-    n = n_choices or (len(choices) if choices else 26)
-    allowed = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:n]
-    hits = [(m.start(), next(g for g in m.groups() if g).upper())
-            for p in (_CHOICE_MARKED, _CHOICE_BOXED) for m in p.finditer(text)]
-    hits = [h for h in hits if h[1] in allowed]
-    if hits:
-        return max(hits)[1]
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    if lines:
-        last = _CHOICE_LINE.match(lines[-1])
-        if last and last.group(1).upper() in allowed:
-            return last.group(1).upper()
-    if choices:
-        value = extract_final_answer(text)
-        if value is not None:
-            for letter, option in zip(allowed, choices):
-                option = str(option).strip()
-                same = normalize_number(option) == value if _NUMERIC.fullmatch(option.replace(",", "")) else False
-                if same or option.casefold() == value.casefold():
-                    return letter
-    return None
+    return chosen_letter(text, choices, n_choices)
 
 
 def _choice_consensus(refs: Sequence[str], choices: Sequence[str] | None) -> str | None:
