@@ -4,11 +4,16 @@ Three questions from the paper, each a pure function over run directories that r
 figure builder for the same numbers (notebooks 05 and 06, and the batch report):
 
 - Signal alignment: ROC AUC of each reward signal against ground-truth correctness of the student's rollouts
-  (`signal_frame` -> `signal_auc`, `roc_figure`). Signals: the rubric reward (verdicts.jsonl `score`), the
-  teacher log-likelihood of the rollout (`teacher_logprob`, mean token log-prob under a white-box teacher), and a
-  teacher-as-judge score when one is given.
+  (`signal_frame` -> `signal_auc`, `roc_figure`), checked by each task's family (`answers.correctness`). Signals:
+  the rubric reward (verdicts.jsonl `score`), the teacher log-likelihood of the rollout (`teacher_logprob`, mean
+  token log-prob under a white-box teacher), and a teacher-as-judge score when one is given. Open-ended tasks have
+  no correctness: their rollouts' `reference_score` (the reference rubric's, graded by the Verifier in
+  `train.evaluate.reference_scores`) binarised at `score_threshold` (default 0.5: at least half the rubric's
+  positive points, net of pitfalls) is the label instead, and `signal_auc` adds each signal's Spearman rank
+  correlation with the outcome (the reference score, or correctness as 1/0), which needs no threshold.
 - Efficiency: accuracy against samples seen and wall time per method (`efficiency_frame`), the samples needed to
-  reach a target accuracy (`samples_to_target`) and the ratio between two methods (`efficiency_ratio`).
+  reach a target accuracy (`samples_to_target`) and the ratio between two methods (`efficiency_ratio`). Accuracy
+  is pass@1, or the mean reference-rubric score for runs evaluated on open-ended tasks (`metric` says which).
 - Mimicry: how close the student's rollouts are to the teacher across training (mean teacher log-prob per step,
   `mimicry_frame`) beside accuracy.
 
@@ -29,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from . import rundir
-from .answers import is_correct
+from .answers import correctness, is_correct
 from .train.evaluate import eval_curve
 
 if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
@@ -37,6 +42,9 @@ if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
 
 ONE_CLASS = "undefined (one class)"
 NO_DATA = "undefined (no rows)"
+# An open-ended rollout counts as right when it earns at least this share of its reference rubric's positive points.
+SCORE_THRESHOLD = 0.5
+REFERENCE_SCORE = "reference_score"
 
 # Figure labels, one word per idea (the same names as the frame columns).
 SIGNAL_LABELS = {"score": "rubric reward", "logprob": "teacher log-prob", "judge": "teacher-as-judge"}
@@ -47,12 +55,24 @@ AXIS_LABELS = {"samples_seen": "samples seen", "wall_s": "wall time (s)", "step"
 # Signal alignment (AUC)
 
 
-def signal_auc(frame: pd.DataFrame, signals: Sequence[str], label: str = "correct") -> pd.DataFrame:
-    """ROC AUC of each signal column against the boolean `label` column.
+def signal_auc(
+    frame: pd.DataFrame,
+    signals: Sequence[str],
+    label: str = "correct",
+    *,
+    score_threshold: float = SCORE_THRESHOLD,
+    score: str = REFERENCE_SCORE,
+) -> pd.DataFrame:
+    """ROC AUC of each signal column against the boolean `label` column, and its Spearman rank correlation with
+    the outcome.
 
-    Rows where the signal or the label is missing are dropped per signal (counted in `n_missing`). A sample with
-    only one class has no AUC: `auc` is NaN and `note` says "undefined (one class)" (sklearn's warning is not
-    raised). Returns one row per signal: signal, auc, n, n_pos, n_neg, n_missing, note.
+    Where `label` is missing and the frame has a `score` column (`reference_score`: open-ended rollouts graded
+    against their reference rubric), the label is `score >= score_threshold`; a frame of open-ended rollouts only
+    needs no `label` column at all. The outcome of the rank correlation is the score where there is one, else the
+    label as 1/0. Rows where the signal or the label is missing are dropped per signal (counted in `n_missing`). A
+    sample with only one class has no AUC: `auc` is NaN and `note` says "undefined (one class)" (sklearn's warning
+    is not raised). Returns one row per signal: signal, auc, n, n_pos, n_neg, n_missing, note, label (what the
+    positives are: "correct", "reference_score >= 0.5" or both), spearman, n_rank.
 
     >>> f = pd.DataFrame({"score": [0.9, 0.2, 0.7, 0.1], "correct": [True, False, True, False]})
     >>> float(signal_auc(f, ["score"]).loc[0, "auc"])
@@ -60,13 +80,13 @@ def signal_auc(frame: pd.DataFrame, signals: Sequence[str], label: str = "correc
     """
     from sklearn.metrics import roc_auc_score
 
-    if label not in frame.columns:
+    if label not in frame.columns and score not in frame.columns:
         raise KeyError(f"signal_auc: label column {label!r} not in frame (columns: {list(frame.columns)})")
     rows = []
     for signal in signals:
         if signal not in frame.columns:
             raise KeyError(f"signal_auc: signal column {signal!r} not in frame (columns: {list(frame.columns)})")
-        y, s, n_missing = _label_and_signal(frame, signal, label)
+        y, s, n_missing = _label_and_signal(frame, signal, label, score_threshold, score)
         n_pos = int(y.sum())
         n_neg = int(len(y) - n_pos)
         if len(y) == 0:
@@ -77,26 +97,73 @@ def signal_auc(frame: pd.DataFrame, signals: Sequence[str], label: str = "correc
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 auc, note = float(roc_auc_score(y, s)), ""
+        spearman, n_rank = _rank_correlation(frame, signal, label, score)
         rows.append(
             {"signal": signal, "auc": auc, "n": int(len(y)), "n_pos": n_pos, "n_neg": n_neg,
-             "n_missing": n_missing, "note": note}
+             "n_missing": n_missing, "note": note, "label": _label_name(frame, label, score, score_threshold),
+             "spearman": spearman, "n_rank": n_rank}
         )
-    return pd.DataFrame(rows, columns=["signal", "auc", "n", "n_pos", "n_neg", "n_missing", "note"])
+    return pd.DataFrame(rows, columns=["signal", "auc", "n", "n_pos", "n_neg", "n_missing", "note", "label",
+                                       "spearman", "n_rank"])
 
 
-def _label_and_signal(frame: pd.DataFrame, signal: str, label: str) -> tuple[np.ndarray, np.ndarray, int]:
+def _labels(frame: pd.DataFrame, label: str, threshold: float, score: str) -> pd.Series:
+    """The boolean label of each row: `label` where known, else `score >= threshold` where there is a score."""
+    y = frame[label].astype("boolean") if label in frame.columns else pd.Series(pd.NA, index=frame.index,
+                                                                                 dtype="boolean")
+    if score in frame.columns:
+        graded = pd.to_numeric(frame[score], errors="coerce").astype(float)
+        from_score = (graded >= threshold).astype("boolean").mask(graded.isna())
+        y = y.fillna(from_score)
+    return y
+
+
+def _outcome(frame: pd.DataFrame, label: str, score: str) -> pd.Series:
+    """What the rank correlation ranks against: the score where there is one, else the label as 1/0."""
+    known = frame[label].astype("boolean").astype("Float64") if label in frame.columns else None
+    graded = pd.to_numeric(frame[score], errors="coerce").astype("Float64") if score in frame.columns else None
+    if graded is None:
+        return known.astype(float)
+    return (graded if known is None else graded.fillna(known)).astype(float)
+
+
+def _label_name(frame: pd.DataFrame, label: str, score: str, threshold: float) -> str:
+    parts = []
+    if label in frame.columns and frame[label].notna().any():
+        parts.append(label)
+    if score in frame.columns and (frame[score].notna() & (frame[label].isna() if label in frame.columns else True)).any():
+        parts.append(f"{score} >= {threshold:g}")
+    return " | ".join(parts) or label
+
+
+def _rank_correlation(frame: pd.DataFrame, signal: str, label: str, score: str) -> tuple[float, int]:
     s = pd.to_numeric(frame[signal], errors="coerce").astype(float)
-    y = frame[label].astype("boolean")
+    outcome = _outcome(frame, label, score)
+    keep = s.notna() & outcome.notna() & np.isfinite(s.fillna(0.0))
+    n = int(keep.sum())
+    if n < 3 or s[keep].nunique() < 2 or outcome[keep].nunique() < 2:
+        return math.nan, n  # a constant has no rank order
+    return float(s[keep].corr(outcome[keep], method="spearman")), n
+
+
+def _label_and_signal(
+    frame: pd.DataFrame, signal: str, label: str, threshold: float = SCORE_THRESHOLD, score: str = REFERENCE_SCORE
+) -> tuple[np.ndarray, np.ndarray, int]:
+    s = pd.to_numeric(frame[signal], errors="coerce").astype(float)
+    y = _labels(frame, label, threshold, score)
     keep = s.notna() & y.notna() & np.isfinite(s.fillna(0.0))
     return y[keep].to_numpy(dtype=bool), s[keep].to_numpy(dtype=float), int((~keep).sum())
 
 
-def roc_figure(frame: pd.DataFrame, signals: Sequence[str], label: str = "correct") -> "go.Figure":
-    """ROC curves of the signals against `label`, AUC in the legend; a one-class signal is listed, not drawn."""
+def roc_figure(
+    frame: pd.DataFrame, signals: Sequence[str], label: str = "correct", *, score_threshold: float = SCORE_THRESHOLD
+) -> "go.Figure":
+    """ROC curves of the signals against `label` (or the reference score at `score_threshold`, as `signal_auc`),
+    AUC in the legend; a one-class signal is listed, not drawn."""
     import plotly.graph_objects as go
     from sklearn.metrics import roc_curve
 
-    aucs = signal_auc(frame, signals, label).set_index("signal")
+    aucs = signal_auc(frame, signals, label, score_threshold=score_threshold).set_index("signal")
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance (0.50)")
@@ -107,13 +174,13 @@ def roc_figure(frame: pd.DataFrame, signals: Sequence[str], label: str = "correc
         if math.isnan(row["auc"]):
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{name}: {row['note']}"))
             continue
-        y, s, _ = _label_and_signal(frame, signal, label)
+        y, s, _ = _label_and_signal(frame, signal, label, score_threshold)
         fpr, tpr, _ = roc_curve(y, s)
         fig.add_trace(
             go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name}: AUC {row['auc']:.2f} (n={row['n']})")
         )
     fig.update_layout(
-        title=f"Reward signals vs ground truth ({label})",
+        title=f"Reward signals vs ground truth ({aucs['label'].iloc[0] if len(aucs) else label})",
         xaxis_title="false positive rate",
         yaxis_title="true positive rate",
         xaxis={"range": [0, 1]},
@@ -135,16 +202,20 @@ def signal_frame(
     step: int | None = None,
     judge: pd.DataFrame | Iterable[Mapping[str, Any]] | None = None,
     logprob: pd.DataFrame | Iterable[Mapping[str, Any]] | None = None,
+    reference: pd.DataFrame | Iterable[Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """One row per student rollout of every judged group: its rubric reward and whether it is correct.
 
     Joins rollouts.jsonl (text) with verdicts.jsonl (student `score`, matched by answer_idx, the rollout's place in
-    its group) and tasks.jsonl (ground truth). Rollouts of a group whose judging failed keep `score` NaN, so they
-    are counted as missing rather than dropped. `correct` is NA for tasks without an answer.
+    its group) and tasks.jsonl (ground truth, checked by each task's family: `answers.correctness`). Rollouts of a
+    group whose judging failed keep `score` NaN, so they are counted as missing rather than dropped. `correct` is
+    NA for tasks without an answer and for open-ended tasks.
 
-    Extra signals join on (task_id, step, rollout_idx): `judge` records carry a `judge` (or `score`) column, the
-    teacher-as-judge score; `logprob` records a `logprob` column (see `add_teacher_logprob` to compute it here).
-    Columns: task_id, step, rollout_idx, score, correct, prompt, text, truncated (+ judge, logprob).
+    Extra columns join on (task_id, step, rollout_idx): `judge` records carry a `judge` (or `score`) column, the
+    teacher-as-judge score; `logprob` records a `logprob` column (see `add_teacher_logprob` to compute it here);
+    `reference` records a `reference_score` (or `score`) column, an open-ended rollout's reference-rubric score
+    (`notebook_tools.signal_table` grades them), which `signal_auc` labels by.
+    Columns: task_id, step, rollout_idx, score, correct, prompt, text, truncated (+ judge, logprob, reference_score).
     """
     path = Path(run_dir)
     rollouts = rundir.read_frame(path / rundir.ROLLOUTS)
@@ -177,21 +248,29 @@ def signal_frame(
         tasks = tasks.assign(answer=None)
     tasks = _last(tasks, ["id"]).rename(columns={"id": "task_id", "answer": "ground_truth"})
     frame = frame.merge(tasks[["task_id", "prompt", "ground_truth"]], on="task_id", how="left")
+    task_map = run_task_map(path)
     frame["correct"] = pd.array(
-        [
-            None if gt is None or (isinstance(gt, float) and math.isnan(gt)) else bool(is_correct(str(gt), text or ""))
-            for gt, text in zip(frame["ground_truth"], frame["text"])
-        ],
+        [_correct(task_map.get(task_id), gt, text) for task_id, gt, text in
+         zip(frame["task_id"], frame["ground_truth"], frame["text"])],
         dtype="boolean",
     )
     if "truncated" not in frame.columns:
         frame["truncated"] = False
     columns = ["task_id", "step", "rollout_idx", "score", "correct", "prompt", "text", "truncated"]
     frame = frame[columns].reset_index(drop=True)
-    for name, extra in (("judge", judge), ("logprob", logprob)):
+    for name, extra in (("judge", judge), ("logprob", logprob), (REFERENCE_SCORE, reference)):
         if extra is not None:
             frame = _join_signal(frame, extra, name)
     return frame
+
+
+def _correct(task: Any, ground_truth: Any, text: str | None) -> bool | None:
+    if task is not None:
+        return correctness(task, text or "")
+    # A rollout of a task the run's tasks.jsonl cannot rebuild: its answer alone decides, as before families.
+    if ground_truth is None or (isinstance(ground_truth, float) and math.isnan(ground_truth)):
+        return None
+    return bool(is_correct(str(ground_truth), text or ""))
 
 
 def _join_signal(frame: pd.DataFrame, extra: Any, name: str) -> pd.DataFrame:
@@ -398,19 +477,23 @@ def efficiency_frame(run_dirs: RunDirs) -> pd.DataFrame:
 
     `run_dirs` is a list of run directories (each named after its directory) or a mapping name -> directory.
 
-    Accuracy is `evaluate.pass_at_1` of the step's eval.jsonl records (pass@1 averaged over the k samples); an
-    eval step between two logged training steps takes the progress of the last logged one, step 0 is 0 and 0 s.
-    Columns: run, method, step, samples_seen, wall_s, accuracy, n_tasks.
+    Accuracy is `evaluate.pass_at_1` of the step's eval.jsonl records (pass@1 averaged over the k samples), or,
+    for a run evaluated on open-ended tasks, `evaluate.mean_score` (the mean reference-rubric score; `metric` says
+    which, per run: "pass@1" or "mean score"); an eval step between two logged training steps takes the progress of
+    the last logged one, step 0 is 0 and 0 s.
+    Columns: run, method, step, samples_seen, wall_s, accuracy, metric, n_tasks.
     """
     frames = []
     for name, path in _named(run_dirs):
         curve = eval_curve(path)
         if curve.empty:
             continue
-        curve = curve[["step", "pass@1", "n_tasks"]].rename(columns={"pass@1": "accuracy"})
-        curve = _at_steps(_progress(path), curve)
+        scored = (curve["metric"] != "pass@1").any()
+        curve = curve.assign(accuracy=curve["score"] if scored else curve["pass@1"],
+                             metric="mean score" if scored else "pass@1")
+        curve = _at_steps(_progress(path), curve[["step", "accuracy", "metric", "n_tasks"]])
         frames.append(curve.assign(run=name, method=run_method(path)))
-    columns = ["run", "method", "step", "samples_seen", "wall_s", "accuracy", "n_tasks"]
+    columns = ["run", "method", "step", "samples_seen", "wall_s", "accuracy", "metric", "n_tasks"]
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)[columns]
@@ -467,8 +550,19 @@ def _method_colors(methods: Iterable[str]) -> dict[str, str]:
     return {m: palette[i % len(palette)] for i, m in enumerate(sorted(set(methods)))}
 
 
+def _measure(frame: pd.DataFrame) -> str:
+    """The y-axis name of an efficiency frame: what its `accuracy` column holds."""
+    metrics = set(frame["metric"].dropna()) if "metric" in frame.columns else {"pass@1"}
+    if metrics == {"mean score"}:
+        return "mean score (reference rubric)"
+    if metrics <= {"pass@1"}:
+        return "accuracy (pass@1)"
+    return "pass@1 / mean score"
+
+
 def efficiency_figure(frame: pd.DataFrame, x: str = "samples_seen", *, target: float | None = None) -> "go.Figure":
-    """Accuracy against samples seen (or wall time, `x="wall_s"`), one line per run, one colour per method."""
+    """Accuracy against samples seen (or wall time, `x="wall_s"`), one line per run, one colour per method; a run
+    evaluated on open-ended tasks is drawn with its mean score (`efficiency_frame`'s `metric`)."""
     import plotly.graph_objects as go
 
     if x not in AXIS_LABELS:
@@ -487,9 +581,10 @@ def efficiency_figure(frame: pd.DataFrame, x: str = "samples_seen", *, target: f
         shown.add(method)
     if target is not None:
         fig.add_hline(y=target, line_dash="dash", line_color="grey", annotation_text=f"target {target:.2f}")
+    measure = _measure(frame)
     fig.update_layout(
-        title=f"Accuracy vs {AXIS_LABELS[x]}", xaxis_title=AXIS_LABELS[x], yaxis_title="accuracy (pass@1)",
-        yaxis={"range": [0, 1.02]}, width=720, height=440,
+        title=f"{measure[0].upper()}{measure[1:]} vs {AXIS_LABELS[x]}", xaxis_title=AXIS_LABELS[x],
+        yaxis_title=measure, yaxis={"range": [0, 1.02]}, width=720, height=440,
     )
     return fig
 
@@ -546,7 +641,8 @@ def mimicry_frame(
 
     `run_dirs` as for `efficiency_frame`. Give a white-box teacher (`model`, `tokenizer`; extra keywords go to
     `rollout_logprobs`), or `logprobs`, a mapping run name -> `rollout_logprobs` frame computed before. Accuracy is NaN at steps that were not evaluated.
-    Columns: run, method, step, samples_seen, wall_s, teacher_logprob, n_rollouts, accuracy.
+    Columns: run, method, step, samples_seen, wall_s, teacher_logprob, n_rollouts, accuracy, metric (as in
+    `efficiency_frame`).
     """
     frames = []
     for name, path in _named(run_dirs):
@@ -565,10 +661,12 @@ def mimicry_frame(
         acc = efficiency_frame({name: path})
         if len(acc):
             per_step = per_step.merge(acc[["step", "accuracy"]], on="step", how="left")
+            per_step["metric"] = acc["metric"].iloc[0]
         else:
-            per_step = per_step.assign(accuracy=np.nan)
+            per_step = per_step.assign(accuracy=np.nan, metric=None)
         frames.append(per_step.assign(run=name, method=run_method(path)))
-    columns = ["run", "method", "step", "samples_seen", "wall_s", "teacher_logprob", "n_rollouts", "accuracy"]
+    columns = ["run", "method", "step", "samples_seen", "wall_s", "teacher_logprob", "n_rollouts", "accuracy",
+               "metric"]
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)[columns]
@@ -597,7 +695,7 @@ def mimicry_figure(frame: pd.DataFrame, x: str = "step") -> "go.Figure":
         title="Mimicry: the student's rollouts under the teacher, beside accuracy",
         xaxis_title=AXIS_LABELS[x],
         yaxis={"title": "mean teacher log-prob per token"},
-        yaxis2={"title": "accuracy (pass@1)", "overlaying": "y", "side": "right", "range": [0, 1.02]},
+        yaxis2={"title": _measure(frame), "overlaying": "y", "side": "right", "range": [0, 1.02]},
         width=760, height=440,
     )
     return fig

@@ -357,3 +357,108 @@ def test_mimicry_of_a_run_with_the_white_box_teacher(smollm2, tmp_path):
     assert frame.loc[2, "accuracy"] == 0.5
     one = analysis.rollout_logprobs(run, model, tokenizer, max_per_step=1)
     assert len(one) == 2 and one["logprob"].notna().all()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Open-ended runs: the reference-rubric score stands in for correctness
+
+
+def test_open_ended_rollouts_are_labelled_by_their_reference_score_at_a_threshold():
+    frame = pd.DataFrame({
+        "reference_score": [0.9, 0.6, 0.5, 0.3, 0.1, None],
+        "score": [0.8, 0.7, 0.2, 0.4, 0.1, 0.5],  # the rubric reward signal
+        "judge": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+    })
+    table = analysis.signal_auc(frame, ["score", "judge"]).set_index("signal")  # no `correct` column at all
+    assert (table.loc["score", "n_pos"], table.loc["score", "n_neg"], table.loc["score", "n_missing"]) == (3, 2, 1)
+    assert table.loc["score", "auc"] == pytest.approx(_mann_whitney_auc([True, True, True, False, False],
+                                                                        [0.8, 0.7, 0.2, 0.4, 0.1]))
+    assert table.loc["judge", "auc"] == 0.0
+    assert set(table["label"]) == {"reference_score >= 0.5"}
+    # Spearman with the score itself, no threshold: the judge ranks the five graded rollouts exactly backwards.
+    assert table.loc["judge", "spearman"] == pytest.approx(-1.0) and table.loc["judge", "n_rank"] == 5
+    ranks = frame.dropna()
+    assert table.loc["score", "spearman"] == pytest.approx(ranks["score"].rank().corr(ranks["reference_score"].rank()))
+    strict = analysis.signal_auc(frame, ["score"], score_threshold=0.8).iloc[0]
+    assert (strict["n_pos"], strict["label"]) == (1, "reference_score >= 0.8")
+
+
+def test_a_mixed_frame_uses_correctness_where_there_is_one_and_the_score_elsewhere():
+    frame = pd.DataFrame({
+        "correct": pd.array([True, False, None, None], dtype="boolean"),
+        "reference_score": [None, None, 0.75, 0.25],
+        "score": [0.9, 0.1, 0.8, 0.2],
+    })
+    row = analysis.signal_auc(frame, ["score"]).iloc[0]
+    assert (row["auc"], row["n_pos"], row["n_neg"]) == (1.0, 2, 2)
+    assert row["label"] == "correct | reference_score >= 0.5"
+    assert row["spearman"] == pytest.approx(1.0)  # outcome 1, 0, 0.75, 0.25 in the signal's order
+    only_checked = analysis.signal_auc(frame.drop(columns="reference_score"), ["score"]).iloc[0]
+    assert (only_checked["n"], only_checked["label"]) == (2, "correct")
+    assert math.isnan(only_checked["spearman"])  # two rows: too few to rank
+
+
+def write_family_run(run: Path) -> Path:
+    from ropd_kit.data import Task, render_choices
+
+    choices = ("450", "120", "15", "45")
+    tasks = [Task(id="mc", prompt=render_choices("What is 75% of 60?", choices), answer="D", choices=choices),
+             Task(id="op", prompt="How do I fix a slow drain?",
+                  rubric=[{"criterion": "Mentions a plunger.", "points": 5}])]
+    rundir.write_jsonl(run / rundir.TASKS, [t.to_record() for t in tasks])
+    texts = {"mc": ["Answer: D", "Answer: 45", "Answer: B or D"], "op": ["Use a plunger.", "Pour bleach.", "Wait."]}
+    rundir.write_jsonl(run / rundir.ROLLOUTS, [{"task_id": t, "step": 0, "rollout_idx": i, "text": x}
+                                               for t, xs in texts.items() for i, x in enumerate(xs)])
+    rubric = {"criteria": [{"id": "c1", "text": "good", "points": 1, "category": "c"}], "error": None}
+    rundir.write_jsonl(run / rundir.RUBRICS, [{"task_id": t, "step": 0, **rubric} for t in texts])
+    rundir.write_jsonl(run / rundir.VERDICTS, [
+        {"task_id": t, "step": 0, "answer_key": f"student-{i}", "source": "student", "answer_idx": i,
+         "judgements": [True], "score": s}
+        for t, row in {"mc": [0.9, 0.8, 0.3], "op": [0.9, 0.1, 0.4]}.items() for i, s in enumerate(row)])
+    return run
+
+
+def test_signal_frame_checks_each_family_and_joins_reference_scores(tmp_path):
+    run = write_family_run(tmp_path / "run")
+    reference = [{"task_id": "op", "step": 0, "rollout_idx": i, "reference_score": s}
+                 for i, s in enumerate([1.0, 0.0, 0.0])]
+    frame = analysis.signal_frame(run, reference=reference).set_index(["task_id", "rollout_idx"])
+    assert list(frame.loc["mc", "correct"]) == [True, True, False]  # the letter rule, not a number
+    assert frame.loc["op", "correct"].isna().all()
+    assert list(frame.loc["op", "reference_score"]) == [1.0, 0.0, 0.0]
+    assert frame.loc["mc", "reference_score"].isna().all()
+    row = analysis.signal_auc(frame.reset_index(), ["score"]).iloc[0]
+    assert (row["auc"], row["n"]) == (1.0, 6)
+
+
+def test_efficiency_of_an_open_ended_run_is_its_mean_score(tmp_path):
+    run = tmp_path / "ropd-open"
+    RunConfig(run_dir=str(run), method="ropd").save()
+    rundir.write_jsonl(run / rundir.TRAIN_LOG, [{"step": s, "samples_seen": 8 * s, "wall_s": 10.0 * s}
+                                                for s in (1, 2)])
+    rundir.write_jsonl(run / rundir.EVAL, [
+        {"step": step, "task_id": t, "sample_idx": 0, "correct": None, "score": score, "grade_error": None}
+        for step, scores in ((0, (0.2, 0.4)), (2, (0.6, None))) for t, score in zip(("a", "b"), scores)])
+    frame = analysis.efficiency_frame([run]).set_index("step")
+    assert list(frame["accuracy"]) == [pytest.approx(0.3), 0.6]  # b's failed grading is left out, not a 0
+    assert set(frame["metric"]) == {"mean score"}
+    fig = analysis.efficiency_figure(frame.reset_index())
+    assert fig.layout.yaxis.title.text == "mean score (reference rubric)"
+
+
+def test_signal_table_grades_open_ended_rollouts_against_their_reference_rubric(tmp_path):
+    from ropd_kit.bench.stubjudge import STUB_MODEL, StubJudge
+    from ropd_kit.config import EndpointConfig
+    from ropd_kit.notebook_tools import signal_table
+
+    run = write_family_run(tmp_path / "run")
+    with StubJudge() as judge:
+        endpoint = EndpointConfig(base_url=judge.base_url, model=STUB_MODEL, max_retries=0, timeout_s=30)
+        config = RunConfig(run_dir=str(run), cache_dir=str(tmp_path / "cache"),
+                           **{r: endpoint for r in ("teacher", "rubricator", "verifier", "student")})
+        frame = signal_table(config, ["score"])
+        assert judge.counts() == {"verdicts": 1}  # one blind call for the open-ended group; the letters need none
+    graded = frame[frame["task_id"] == "op"]
+    assert graded["reference_score"].isin([0.0, 1.0]).all()  # one 5-point criterion: met or not
+    assert frame.loc[frame["task_id"] == "mc", "reference_score"].isna().all()
+    assert analysis.signal_auc(frame, ["score"]).iloc[0]["n"] == 6

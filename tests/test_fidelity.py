@@ -645,3 +645,21 @@ def test_label_correct_and_teacher_competence():
     assert competence.loc["b", "teacher_competent"] is False  # 2 of 4 (a missing text counts as wrong)
     assert competence.loc["b", "n_right"] == 2 and competence.loc["b", "n_refs"] == 4
     assert competence.loc["c", "teacher_competent"] is None  # no ground truth
+
+
+def test_labels_from_whole_tasks_follow_each_tasks_family():
+    from ropd_kit.data import Task, render_choices
+
+    choices = ("450", "120", "15", "45")
+    tasks = pd.DataFrame([t.to_record() for t in (
+        Task(id="c", prompt=render_choices("75% of 60?", choices), answer="D", choices=choices),
+        Task(id="m", prompt="Solve 3x + 5 = 0.", answer="-\\frac{5}{3}", family="math"),
+        Task(id="o", prompt="How do I fix a slow drain?", rubric=[{"criterion": "Mentions a plunger.", "points": 5}]),
+    )])  # tasks.jsonl as pandas reads it: NaN where a task has no such field
+    refs = pd.DataFrame({"task_id": ["c", "c", "c", "m", "m", "o"], "ref_idx": [0, 1, 2, 0, 1, 0],
+                         "text": ["Answer: 45", "Answer: D", "Answer: B or D", "So the answer is -5/3.", "x = 5/3",
+                                  "Use a plunger."]})
+    assert list(label_correct(refs, tasks)["correct"]) == [True, True, False, True, False, None]
+    competence = teacher_competence(refs, tasks).set_index("task_id")
+    assert competence.loc["c", "teacher_competent"] is True  # 2 of 3
+    assert competence.loc["o", "teacher_competent"] is None  # open-ended: no answer to be competent at

@@ -2,7 +2,8 @@
 
 The study scores a bank of student rollouts against ground truth, which ROPD itself never sees: these labels are
 for measuring the reward (stage 5), not for computing it. `label_correct` marks each text right or wrong with
-`answers.is_correct` (the evaluation's own check); `teacher_competence` marks each task by whether a strict
+the evaluation's own check (`answers.correctness` by the task's family when the tasks are at hand, else
+`answers.is_correct` on the answer alone); `teacher_competence` marks each task by whether a strict
 majority of the teacher's references are right. A reward distilled from a teacher cannot beat the teacher, so the
 study splits every number by `teacher_competent` (see `stats.split_by`). Pure and synchronous.
 """
@@ -14,18 +15,46 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from ..answers import is_correct
+from ..answers import checkable, correctness, is_correct
+
+
+def _task_or_answer(row: dict[str, Any], key: str) -> Any:
+    """A tasks.jsonl row as a Task (checked by its family), or its bare answer when the row is not a whole task."""
+    from ..data import TaskError, task_from_record
+
+    record = {k: v for k, v in row.items() if not _missing(v)}
+    record["id"] = record.pop(key, None)
+    try:
+        return task_from_record(record, f"task {record['id']}")
+    except (TaskError, ValueError, TypeError):
+        return row.get("answer")
 
 
 def _truth(ground_truth: Mapping[str, Any] | pd.DataFrame) -> Mapping[str, Any]:
+    """task_id -> Task or ground-truth answer."""
     if isinstance(ground_truth, pd.DataFrame):
         key = "id" if "id" in ground_truth.columns else "task_id"
+        if "prompt" in ground_truth.columns:
+            return {row[key]: _task_or_answer(row, key) for row in ground_truth.to_dict("records")}
         return dict(zip(ground_truth[key], ground_truth["answer"]))
     return ground_truth
 
 
 def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _unlabelled(truth: Any) -> bool:
+    # An open-ended task (or one without an answer) has nothing to check a text against.
+    return not checkable(truth) if hasattr(truth, "family") else _missing(truth)
+
+
+def _right(truth: Any, body: Any) -> bool | None:
+    if _unlabelled(truth) or _missing(body):
+        return None
+    if hasattr(truth, "family"):
+        return bool(correctness(truth, str(body)))
+    return bool(is_correct(str(truth), str(body)))
 
 
 def label_correct(
@@ -38,14 +67,12 @@ def label_correct(
 ) -> pd.DataFrame:
     """A copy of `frame` (rollouts or teacher references) with a `label` column: is each text right?
 
-    `ground_truth`: task_id -> answer, or a tasks frame with `id` (or `task_id`) and `answer`. A task without a
-    ground-truth answer, or a missing text, gets None (an unlabelled row, left out of every AUC).
+    `ground_truth`: task_id -> Task (checked by its family, `answers.correctness`) or answer (`answers.is_correct`),
+    or a tasks frame (tasks.jsonl: whole tasks; or just `id`/`task_id` and `answer`). A task without a ground-truth
+    answer (an open-ended one included), or a missing text, gets None (an unlabelled row, left out of every AUC).
     """
     truth = _truth(ground_truth)
-    labels = []
-    for task_id, body in zip(frame[task], frame[text]):
-        answer = truth.get(task_id)
-        labels.append(None if _missing(answer) or _missing(body) else bool(is_correct(str(answer), str(body))))
+    labels = [_right(truth.get(task_id), body) for task_id, body in zip(frame[task], frame[text])]
     out = frame.copy()
     out[label] = pd.Series(labels, index=frame.index, dtype=object)
     return out
@@ -68,7 +95,7 @@ def teacher_competence(
     rows = []
     for task_id, part in labelled.groupby(task, sort=True):
         n_refs = int(len(part))
-        if _missing(truth.get(task_id)):
+        if _unlabelled(truth.get(task_id)):
             rows.append({task: task_id, "n_refs": n_refs, "n_right": None, "teacher_competent": None})
             continue
         n_right = int(part["_right"].map(lambda v: v is True).sum())

@@ -172,11 +172,13 @@ class InspectorState:
         return sorted(found, key=lambda a: a.position)
 
     def _label(self, task_id: str, answers: list[Answer]) -> None:
-        answer = self._tasks.get(task_id, {}).get("answer")
+        task = self._tasks.get(task_id, {})
+        answer = task.get("answer")
         if answer is None or str(answer).strip() == "" or not answers:
             return
         frame = pd.DataFrame({"task_id": [task_id] * len(answers), "text": [a.text or None for a in answers]})
-        for a, correct in zip(answers, label_correct(frame, {task_id: answer})["correct"]):
+        # The whole task record, so that each answer is checked by the task's family (a letter, math-verify, ...).
+        for a, correct in zip(answers, label_correct(frame, pd.DataFrame([task]))["correct"]):
             a.correct = correct
 
     @property

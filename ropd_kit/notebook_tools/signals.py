@@ -1,5 +1,6 @@
-"""Notebook 05: how well each reward signal tracks correctness — the teacher-as-judge signal, the signal
-table (ROC AUC per signal) and saving tables into the run directory.
+"""Notebook 05: how well each reward signal tracks correctness — the teacher-as-judge signal, the reference-rubric
+score that labels open-ended rollouts, the signal table (ROC AUC per signal) and saving tables into the run
+directory.
 """
 
 from __future__ import annotations
@@ -60,6 +61,50 @@ def judge_signal(config: RunConfig, frame: "pd.DataFrame", *, progress: bool = T
     return out
 
 
+def reference_signal(config: RunConfig, frame: "pd.DataFrame", *, progress: bool = True) -> "pd.DataFrame":
+    """The reference-rubric score (`train.evaluate.grade_reference_async`: the Verifier, blind, one call per group)
+    of each open-ended rollout of a `signal_frame` whose task has a reference rubric: what labels those rollouts in
+    `analysis.signal_auc`, since they have no correctness. Each (task, step) group's rollouts are graded together,
+    on the config's verifier endpoint (a local one is started).
+
+    Returns records task_id, step, rollout_idx, reference_score (None where the grading failed; the count is
+    printed). Rollouts of other tasks are not in it.
+    """
+    import asyncio
+
+    import pandas as pd
+
+    from ..analysis import REFERENCE_SCORE, run_task_map
+    from ..llm import make_clients, run_sync
+    from ..train.evaluate import grade_reference_async
+
+    columns = ["task_id", "step", "rollout_idx", REFERENCE_SCORE]
+    tasks = run_task_map(config.path)
+    graded = frame[[bool(tasks.get(str(t)) and tasks[str(t)].family == "open_ended" and tasks[str(t)].rubric)
+                    for t in frame["task_id"]]]
+    if graded.empty:
+        return pd.DataFrame(columns=columns)
+    groups = [(key, part.sort_values("rollout_idx")) for key, part in graded.groupby(["task_id", "step"], sort=True)]
+    config = resolve_endpoints(config, roles=("verifier",))  # started only now that there is something to grade
+
+    async def go():
+        async with make_clients(config) as clients:
+            return await asyncio.gather(*(
+                grade_reference_async(tasks[str(task_id)], list(part["text"]), clients.verifier, config,
+                                      step=int(step))
+                for (task_id, step), part in groups))
+
+    grades = run_sync(go())
+    rows = [{"task_id": task_id, "step": step, "rollout_idx": idx, REFERENCE_SCORE: score}
+            for ((task_id, step), part), grade in zip(groups, grades)
+            for idx, score in zip(part["rollout_idx"], grade.scores)]
+    failed = sum(g.n_failed for g in grades)
+    if progress:
+        print(f"reference rubric: {len(rows) - failed} of {len(rows)} open-ended rollouts graded "
+              f"({sum(g.calls for g in grades)} verifier calls); {failed} failed (left unlabelled, not scored 0)")
+    return pd.DataFrame(rows, columns=columns)
+
+
 def signal_table(
     config: RunConfig,
     signals: Sequence[str] = ("score", "logprob", "judge"),
@@ -71,7 +116,8 @@ def signal_table(
     "logprob" (mean token log-prob under the white-box teacher `config.lopd_teacher_model`) and "judge" (the
     teacher-as-judge score through the `judge_role` endpoint, the Verifier's by default; local endpoints are
     started). `max_rollouts` keeps a
-    seeded random subset so a CPU run stays short."""
+    seeded random subset so a CPU run stays short. Rollouts of open-ended tasks with a reference rubric also get
+    their `reference_score` (`reference_signal`, through the Verifier's endpoint): their label in `signal_auc`."""
     from ..analysis import add_teacher_logprob, load_teacher, run_task_map, signal_frame
 
     unknown = sorted(set(signals) - {"score", "logprob", "judge"})
@@ -83,6 +129,13 @@ def signal_table(
     if "judge" in signals:
         judged = judge_signal(resolve_endpoints(config, roles=(config.judge_role,)), frame)
         frame = frame.merge(judged, on=["task_id", "step", "rollout_idx"], how="left")
+    if frame["correct"].isna().any():
+        from ..analysis import REFERENCE_SCORE
+
+        reference = reference_signal(config, frame)
+        if len(reference):
+            frame = frame.merge(reference, on=["task_id", "step", "rollout_idx"], how="left")
+            frame[REFERENCE_SCORE] = frame[REFERENCE_SCORE].astype(float)
     if "logprob" in signals:
         model, tokenizer = load_teacher(config.lopd_teacher_model, dtype=config.student_dtype)
         frame = add_teacher_logprob(frame, model, tokenizer, tasks=run_task_map(config.path), config=config)

@@ -24,16 +24,19 @@ def _path(run: RunConfig | str | Path) -> Path:
     return run.path if isinstance(run, RunConfig) else Path(run)
 
 
-def _answers(path: Path) -> dict[str, str | None]:
-    return {t["id"]: t.get("answer") for t in rundir.read_jsonl(path / rundir.TASKS)}
+def _answers(path: Path) -> dict[str, Any]:
+    """task id -> Task (its answers are checked by its family), from the run's tasks.jsonl."""
+    from ..data import load_tasks
+
+    return {t.id: t for t in load_tasks(path / rundir.TASKS)} if (path / rundir.TASKS).exists() else {}
 
 
-def _correct(answer: str | None, text: str | None) -> bool | None:
-    from ..answers import is_correct
+def _correct(task: Any, text: str | None) -> bool | None:
+    from ..answers import correctness
 
-    if answer is None or text is None:
+    if task is None or text is None:
         return None
-    return bool(is_correct(answer, text))
+    return correctness(task, text)
 
 
 def _short(text: Any, n: int = 70) -> str:
