@@ -387,3 +387,59 @@ def test_find_runs_batch_layout_and_siblings(tmp_path):
     RunConfig(run_dir=str(tmp_path / "elsewhere" / "other")).save()
     assert notebook_tools.find_runs(lone) == [tmp_path / "elsewhere" / "other", lone]
     assert notebook_tools.find_runs(lone, str(batch_dir / "*" / "run")) == [a, b, lone]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# experiments/families.yaml: one run per task family, side by side
+
+
+FAMILY_SETS = {"data/math_test.jsonl": "math", "data/mc_test.jsonl": "multiple_choice",
+               "data/open_test.jsonl": "open_ended", "data/arith_easy_test.jsonl": "arithmetic"}
+
+
+def test_the_families_spec_runs_each_family_through_judging_and_the_auc_notebook(tmp_path):
+    from ropd_kit.sources import tasks_from_config
+
+    root = Path(__file__).resolve().parent.parent
+    spec = load_spec(root / "experiments" / "families.yaml")
+    assert spec.notebooks == ["01_teacher_references", "02_rubric_induction", "03_verification_and_rewards",
+                              "05_signal_alignment_auc"]
+    runs = spec.expand()
+    assert [r.params["tasks_path"] for r in runs] == list(FAMILY_SETS)
+    assert len({r.name for r in runs}) == 4
+    for run in runs:
+        assert not any(k.endswith(("_model", "_base_url")) for k in run.params)  # the offline default's models
+        namespace = {**run.params, "run_dir": str(tmp_path / run.name)}
+        config = notebook_tools.run_config(notebook_tools.parameters(namespace))
+        tasks = tasks_from_config(config)
+        assert len(tasks) == run.params["n_tasks"] == 3
+        assert {t.family for t in tasks} == {FAMILY_SETS[run.params["tasks_path"]]}, run.name
+
+
+def test_the_index_shows_the_families_auc_side_by_side(tmp_path):
+    import pandas as pd
+
+    from ropd_kit import analysis
+    from ropd_kit.config import RunConfig
+
+    spec = load_spec(Path(__file__).resolve().parent.parent / "experiments" / "families.yaml")
+    batch_dir = tmp_path / spec.name
+    for run in spec.expand():
+        folder = batch_dir / run.name
+        path = folder / rundir.RUN_SUBDIR
+        RunConfig(run_dir=str(path), tasks_path=run.params["tasks_path"]).save()
+        if FAMILY_SETS[run.params["tasks_path"]] == "open_ended":
+            frame = pd.DataFrame({"reference_score": [0.9, 0.7, 0.2, 0.1], "score": [0.8, 0.3, 0.4, 0.1]})
+        else:
+            frame = pd.DataFrame({"correct": [True, True, False, False], "score": [0.8, 0.3, 0.4, 0.1]})
+        notebook_tools.save_table(path, "signal_auc", analysis.signal_auc(frame, ["score"]))
+        (folder / rundir.STATUS).write_text(batch.RunStatus(
+            run=run.name, status="done", params=run.params, fingerprint="x", run_dir=str(path)).model_dump_json())
+    page = batch.write_index(batch_dir, spec).read_text()
+    assert "4 done" in page and "ROC AUC" in page
+    auc_table = page[page.index("ROC AUC"):]
+    for run in spec.expand():
+        assert run.name in auc_table and run.params["tasks_path"] in page
+    assert auc_table.count("<td>score</td>") == 4
+    assert "reference_score &gt;= 0.5" in auc_table and auc_table.count("<td>correct</td>") == 3
+    assert "spearman" in auc_table
