@@ -23,6 +23,7 @@ Measured on a fresh clone, 2 cores (llama-server built and models converted in ~
     python -m ropd_kit.bench --steps-from reports/demo # step breakdown from `make demo`'s runs, no new training
     python -m ropd_kit.bench --only judge_throughput --groups 4
     python -m ropd_kit.bench --only rate_limit        # about 2.5 min, no model: 8 requests/minute, 24 requests
+    python -m ropd_kit.bench --only multiprocess      # 2 ropd steps in 2 CPU processes vs 1 (SmolLM2)
     python -m ropd_kit.bench --quick                  # about 4 min: tiny sizes, SmolLM2 everywhere
 """
 
@@ -42,7 +43,7 @@ from typing import Any, Callable
 from .judge import REPO
 
 MACHINE_SHOWN = ("cpus", "memory_gib", "processor", "cpu", "matmul")  # the machine facts the index page prints
-BENCHES = ("judge_throughput", "verify_granularity", "cache_replay", "step_breakdown", "rate_limit")
+BENCHES = ("judge_throughput", "verify_granularity", "cache_replay", "step_breakdown", "rate_limit", "multiprocess")
 DEFAULT_OUT = REPO / "reports" / "bench"
 LINKED = {"injection.json": "prompt injection into the Verifier (python -m ropd_kit.bench.injection)",
           # Written on a GPU box by scripts/gpu_smoke.sh (reports/gpu/), linked from here when it was brought back.
@@ -228,6 +229,17 @@ def run_rate_limit(out: Path, facts: dict, args: argparse.Namespace) -> dict[str
     return {"rate_limit": write_result(out, "rate_limit", result, facts)}
 
 
+def run_multiprocess(out: Path, facts: dict, args: argparse.Namespace) -> dict[str, Path]:
+    """The same ropd steps in `--mp-processes` CPU training processes and in one (`bench.multiprocess`)."""
+    from .multiprocess import bench_multiprocess
+
+    sizes = {"max_steps": args.mp_steps, "n_rollouts": args.mp_rollouts, "rollout_max_tokens": args.mp_tokens,
+             "student_model": args.mp_student}
+    result = bench_multiprocess(processes=args.mp_processes, work=out / "work" / "multiprocess",
+                                judge_model=args.judge_model, progress=_say, **sizes)
+    return {"multiprocess": write_result(out, "multiprocess", result, facts)}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # index.html
 
@@ -309,6 +321,21 @@ def _rate_limit_fig(data: dict) -> Any:
     return fig
 
 
+def _multiprocess_fig(data: dict) -> Any:
+    import plotly.graph_objects as go
+
+    from .step import PHASES
+
+    runs = data["runs"]
+    labels = [f"{r['processes']} process{'es' if r['processes'] > 1 else ''}" for r in runs.values()]
+    fig = go.Figure()
+    for phase in PHASES:
+        fig.add_bar(name=phase, x=labels, y=[r["seconds_median"].get(phase) for r in runs.values()])
+    fig.update_layout(title="ropd step time by phase, one process vs several (s, median over steps)",
+                      barmode="stack", height=380, yaxis_title="seconds")
+    return fig
+
+
 def _ratios_table(rows: list[tuple[str, Any]]) -> str:
     def fmt(value: Any) -> str:
         return f"{value:.3g}" if isinstance(value, float) else escape(str(value))
@@ -339,6 +366,10 @@ def headline(out: Path) -> list[tuple[str, Any]]:
     if data := _read(out, "cost_per_reward"):
         for method, m in data["per_method"].items():
             rows.append((f"{method}: teacher-side tokens per rollout", m["teacher_tokens_per_rollout"]))
+    if data := _read(out, "multiprocess"):
+        for key in ("step_s", "generation_s", "wall_s"):
+            rows.append((f"multiprocess: {key.replace('_s', '')} time, {data['inputs']['processes']} processes / 1",
+                         data["ratios"].get(key)))
     if data := _read(out, "rate_limit"):
         s = data["at_proxy"]
         rows.append((f"rate limit: most requests in any {s['window_s']:g} s at the endpoint (limit {s['limit']})",
@@ -356,6 +387,7 @@ def write_index(out: str | Path = DEFAULT_OUT) -> Path:
     builders: dict[str, Callable[[dict], Any]] = {
         "judge_throughput": _throughput_fig, "verify_granularity": _granularity_fig,
         "step_breakdown": _breakdown_fig, "cost_per_reward": _cost_fig, "rate_limit": _rate_limit_fig,
+        "multiprocess": _multiprocess_fig,
     }
     for name, build in builders.items():
         data = _read(out, name)
@@ -415,6 +447,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate-window", type=float, default=60.0,
                         help="the rate_limit bench's window in seconds (60: requests/minute as configured)")
     parser.add_argument("--rate-groups", type=int, default=12, help="groups judged (2 requests each) in rate_limit")
+    parser.add_argument("--mp-processes", type=int, default=2, help="training processes in the multiprocess bench")
+    parser.add_argument("--mp-steps", type=int, default=2, help="ropd steps per run in the multiprocess bench")
+    parser.add_argument("--mp-rollouts", type=int, default=4, help="rollouts per group in the multiprocess bench")
+    parser.add_argument("--mp-tokens", type=int, default=64, help="max tokens per rollout in the multiprocess bench")
+    parser.add_argument("--mp-student", default="smollm2-135m-instruct", help="student of the multiprocess bench")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and SmolLM2 everywhere (minutes)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -423,6 +460,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.granularity_groups, args.step_groups, args.steps = 1, 2, 1
         args.step_rollouts, args.step_judge_model = 2, "smollm2-135m-instruct"
         args.rate_limit, args.rate_window, args.rate_groups = 4, 10.0, 4
+        args.mp_steps, args.mp_rollouts, args.mp_tokens = 1, 2, 16
     unknown = set(args.only.split(",")) - set(BENCHES)
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHES)}")
@@ -436,13 +474,15 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts()
     started = time.perf_counter()
     written: dict[str, Path] = {}
-    judge = [n for n in names if n not in ("step_breakdown", "rate_limit")]
+    judge = [n for n in names if n not in ("step_breakdown", "rate_limit", "multiprocess")]
     if judge:
         written.update(run_judge_benches(judge, out, facts, args))
     if "step_breakdown" in names:
         written.update(run_step_bench(out, facts, args))
     if "rate_limit" in names:
         written.update(run_rate_limit(out, facts, args))
+    if "multiprocess" in names:
+        written.update(run_multiprocess(out, facts, args))
     index = write_index(out)
     for name, value in headline(out):
         print(f"{name}: {value:.3g}" if isinstance(value, float) else f"{name}: {value}")

@@ -19,6 +19,21 @@ The student is loaded by `load_student`: with CUDA and `unsloth` importable, Uns
 transformers + peft LoRA. The choice is printed and written into every train-log record (`backend`), and so
 is the dtype (`dtype`: `RunConfig.student_dtype`, "auto" = bf16 only where the CPU or GPU has it, else fp32/fp16).
 Importing this module imports neither torch nor unsloth.
+
+Several processes (`accelerate launch --num_processes N -m ropd_kit.train CONFIG`, on a CPU `--multi_gpu` with no
+GPU, or `torchrun`; see `distributed.py`): prompts_per_step stays the step's batch, and each process takes an equal
+share of it in whole groups; it generates for them and judges them itself. TRL does not keep groups whole across
+processes on its own: its RepeatSampler lays the step's batch out group by group and accelerate gives process r the
+r-th run of per_device_train_batch_size x steps_per_generation rows, so a group straddles two processes unless that
+count is a multiple of n_rollouts (TRL gathers the rewards before it computes advantages, so its own rewards do not
+mind). ropd's rubric is induced from the whole group, so we validate that geometry and refuse a shape that would
+split a group, with the settings to change, before any server or model starts. We do not gather the group to one
+process instead: that process would judge for the others while they wait, or every process would judge every
+group, and the rewards would have to be scattered back inside TRL's reward call, where no collective belongs (TRL
+runs async rewards in a background thread). Keeping groups whole costs nothing: the default shapes always are.
+Only the main process writes the run directory (the others hand it their rollouts, rubrics, verdicts and raw judge
+output at each step's end) and evaluates; the train log sums every process's judge counts, tokens and failures and
+takes the slowest process's timings; the failure gate reads the run's totals, so every process stops together.
 """
 
 from __future__ import annotations
@@ -29,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import rundir
 from ..llm import check_reachable
+from . import distributed as ddp
 from .progress import JudgeFailureError, STEP_FILES, _RunState, _make_callback, _time_generation
 from .student import TrainError, _say, check_generation_options, choose_backend, choose_dtype, load_student
 from .student import model_dtype, model_folder
@@ -194,13 +210,17 @@ def _common_args(config: "RunConfig", backend: str, batch: int) -> dict[str, Any
 
 
 def _batch(config: "RunConfig") -> int:
-    """Samples per device and micro-step: a whole number of groups (sft: of teacher refs)."""
-    return config.prompts_per_step * (config.n_teacher_refs if config.method == "sft" else config.n_rollouts)
+    """Samples per device and micro-step: a whole number of groups (sft: of teacher refs). With several processes
+    each takes an equal share of the step, in whole groups for the GRPO methods (`distributed.per_process`)."""
+    per_prompt = config.n_teacher_refs if config.method == "sft" else config.n_rollouts
+    group = config.n_rollouts if config.method in ("ropd", "rlvr", "judge") else 1
+    return ddp.per_process(config.prompts_per_step * per_prompt, group=group,
+                           what=f"a step's batch (prompts_per_step={config.prompts_per_step} x {per_prompt})")
 
 
 def _samples_per_step(config: "RunConfig") -> int:
-    # One optimizer step sees gradient_accumulation_steps micro-batches.
-    return _batch(config) * int(config.trainer_overrides.get("gradient_accumulation_steps", 1))
+    # One optimizer step sees gradient_accumulation_steps micro-batches on every process.
+    return _batch(config) * ddp.world_size() * int(config.trainer_overrides.get("gradient_accumulation_steps", 1))
 
 
 def _generation_args(config: "RunConfig") -> dict[str, Any]:
@@ -249,10 +269,15 @@ def _check_trainer_args(config: "RunConfig", backend: str) -> None:
 
     name, kwargs = trainer_args(config, backend)
     try:
-        getattr(trl, name)(**kwargs)
+        args = getattr(trl, name)(**kwargs)
     except (TypeError, ValueError) as exc:
         raise TrainError(f"trl.{name} refuses these settings (trainer_overrides={config.trainer_overrides}): "
                          f"{exc}") from exc
+    if config.method in ("ropd", "judge"):
+        # These rewards judge a group as one (a rubric per group; a group fails as a whole): no process may get
+        # part of one. steps_per_generation is resolved by TRL from the overrides by now.
+        ddp.check_group_geometry(args.per_device_train_batch_size, args.steps_per_generation, args.num_generations,
+                                 args.world_size)
 
 
 def train(config: "RunConfig") -> TrainResult:
@@ -265,10 +290,17 @@ def train(config: "RunConfig") -> TrainResult:
     method = config.method
     if method not in ("ropd", "rlvr", "judge", "lopd", "sft"):
         raise TrainError(f"unknown method {method!r}: use ropd, rlvr, judge, lopd or sft")
+    ddp.refuse_single_process_cpu_launch()
+    if ddp.world_size() > 1:
+        import torch
+
+        # Before TRL's config sets it up the same way (use_cpu), so that the processes can agree on the run first.
+        ddp.init(cpu=not torch.cuda.is_available())
     # What this machine cannot run is said before tasks are read, servers start or models load.
     check_generation_options(config)
     config.path.mkdir(parents=True, exist_ok=True)
-    tasks = _load_tasks(config, method)
+    with ddp.main_first():  # the main process copies the tasks into the run directory; the others read that copy
+        tasks = _load_tasks(config, method)
     eval_tasks = _eval_tasks(config)
     backend = choose_backend(config)
     dtype, why = choose_dtype(config.student_dtype)
@@ -284,24 +316,29 @@ def train(config: "RunConfig") -> TrainResult:
 
     resume_from = None
     wall_offset = 0.0
-    if config.resume:
-        resume_from, wall_offset, _ = _prepare_resume(config.path)
-        if resume_from is None:
-            _say("resume=True but no checkpoint yet: starting from step 0 (the step files' records are dropped)")
-        else:
-            _say(f"resuming from {resume_from}")
-    elif (config.path / rundir.TRAIN_LOG).exists() and rundir.read_jsonl(config.path / rundir.TRAIN_LOG):
-        raise TrainError(
-            f"{config.path / rundir.TRAIN_LOG} already has steps: pass resume=True to continue this run, or use a new "
-            "run_dir"
-        )
-    config.save()
+    # The main process cuts the run directory back and writes the config; the others wait for it, then read.
+    with ddp.main_first() as main:
+        if config.resume:
+            if main:
+                resume_from, wall_offset, _ = _prepare_resume(config.path)
+            else:
+                resume_from = last_checkpoint(config.path)
+            if resume_from is None:
+                _say("resume=True but no checkpoint yet: starting from step 0 (the step files' records are dropped)")
+            else:
+                _say(f"resuming from {resume_from}")
+        elif (config.path / rundir.TRAIN_LOG).exists() and rundir.read_jsonl(config.path / rundir.TRAIN_LOG):
+            raise TrainError(
+                f"{config.path / rundir.TRAIN_LOG} already has steps: pass resume=True to continue this run, or use a "
+                "new run_dir"
+            )
+        if main:
+            config.save()
 
     needs_judges = method in ("ropd", "judge")
     if needs_judges:
-        from ..offline.serve import local_endpoints
-
-        with local_endpoints(_judge_config(config)) as served:
+        # One set of local servers for the run, started by the main process (distributed.served).
+        with ddp.served(_judge_config(config)) as served:
             # An unreachable judge would otherwise surface only after the student is loaded and a step is spent.
             check_reachable({role: served.endpoint(role) for role in ("teacher", "rubricator", "verifier")})
             return _train_grpo(served, tasks, eval_tasks, backend, resume_from, wall_offset)
@@ -321,6 +358,12 @@ def _finish(trainer: Any, config: "RunConfig", state: _RunState, reward: Any, re
         usage = clients.stats.snapshot() if clients is not None else {}
         if hasattr(reward, "close"):
             reward.close()
+    # Every process gets here after the same last step: the run's totals are what all of them judged and used.
+    parts = ddp.gather((getattr(reward, "total_groups", 0), getattr(reward, "total_failed", 0), usage))
+    if len(parts) > 1:
+        from ..llm import sum_usage
+
+        usage = sum_usage(p[2] for p in parts)
     result = TrainResult(
         run_dir=config.path,
         method=state.method,
@@ -328,8 +371,8 @@ def _finish(trainer: Any, config: "RunConfig", state: _RunState, reward: Any, re
         steps=trainer.state.global_step,
         checkpoint=last_checkpoint(config.path),
         wall_s=round(state.wall_s(), 3),
-        judge_groups=getattr(reward, "total_groups", 0),
-        judge_failures=getattr(reward, "total_failed", 0),
+        judge_groups=sum(p[0] for p in parts),
+        judge_failures=sum(p[1] for p in parts),
         train_log=rundir.read_frame(config.path / rundir.TRAIN_LOG),
         usage=usage,
     )
@@ -356,9 +399,12 @@ def _train_grpo(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
         reward = JudgeReward(config, None, config.path, num_generations=config.n_rollouts)
     else:
         reward = correctness_reward
-    if config.resume and hasattr(reward, "total_groups"):
-        # The step files were cut back to the checkpoint (train()): the gate counts what they still hold.
+    if config.resume and hasattr(reward, "total_groups") and ddp.is_main():
+        # The step files were cut back to the checkpoint (train()): the gate counts what they still hold. The
+        # gate sums every process's counts, so the main process alone carries them.
         reward.total_groups, reward.total_failed = _judge_totals(config.path)
+    if hasattr(reward, "defer_writes"):
+        reward.defer_writes()  # the trainer callback writes each step's records (all processes', by the main one)
 
     args = GRPOConfig(**trainer_args(config, backend)[1])
     state = _RunState(config.method, student.backend, _samples_per_step(config), wall_offset=wall_offset,
@@ -429,11 +475,16 @@ def _train_lopd(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
 def _train_sft(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wall_offset) -> TrainResult:
     from ..teacher import ReferenceIndex, collect_references, texts_by_task
 
-    index = ReferenceIndex.for_config(config)
-    try:
-        records = collect_references(tasks, _judge_config(config), index=index, run_dir=config.path, progress=False)
-    finally:
-        index.close()
+    # The main process collects the refs and writes teacher_refs.jsonl; the others train on the very same records.
+    records = None
+    if ddp.is_main():
+        index = ReferenceIndex.for_config(config)
+        try:
+            records = collect_references(tasks, _judge_config(config), index=index, run_dir=config.path,
+                                         progress=False)
+        finally:
+            index.close()
+    records = ddp.broadcast(records)
     refs = texts_by_task(records)
     errors = [r.get("error") for r in records if not r.get("text")]
     if errors:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import rundir
+from . import distributed as ddp
 from .student import TrainError, _say
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,6 +27,7 @@ TRAIN_LOG_FIELDS = (
     "learning_rate", "grad_norm", "completion_length", "judge_calls", "judge_http_requests", "judge_cache_hits",
     "judge_tokens", "judge_groups", "judge_failures", "judge_failed_rollouts", "rubric_size", "teacher_score_mean",
     "judge_s", "judge_usage", "judge_errors", "step_s", "generate_s", "optimizer_s", "refs_s", "rubric_s", "verify_s",
+    "processes", "judge_usd",
 )
 
 
@@ -64,6 +66,9 @@ class _RunState:
     step_s: float | None = None
     optimizer_began: float | None = None
     optimizer_s: float = 0.0
+    # Judged groups and failed ones so far, over every process (the failure gate's numbers, the same on each).
+    judge_groups: int = 0
+    judge_failures: int = 0
 
     def wall_s(self) -> float:
         return self.wall_offset + (time.perf_counter() - self.started) - self.eval_s
@@ -96,7 +101,7 @@ def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_o
     """Build the TrainerCallback (a class made here so that importing this module does not import transformers)."""
     from transformers import TrainerCallback
 
-    from ..llm import usage_delta
+    from ..llm import sum_usage, total_usd, usage_delta
 
     class RunCallback(TrainerCallback):
         """Writes train_log.jsonl after every optimizer step, runs evaluations, applies the judge failure gate."""
@@ -136,7 +141,17 @@ def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_o
             after = self._usage()
             delta = {r: u for r, u in usage_delta(self._usage_before, after).items() if r != "student"}
             self._usage_before = after
-            stats = reward.pop_step_stats().as_record() if hasattr(reward, "pop_step_stats") else {}
+            step_stats = reward.pop_step_stats() if hasattr(reward, "pop_step_stats") else None
+            timings = state.pop_timings()
+            # Each process judged its own groups and timed its own step; the main one logs them all as one step.
+            parts = ddp.gather((delta, step_stats, timings))
+            if not ddp.is_main():
+                return
+            if len(parts) > 1:
+                delta = sum_usage(p[0] for p in parts)
+                step_stats = type(step_stats).merged([p[1] for p in parts]) if step_stats is not None else None
+                timings = ddp.reduce_timings([p[2] for p in parts])
+            stats = step_stats.as_record() if step_stats is not None else {}
             loss = _num(logs.get("loss"))
             record = {
                 "step": step,
@@ -165,11 +180,14 @@ def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_o
                 "teacher_score_mean": None,
                 "judge_s": None,
                 "judge_usage": delta,
+                # Dollars over the judge roles (per role: judge_usage[role]["usd"]); None when none is priced.
+                "judge_usd": total_usd(delta),
                 "judge_errors": [],
                 "refs_s": None,
                 "rubric_s": None,
                 "verify_s": None,
-                **state.pop_timings(),
+                "processes": len(parts),
+                **timings,
                 **stats,
             }
             rundir.append_jsonl(config.path / rundir.TRAIN_LOG, [record])
@@ -178,13 +196,24 @@ def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_o
             if state.step_began is not None:
                 state.step_s = time.perf_counter() - state.step_began
             step = trainer_state.global_step
-            if (
-                hasattr(reward, "failure_rate")
-                and reward.total_groups
-                and reward.failure_rate > config.max_judge_failure_rate
-            ):
+            if hasattr(reward, "pop_records"):
+                # Every process's records of this step, written once, by the main process, in rank order (the
+                # order of the groups in the step's batch).
+                parts = ddp.gather(reward.pop_records())
+                if ddp.is_main():
+                    for part in parts:
+                        for name, records in part:
+                            rundir.append_jsonl(config.path / name, records)
+            if hasattr(reward, "failure_rate"):
+                # The gate reads the run's totals over all processes, so that every process takes the same decision
+                # (one that stopped alone would leave the others waiting at the next all-reduce).
+                totals = ddp.gather((reward.total_groups, reward.total_failed))
+                state.judge_groups = sum(t[0] for t in totals)
+                state.judge_failures = sum(t[1] for t in totals)
+            rate = state.judge_failures / state.judge_groups if state.judge_groups else 0.0
+            if rate > config.max_judge_failure_rate:
                 state.stop_reason = (
-                    f"judge failure rate {reward.failure_rate:.0%} ({reward.total_failed} of {reward.total_groups} "
+                    f"judge failure rate {rate:.0%} ({state.judge_failures} of {state.judge_groups} "
                     f"groups) passed max_judge_failure_rate={config.max_judge_failure_rate} at step {step}"
                 )
                 control.should_training_stop = True
@@ -193,6 +222,12 @@ def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_o
                 self._evaluate(step)
 
         def _evaluate(self, step: int) -> None:
+            # The main process evaluates and writes eval.jsonl; the others wait for it.
+            with ddp.main_first() as main:
+                if main:
+                    self._evaluate_here(step)
+
+        def _evaluate_here(self, step: int) -> None:
             from .evaluate import evaluate, pass_at_1
 
             trainer = self.trainer
