@@ -277,3 +277,24 @@ def test_a_stamp_from_other_flags_or_another_cpu_means_rebuild(tmp_path, monkeyp
     assert not serve.is_built()
     serve._stamp_path().write_text(json.dumps({**stamp, "cpu": "another-cpu"}))
     assert not serve.is_built()
+    # The per-target optimisation levels are build flags too: a stamp from before them (or other levels) rebuilds.
+    serve._stamp_path().write_text(json.dumps({k: v for k, v in stamp.items() if k != "cold_targets"}))
+    assert not serve.is_built()
+    serve._stamp_path().write_text(json.dumps({**stamp, "cold_targets": {**stamp["cold_targets"], "mtmd": "-O3"}}))
+    assert not serve.is_built()
+
+
+def test_the_cold_targets_script_sets_each_level_and_forgets_old_ones(tmp_path, monkeypatch):
+    from ropd_kit.offline import serve
+
+    monkeypatch.setattr(serve, "COLD_TARGETS", {"mtmd": "-O0", "llama-common": "-O1"})
+    (flag,) = serve._cold_targets_flag(tmp_path / "build-llama")
+    script = tmp_path / "build-llama-cold-targets.cmake"
+    assert flag == f"-DCMAKE_PROJECT_INCLUDE={script}"
+    text = script.read_text()
+    assert "target_compile_options(mtmd PRIVATE -O0)" in text
+    assert "target_compile_options(llama-common PRIVATE -O1)" in text
+    assert "cmake_language(DEFER CALL ropd_cold_targets)" in text
+    monkeypatch.setattr(serve, "COLD_TARGETS", {})
+    assert serve._cold_targets_flag(tmp_path / "build-llama") == [flag]  # still passed, so the old list is dropped
+    assert "target_compile_options" not in script.read_text()
