@@ -87,12 +87,8 @@ def task_from_columns(i: int, columns: dict[str, Sequence[Any]]) -> "Task":
         )
     answer = columns.get("answer", [None] * (i + 1))[i]
     domain = columns.get("domain", [None] * (i + 1))[i]
-    # family/choices when the dataset carries them: the consensus check reads a multiple-choice answer as a letter.
-    family = columns.get("family", [None] * (i + 1))[i]
-    choices = columns.get("choices", [None] * (i + 1))[i]
     return Task(id=str(columns["task_id"][i]), prompt=str(columns["question"][i]),
-                answer=None if answer is None else str(answer), domain=domain or "general",
-                family=family or None, choices=tuple(choices) if choices else None)
+                answer=None if answer is None else str(answer), domain=domain or "general")
 
 
 def truncated_flags(completion_ids: Sequence[Sequence[int]] | None, max_tokens: int, eos_ids: set[int]) -> list[bool]:
@@ -597,14 +593,22 @@ class JudgeReward(_JudgedReward):
 def correctness_reward(completions: list, answer: list, **kwargs: Any) -> list[float | None]:
     """TRL reward for the "rlvr" baseline: 1.0 when the completion's final answer matches the ground truth, else 0.0.
 
-    Rows without a ground-truth answer get None (no advantage); `train` refuses such task sets up front.
+    With the `task_record` column (`train.grpo_dataset` writes it) the check is the evaluation's own, by the task's
+    family (`answers.correctness`: math-verify for math, the chosen letter for multiple choice); without it, the
+    answer alone decides (`answers.is_correct`). Rows without a ground-truth answer get None (no advantage); `train`
+    refuses such task sets up front.
 
     >>> correctness_reward(["2 + 2 = 4\\nAnswer: 4", "Answer: 5"], answer=["4", "4"])
     [1.0, 0.0]
     """
-    from .answers import is_correct
+    from .answers import correctness, is_correct
 
-    return [
-        None if gold is None else float(is_correct(str(gold), text))
-        for text, gold in zip(completion_texts(completions), answer)
-    ]
+    records = kwargs.get("task_record")
+    rewards: list[float | None] = []
+    for i, (text, gold) in enumerate(zip(completion_texts(completions), answer)):
+        if records is not None and records[i]:
+            right = correctness(task_from_columns(i, {"task_record": records}), text)
+        else:
+            right = None if gold is None else is_correct(str(gold), text)
+        rewards.append(None if right is None else float(right))
+    return rewards

@@ -285,6 +285,23 @@ def test_correctness_reward():
     assert correctness_reward(["Answer: 1"], answer=[None]) == [None]
 
 
+def test_correctness_reward_checks_each_row_by_its_tasks_family():
+    import json
+
+    from ropd_kit.data import Task, render_choices
+
+    choices = ("450", "120", "15", "45")
+    tasks = [Task(id="c", prompt=render_choices("75% of 60?", choices), answer="D", choices=choices),
+             Task(id="m", prompt="Solve 3x + 5 = 0.", answer="-\\frac{5}{3}", family="math"),
+             Task(id="o", prompt="How do I fix a slow drain?", rubric=[{"criterion": "Mentions a plunger.", "points": 5}])]
+    # The columns train.grpo_dataset writes for TRL.
+    columns = {"task_record": [json.dumps(t.to_record()) for t in tasks], "answer": [t.answer for t in tasks]}
+    texts = ["75% of 60 is 45.\nAnswer: 45", "So the answer is -5/3.", "Use a plunger."]
+    # The letter read from the option's text, the math span without its full stop; open-ended: nothing to check.
+    assert correctness_reward(texts, **columns) == [1.0, 1.0, None]
+    assert correctness_reward(["Answer: B or D", "Answer: 5/3", "x"], **columns) == [0.0, 0.0, None]
+
+
 @given(st.integers(min_value=0, max_value=10), st.text(alphabet="abc ,.\n", max_size=30))
 def test_judge_score_in_json_anywhere_in_the_reply(score: int, prose: str):
     assert parse_judge_score(f'{prose}{{"score": {score}}}{prose}') == pytest.approx(score / 10)
