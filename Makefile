@@ -31,7 +31,8 @@ models: venv
 server: venv
 	$(PY) -m ropd_kit.offline.serve build
 
-# Headless Chromium (Debian package) for the test that checks the HTML reports render their plots.
+# Headless Chromium (Debian package) for the tests that open pages in a browser: the HTML reports render their plots,
+# and the rubric inspector works in a real JupyterLab.
 chromium:
 	bash scripts/install_chromium.sh
 

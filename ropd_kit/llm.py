@@ -249,6 +249,12 @@ def sum_usage(parts: Iterable[dict[str, dict[str, Any]]]) -> dict[str, dict[str,
     return {role: _sum_rows(part[role] for part in parts if role in part) for role in roles}
 
 
+def total_usd(usage: dict[str, dict[str, Any]]) -> float | None:
+    """Dollars over the roles of a snapshot or delta: the priced roles' sum, None when no role is priced (so that
+    "no price table" never reads as "free")."""
+    return _sum_rows(usage.values())["usd"]
+
+
 def usage_delta(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per-role difference of two snapshots (after - before); roles new in `after` count from zero. usd is None
     where `after` is unpriced."""

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Headless Chromium (Debian package `chromium`) for the test that opens the HTML reports and checks that the plots
-# rendered. Idempotent: does nothing when a chromium binary is already on PATH.
+# Headless Chromium (Debian package `chromium`) for the tests that drive a browser: the one that opens the HTML
+# reports and checks that the plots rendered, and the one that uses the rubric inspector in a real JupyterLab
+# (Playwright on this binary). Idempotent: does nothing when a chromium binary is already on PATH.
 set -euo pipefail
 for name in chromium chromium-browser google-chrome; do
   if command -v "$name" >/dev/null 2>&1; then

@@ -220,7 +220,7 @@ run stops when the failure rate passes `max_judge_failure_rate`."""),
 notebook_tools.train_summary(result)"""),
     ("md", """## The train log
 **Look at:** `reward_mean` rising while `reward_std` stays above 0 (groups still separate); `judge_failures`; the
-judge cost per step (`judge_calls`)."""),
+judge cost per step (`judge_calls`, and `judge_usd` with `usd_<role>` when an endpoint has a price table)."""),
     ("code", """notebook_tools.train_log_table(config)"""),
     ("code", """notebook_tools.train_log_figure(config)"""),
     ("md", """## Accuracy against the ground truth
@@ -243,24 +243,32 @@ correctness and three signals:
 
 The ROC AUC of each signal against correctness says how well it separates right from wrong (0.5: chance). The paper
 reports rubric ≈ 0.90 against logits ≈ 0.35 with large models; small local models give weaker numbers. An AUC needs
-both right and wrong rollouts: with one class it is *undefined*, not a number."""),
+both right and wrong rollouts: with one class it is *undefined*, not a number.
+
+Correctness is checked by each task's family (a number, math-verify, the chosen letter). **Open-ended** tasks have
+none: their rollouts are graded against the task's reference rubric by the Verifier (`reference_score`, 0–1), and a
+rollout counts as right when its score reaches `score_threshold`. `spearman` ranks each signal against the score
+itself (or correctness as 1/0), with no threshold."""),
     ("params", """run_dir = "runs/notebooks"
 signals = ["score", "logprob", "judge"]
 lopd_teacher_model = None  # the white-box teacher of the logprob signal (None: as in 04)
 signal_step = None  # None: every judged step (02 and, for ropd, training); or one step
-max_rollouts = 64  # a seeded subset keeps a CPU run short"""),
+max_rollouts = 64  # a seeded subset keeps a CPU run short
+score_threshold = 0.5  # open-ended tasks: a rollout is right when its reference-rubric score reaches this"""),
     ("code", SETUP),
     ("md", """## Signals per rollout
-**Look at:** rows with a missing signal (a failed judgement is missing, not 0) and whether `correct` has both values."""),
+**Look at:** rows with a missing signal (a failed judgement is missing, not 0) and whether `correct` (or, for
+open-ended tasks, `reference_score`) has both right and wrong rollouts."""),
     ("code", """frame = notebook_tools.signal_table(config, signals, step=signal_step, max_rollouts=max_rollouts)
 frame.drop(columns=["prompt", "text"])"""),
     ("md", """## ROC AUC
 Saved to `signal_auc.jsonl` in the run directory (the batch report collects it). **Look at:** `n_pos`/`n_neg` (a few
-rollouts make a noisy AUC) and `note`."""),
-    ("code", """auc = analysis.signal_auc(frame, signals)
+rollouts make a noisy AUC), `note`, and `label` (what counted as right: `correct`, or `reference_score >=
+score_threshold`)."""),
+    ("code", """auc = analysis.signal_auc(frame, signals, score_threshold=score_threshold)
 notebook_tools.save_table(config, "signal_auc", auc)
 auc"""),
-    ("code", """analysis.roc_figure(frame, signals)"""),
+    ("code", """analysis.roc_figure(frame, signals, score_threshold=score_threshold)"""),
 ]
 
 NOTEBOOKS["06_efficiency"] = [
@@ -271,6 +279,9 @@ claim is that ROPD reaches a given accuracy with fewer samples than logit distil
 the samples and seconds needed to reach a target accuracy and the ratio to the baseline method. **Mimicry** — the
 student's rollouts scored by the teacher (mean token log-prob) across training, beside accuracy — shows whether a
 method improves by imitating the teacher's wording or by getting answers right.
+
+For a run evaluated on open-ended tasks there is no pass@1: its curve is the mean reference-rubric score (the
+`metric` column says which a run shows).
 
 In: the run directories to compare (by default the runs of this batch, or the sibling run directories), each with
 `train_log.jsonl` and `eval.jsonl` from 04."""),
@@ -354,8 +365,8 @@ Variants with the same rubric settings replay the same rubrics from the cache an
 **Look at:** the progress bars' failures; each variant's folder under `variants/` is a run directory."""),
     ("code", """judged = notebook_tools.fidelity_judge(study, bank)"""),
     ("md", """## Reference signals
-The teacher-as-judge grade (through the verifier endpoint) and the mean token log-prob under the white-box teacher
-`lopd_teacher_model` (transformers, in this kernel; the slowest step on a CPU)."""),
+The teacher-as-judge grade (through the `judge_role` endpoint, the Verifier's by default) and the mean token
+log-prob under the white-box teacher `lopd_teacher_model` (transformers, in this kernel; slow on a CPU)."""),
     ("code", """signals_ = notebook_tools.fidelity_signals(study, bank)"""),
     ("md", """## ROC AUC with task-bootstrap intervals
 Per signal: the **pooled** AUC (right vs wrong rollouts of all tasks) and the **within-group** AUC (right vs wrong

@@ -37,13 +37,15 @@ def _varying(runs: list[RunSpec]) -> list[str]:
 def write_index(batch_dir: str | Path, spec: BatchSpec, runs: list[RunSpec] | None = None) -> Path:
     """`<batch_dir>/index.html`: every run's status, the parameters that differ, links to the notebook reports, and
     comparison figures (training curves, efficiency, signal AUC) from the runs' logs. Works offline (plotly inlined)."""
-    from ..notebook_tools.runs import comparison_sections
+    from ..notebook_tools.runs import comparison_sections, run_judge_usd
 
     batch_dir = Path(batch_dir)
     runs = runs if runs is not None else spec.expand()
     varying = _varying(runs)
     statuses = {r.name: read_status(batch_dir / r.name) for r in runs}
-    head = ["run", "status", *varying, "wall (s)", "notebooks", "error"]
+    usd = {r.name: run_judge_usd(batch_dir / r.name / RUN_SUBDIR) for r in runs}
+    priced = any(v is not None for v in usd.values())  # no dollar column for a batch that prices nothing
+    head = ["run", "status", *varying, "wall (s)", *(["judge $"] if priced else []), "notebooks", "error"]
     rows = []
     for run in runs:
         st = statuses[run.name]
@@ -57,7 +59,8 @@ def write_index(batch_dir: str | Path, spec: BatchSpec, runs: list[RunSpec] | No
             error = f"<b>{html.escape(st.failed_notebook or '')}</b>: {html.escape(st.error[:400])}"
         cells = [html.escape(run.name), f'<span class="{state}">{state}</span>',
                  *(html.escape(_cell(run.params.get(k))) for k in varying),
-                 "" if not st or st.wall_s is None else f"{st.wall_s:.0f}", links, error]
+                 "" if not st or st.wall_s is None else f"{st.wall_s:.0f}",
+                 *([("—" if usd[run.name] is None else f"{usd[run.name]:.4f}")] if priced else []), links, error]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     table = (
         "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"

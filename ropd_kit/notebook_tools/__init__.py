@@ -7,9 +7,9 @@ here instead, one module per notebook section:
 - `servers`:  local endpoints started once per kernel; the endpoint table.
 - `tables`:   notebooks 01–03 — references, rollouts, judging (or reading what was judged), rubrics, verdicts,
               rewards and advantages.
-- `training`: notebook 04 — train summary, train log table and curves.
+- `training`: notebook 04 — train summary, train log table (with dollars when priced) and curves.
 - `signals`:  notebook 05 — teacher-as-judge signal, the AUC table.
-- `runs`:     notebook 06 and the batch index — efficiency, samples to target, mimicry across runs.
+- `runs`:     notebook 06 and the batch index — efficiency, samples to target, mimicry, judge cost across runs.
 - `fidelity`: notebook 07 — the reward-fidelity study step by step (`ropd_kit.fidelity.study`).
 
     params = notebook_tools.parameters(globals())   # the parameters cell's values (and papermill's injected ones)
@@ -20,18 +20,19 @@ The offline HTML export and output stripping live with the reports (`ropd_kit.ba
 
 from .fidelity import bank_table, fidelity_bank, fidelity_judge, fidelity_result, fidelity_signals, fidelity_study
 from .params import PARAMS_FILE, config_parameter_names, init_notebook, parameters, run_config
-from .runs import comparison_sections, default_target, efficiency, find_runs, mimicry, target_table
+from .runs import (comparison_sections, default_target, efficiency, find_runs, judge_cost, mimicry, run_judge_usd,
+                   run_usage, target_table)
 from .servers import ROLES, endpoint_table, resolve_endpoints, stop_servers
 from .signals import judge_signal, save_table, signal_table
 from .tables import (example_group, groups_table, judge_groups, records, reward_figure, rewards_table, rollouts_table,
                      rubric_sizes, rubrics_table, teacher_refs_table)
-from .training import TRAIN_LOG_COLUMNS, train_log_figure, train_log_table, train_summary
+from .training import TRAIN_LOG_COLUMNS, train_log_figure, train_log_table, train_summary, usd_columns
 
 __all__ = [
     "PARAMS_FILE", "ROLES", "TRAIN_LOG_COLUMNS", "bank_table", "comparison_sections", "config_parameter_names",
     "default_target", "efficiency", "fidelity_bank", "fidelity_judge", "fidelity_result", "fidelity_signals",
-    "fidelity_study", "endpoint_table", "example_group", "find_runs", "groups_table", "init_notebook", "judge_groups",
-    "judge_signal", "mimicry", "parameters", "records", "resolve_endpoints", "reward_figure", "rewards_table",
-    "rollouts_table", "rubric_sizes", "rubrics_table", "run_config", "save_table", "signal_table", "stop_servers",
-    "target_table", "teacher_refs_table", "train_log_figure", "train_log_table", "train_summary",
+    "fidelity_study", "endpoint_table", "example_group", "find_runs", "groups_table", "init_notebook", "judge_cost",
+    "judge_groups", "judge_signal", "mimicry", "parameters", "records", "resolve_endpoints", "reward_figure", "rewards_table",
+    "rollouts_table", "rubric_sizes", "rubrics_table", "run_config", "run_judge_usd", "run_usage", "save_table", "signal_table", "stop_servers",
+    "target_table", "teacher_refs_table", "train_log_figure", "train_log_table", "train_summary", "usd_columns",
 ]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 from .. import rundir
 from ..rundir import RUN_SUBDIR, STATUS
 from ..config import RunConfig
-from .training import _run_name, train_log_figure
+from .training import _run_name, train_log_figure, usd_columns
 
 if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
     import pandas as pd
@@ -110,6 +110,42 @@ def mimicry(runs: Iterable[str | Path], config: RunConfig, *, max_per_step: int 
     return pd.concat(frames, ignore_index=True)
 
 
+def run_usage(run_dir: str | Path) -> dict:
+    """A run's judge usage per role, summed over its train log's steps (the last record of a step counts)."""
+    from ..llm import sum_usage
+
+    by_step = {r.get("step"): r for r in rundir.read_jsonl(Path(run_dir) / rundir.TRAIN_LOG)}
+    return sum_usage(r["judge_usage"] for r in by_step.values() if isinstance(r.get("judge_usage"), dict))
+
+
+def run_judge_usd(run_dir: str | Path) -> float | None:
+    """A run's judge dollars over all its steps; None when no judge endpoint of it is priced."""
+    return usd_columns(run_usage(run_dir)).get("judge_usd")
+
+
+def judge_cost(runs: Iterable[str | Path]) -> "pd.DataFrame":
+    """One row per run with a train log: steps, judge calls, HTTP requests and tokens summed over its steps, and,
+    when any run is priced, `judge_usd` and `usd_<role>` (NaN for a run or role without a price table)."""
+    import pandas as pd
+
+    from ..analysis import run_method
+
+    rows = []
+    for run in (Path(r) for r in runs):
+        if not (run / rundir.TRAIN_LOG).exists():
+            continue
+        usage = run_usage(run)
+        steps = {r.get("step") for r in rundir.read_jsonl(run / rundir.TRAIN_LOG)}
+        judge = [row for role, row in usage.items() if role != "student"]
+        rows.append({"run": _run_name(run), "method": run_method(run), "steps": len(steps),
+                     "judge_calls": sum(r.get("calls", 0) for r in judge),
+                     "judge_http_requests": sum(r.get("http_requests", 0) for r in judge),
+                     "judge_tokens": sum(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0) for r in judge),
+                     **usd_columns(usage)})
+    return pd.DataFrame(rows, columns=None if rows else ["run", "method", "steps", "judge_calls",
+                                                         "judge_http_requests", "judge_tokens"])
+
+
 def comparison_sections(run_dirs: Sequence[Path], target: float | None = None) -> tuple[list[str], bool]:
     """HTML sections of the batch index: training curves, efficiency, samples-to-target, signal AUC, mimicry.
 
@@ -133,6 +169,11 @@ def comparison_sections(run_dirs: Sequence[Path], target: float | None = None) -
     with_logs = [p for p in run_dirs if (p / rundir.TRAIN_LOG).exists()]
     if with_logs:
         sections.append("<h2>Training</h2>" + fig_html(train_log_figure(with_logs)))
+        cost = judge_cost(with_logs)
+        for column in [c for c in cost.columns if c == "judge_usd" or c.startswith("usd_")]:
+            # Dollars to the cent's hundredth (a small run costs fractions of a cent); "—": no price table.
+            cost[column] = ["—" if pd.isna(x) else f"{x:.4f}" for x in cost[column]]
+        sections.append("<h2>Judge cost</h2>" + table_html(cost))
     with_eval = [p for p in run_dirs if (p / rundir.EVAL).exists()]
     if with_eval:
         frame = efficiency(with_eval)

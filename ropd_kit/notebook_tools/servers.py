@@ -61,20 +61,28 @@ def stop_servers() -> int:
     return len(running)
 
 
+ENDPOINT_LIMITS = ("max_concurrency", "requests_per_minute", "tokens_per_minute", "usd_per_mtok_input",
+                   "usd_per_mtok_output")
+
+
 def endpoint_table(config: RunConfig) -> "pd.DataFrame":
-    """Role, base_url, model and key variable NAME of each endpoint (never the key), and a last row for the models
-    loaded in this process (the trained student, the white-box teacher) with the dtype they load in and why."""
+    """Role, base_url, model and key variable NAME of each endpoint (never the key), its limits and prices ("—":
+    no limit, no price table), and a last row for the models loaded in this process (the trained student, the
+    white-box teacher) with the dtype they load in and why."""
     import pandas as pd
 
     from ..train.student import choose_dtype
 
+    def limits(endpoint: Any) -> dict[str, Any]:
+        return {name: "—" if getattr(endpoint, name) is None else getattr(endpoint, name) for name in ENDPOINT_LIMITS}
+
     rows = [
         {"role": r, "base_url": config.endpoint(r).base_url, "model": config.endpoint(r).model,
-         "api_key_env": config.endpoint(r).api_key_env, "dtype": ""}
+         "api_key_env": config.endpoint(r).api_key_env, **limits(config.endpoint(r)), "dtype": ""}
         for r in ROLES
     ]
     dtype, why = choose_dtype(config.student_dtype)
     rows.append({"role": "student (trained) + white-box teacher", "base_url": "in process",
                  "model": f"{config.student_model} + {config.lopd_teacher_model}", "api_key_env": None,
-                 "dtype": f"{dtype} ({why})"})
+                 **{name: "" for name in ENDPOINT_LIMITS}, "dtype": f"{dtype} ({why})"})
     return pd.DataFrame(rows)

@@ -20,9 +20,27 @@ if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
 
 
 def train_summary(result: Any) -> dict[str, Any]:
-    """The numbers of a `train.TrainResult` a person looks at first (no DataFrame, no usage dump)."""
+    """The numbers of a `train.TrainResult` a person looks at first (no DataFrame, no usage dump). When a judge
+    endpoint has a price table: `judge_usd` (the run's dollars) and `usd_<role>` for each priced role."""
     fields = ("method", "backend", "steps", "wall_s", "judge_groups", "judge_failures", "checkpoint")
-    return {f: (str(getattr(result, f)) if f == "checkpoint" else getattr(result, f, None)) for f in fields}
+    summary = {f: (str(getattr(result, f)) if f == "checkpoint" else getattr(result, f, None)) for f in fields}
+    return {**summary, **usd_columns(getattr(result, "usage", None))}
+
+
+def usd_columns(usage: Any) -> dict[str, float]:
+    """`{"judge_usd": total, "usd_<role>": dollars, ...}` of a usage snapshot or delta (`UsageStats`, a train-log
+    record's judge_usage), over the priced judge roles; empty when none is priced, so that an unpriced run shows no
+    dollar figure rather than a $0 it did not cost."""
+    from ..llm import total_usd
+
+    if not isinstance(usage, dict):
+        return {}
+    judge = {role: row for role, row in usage.items() if role != "student" and isinstance(row, dict)}
+    total = total_usd(judge)
+    if total is None:
+        return {}
+    return {"judge_usd": total, **{f"usd_{role}": row["usd"] for role, row in judge.items()
+                                   if row.get("usd") is not None}}
 
 
 TRAIN_LOG_COLUMNS = ("step", "samples_seen", "wall_s", "reward_mean", "reward_std", "loss", "kl", "judge_calls",
@@ -30,14 +48,20 @@ TRAIN_LOG_COLUMNS = ("step", "samples_seen", "wall_s", "reward_mean", "reward_st
 
 
 def train_log_table(run: RunConfig | str | Path) -> "pd.DataFrame":
-    """The train log's main columns, one row per optimizer step (the same fields for every method)."""
+    """The train log's main columns, one row per optimizer step (the same fields for every method); when a judge
+    endpoint is priced, the step's dollars too: `judge_usd` and `usd_<role>` per priced role (NaN where a step had
+    no price for it). No dollar column when nothing is priced."""
     import pandas as pd
 
     log = rundir.read_frame(_path(run) / rundir.TRAIN_LOG)
     if log.empty:
         print(f"{_path(run) / rundir.TRAIN_LOG}: no steps yet — run the training cell above")
         return pd.DataFrame(columns=list(TRAIN_LOG_COLUMNS))
-    return log[[c for c in TRAIN_LOG_COLUMNS if c in log.columns]]
+    table = log[[c for c in TRAIN_LOG_COLUMNS if c in log.columns]]
+    if "judge_usage" not in log.columns:
+        return table
+    money = pd.DataFrame([usd_columns(u) for u in log["judge_usage"]], index=log.index)
+    return pd.concat([table, money], axis=1) if len(money.columns) else table
 
 
 def train_log_figure(run_dirs: RunConfig | str | Path | Iterable[str | Path]) -> "go.Figure":

@@ -87,7 +87,7 @@ def check_generation_options(config: "RunConfig", *, cuda: bool | None = None) -
             raise TrainError(
                 f"{what} needs a CUDA GPU and the {' and '.join(packages)} package{'s' if len(packages) > 1 else ''}; "
                 f"missing on this machine: {'; '.join(missing)}. Set it to False here, or run on a GPU machine "
-                "(README, GPU)"
+                "(README, Scaling out)"
             )
 
 
