@@ -621,7 +621,9 @@ def local_endpoints(config: "RunConfig") -> Iterator["RunConfig"]:
 
     One server per distinct model: roles that name the same model (teacher, rubricator and verifier by default)
     share it; the student gets its own. With several servers and `server_threads=None`, the cores are split between
-    them. Servers stop when the block exits. Endpoints with a real URL are untouched.
+    them. Servers stop when the block exits. Endpoints with a real URL are untouched. Each server's context is
+    `server_ctx_size(config)`: sized for the config's largest request per slot, or refused before anything starts
+    when an explicit `server_ctx_size` is too small for it.
     """
     local = {role: config.endpoint(role) for role in ROLES if config.endpoint(role).is_local}
     if not local:
