@@ -453,15 +453,18 @@ def logprob_signal(study: StudyConfig, bank: Bank, config: RunConfig | None = No
 
 def judge_signal(study: StudyConfig, bank: Bank, config: RunConfig | None = None, *,
                  progress: bool = True) -> list[dict]:
-    """The teacher-as-judge grade (0-1) of each rollout through the verifier endpoint (`reward.JudgeReward`, no
-    rubric), into DIR/bank/judge_signal.jsonl; usage (tokens included) in DIR/bank/judge_signal_usage.json."""
+    """The teacher-as-judge grade (0-1) of each rollout, no rubric (`reward.JudgeReward`: the `judge_role`
+    endpoint, the Verifier's by default), into DIR/bank/judge_signal.jsonl; usage (tokens included) in
+    DIR/bank/judge_signal_usage.json."""
     from tqdm.auto import tqdm
 
+    from ..data import task_from_record
     from ..llm import make_clients, run_sync
     from ..reward import JudgeReward
 
     config = (config or study.run_config()).model_copy(update={"run_dir": str(study.bank_path)})
     frame = bank.frame()
+    tasks = {t["id"]: task_from_record(t, f"{bank.path / rundir.TASKS}:{t['id']}") for t in bank.tasks}
 
     async def go():
         async with make_clients(config) as clients:
@@ -469,13 +472,13 @@ def judge_signal(study: StudyConfig, bank: Bank, config: RunConfig | None = None
             judge = JudgeReward(config, clients, None, num_generations=max(2, config.n_rollouts))
             bar = tqdm(total=len(frame), desc="teacher-as-judge", disable=not progress)
 
-            async def one(prompt: str, text: str):
-                score, _, error = await judge.score(prompt, text)
+            async def one(task_id: str, text: str):
+                score, _, error = await judge.score(tasks[task_id], text)  # the task: its family's judge prompt
                 bar.update(1)
                 return score, error
 
             try:
-                out = await asyncio.gather(*(one(p, t) for p, t in zip(frame["prompt"], frame["text"])))
+                out = await asyncio.gather(*(one(i, t) for i, t in zip(frame["task_id"], frame["text"])))
             finally:
                 bar.close()
             return out, clients.stats.since(before)
@@ -904,7 +907,8 @@ def summarise_study(study: StudyConfig, *, variants: Iterable[str] | None = None
     started = time.perf_counter()
     bank = Bank.read(study.bank_path)
     judged = read_judged(study, variants if variants is not None else study.variants)
-    result = summarise(study, bank, judged, read_signals(study), config=config, machine=machine_facts(),
+    signals = {name: records for name, records in read_signals(study).items() if name in study.signals}
+    result = summarise(study, bank, judged, signals, config=config, machine=machine_facts(),
                        timings=read_timings(study.path))
     result["timings"]["summarise_s"] = round(time.perf_counter() - started, 3)
     write_result(study, result)
@@ -930,6 +934,7 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
 
     started = time.perf_counter()
     study.save()
+    (study.path / TIMINGS_FILE).unlink(missing_ok=True)  # fidelity.json's timings are this run's
     config = study.run_config()
     with local_endpoints(serving_config(study, config)) as served:
         bank = build_bank(study, served, progress=progress)

@@ -58,8 +58,9 @@ def fidelity_judge(study: StudyConfig, bank: Bank, *, progress: bool = True) -> 
 
 
 def fidelity_signals(study: StudyConfig, bank: Bank, *, progress: bool = True) -> dict[str, list[dict]]:
-    """The reference signals: teacher-as-judge through the verifier endpoint, teacher log-prob in this kernel."""
-    roles = ("verifier",) if "judge" in study.signals else ()
+    """The reference signals: teacher-as-judge through the `judge_role` endpoint (the Verifier's by default),
+    teacher log-prob in this kernel."""
+    roles = (study.run_config().judge_role,) if "judge" in study.signals else ()
     return reference_signals(study, bank, _served(study, roles), progress=progress)
 
 
