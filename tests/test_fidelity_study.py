@@ -22,7 +22,8 @@ from ropd_kit.batch.spec import _known_parameters, load_spec, notebook_path
 from ropd_kit.config import FAST_MODEL, RunConfig
 from ropd_kit.fidelity import study as fs
 from ropd_kit.fidelity.__main__ import main
-from ropd_kit.fidelity.variants import VARIANTS, VariantError, apply_variant, parse_variant, parse_variants, shares_rubrics
+from ropd_kit.fidelity.variants import (VARIANTS, VariantError, apply_variant, parse_variant, parse_variants,
+                                        shares_rubrics)
 
 ROOT = Path(__file__).resolve().parent.parent
 N_TASKS = 6
@@ -55,8 +56,8 @@ def make_study(tmp_path: Path, variants=(GOOD, BAD)) -> fs.StudyConfig:
             refs.append({"task_id": f"t{i}", "ref_idx": k, "model": "m", "usage": REF_USAGE,
                          "text": f"So the answer is {answer(i) if right else '99'}."})
         for r in range(4):
-            text = None if (f"t{i}", r) == FAILED_ROLLOUT else \
-                f"Adding gives {answer(i) if is_right(i, r) else '98'}. The answer is {answer(i) if is_right(i, r) else '98'}."
+            said = answer(i) if is_right(i, r) else "98"
+            text = None if (f"t{i}", r) == FAILED_ROLLOUT else f"Adding gives {said}. The answer is {said}."
             rollouts.append({"task_id": f"t{i}", "step": 0, "rollout_idx": r, "text": text, "n_tokens": 9,
                              "truncated": False})
     rundir.write_jsonl(bank / rundir.TASKS, tasks)
@@ -100,7 +101,8 @@ def make_study(tmp_path: Path, variants=(GOOD, BAD)) -> fs.StudyConfig:
         {"task_id": t, "step": 0, "rollout_idx": int(r), "logprob": -2.0 if c else -1.0}
         for t, r, c in zip(frame["task_id"], frame["rollout_idx"], right)])
     rundir.write_jsonl(bank / fs.JUDGE_SIGNAL_FILE, [  # one grade for all: AUC 0.5 (ties)
-        {"task_id": t, "step": 0, "rollout_idx": int(r), "judge": 0.5} for t, r in zip(frame["task_id"], frame["rollout_idx"])])
+        {"task_id": t, "step": 0, "rollout_idx": int(r), "judge": 0.5}
+        for t, r in zip(frame["task_id"], frame["rollout_idx"])])
     fs.record_timing(study.path, "rollouts_s", 12.0)
     study = study.model_copy(update={"variants": list(variants)})
     study.save()
@@ -281,7 +283,8 @@ def test_study_config_builds_the_bank_and_variant_configs(tmp_path):
     assert bank.verifier.model == FAST_MODEL and bank.verifier_max_tokens == 300
     v = study.variant_config(bank, "consensus+sc3")
     assert v.run_dir == str(tmp_path / "s" / "variants" / "consensus+sc3")
-    assert (v.consensus_check, v.verifier_samples, v.verifier_max_tokens, v.verifier.model) == (True, 3, 300, FAST_MODEL)
+    assert (v.consensus_check, v.verifier_samples, v.verifier_max_tokens, v.verifier.model) == (
+        True, 3, 300, FAST_MODEL)
     with pytest.raises(ValueError, match="known variants"):
         fs.StudyConfig(tasks="x", out="y", variants=["nope"])
     with pytest.raises(ValueError, match="study's own settings"):
@@ -291,6 +294,14 @@ def test_study_config_builds_the_bank_and_variant_configs(tmp_path):
     with pytest.raises(ValueError, match="unknown signal"):
         fs.StudyConfig(tasks="x", out="y", signals=["logits"])
     assert fs.StudyConfig(tasks="x", out="y", signals=["none"]).signals == []
+    from ropd_kit.fidelity.__main__ import build_parser, study_from_args
+
+    args = build_parser().parse_args(["--tasks", "openai/gsm8k", "--out", str(tmp_path / "g"), "--subset", "main",
+                                      "--split", "test", "--set", "tasks_sample=50", "--model", FAST_MODEL])
+    config = study_from_args(args).run_config()
+    assert (config.tasks_path, config.tasks_subset, config.tasks_split, config.tasks_sample) == (
+        "openai/gsm8k", "main", "test", 50)
+    assert config.teacher.model == config.student.model == config.lopd_teacher_model == FAST_MODEL
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -306,7 +317,8 @@ def test_notebook_parameters_flow_into_the_study(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     cells = _cells(ROOT / "notebooks" / "07_reward_fidelity.ipynb")
     names = [node.targets[0].id for node in ast.parse(cells[0].source).body]
-    assert names[:2] == ["run_dir", "tasks_path"] and {"n_tasks", "n_rollouts", "seed", "variants", "signals"} <= set(names)
+    assert names[:2] == ["run_dir", "tasks_path"]
+    assert {"n_tasks", "n_rollouts", "seed", "variants", "signals"} <= set(names)
     namespace: dict = {}
     exec(cells[0].source, namespace)
     injected = {"run_dir": str(tmp_path / "study"), "tasks_path": "data/arith_test.jsonl", "n_tasks": 3,

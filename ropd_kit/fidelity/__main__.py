@@ -53,14 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="reference signals: logprob (white-box teacher), judge (teacher-as-judge); 'none'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap draws (tasks resampled)")
-    parser.add_argument("--split", default="train", help="split of a hub data set")
-    parser.add_argument("--subset", default=None, help="config name of a hub data set")
+    parser.add_argument("--split", default=None, help="split of a hub data set (RunConfig tasks_split)")
+    parser.add_argument("--subset", default=None, help="config name of a hub data set (RunConfig tasks_subset)")
     parser.add_argument("--model", default=None,
                         help="one model for every role (teacher, Rubricator, Verifier, student, white-box teacher), "
                              "e.g. smollm2-135m-instruct for a smoke run")
     parser.add_argument("--set", dest="params", action="append", type=_set_value, default=[], metavar="FIELD=VALUE",
                         help="any RunConfig parameter (flat names as in a notebook: verifier_max_tokens=512, "
-                             "teacher_base_url=..., teacher_api_key_env=OPENAI_API_KEY); repeatable")
+                             "teacher_base_url=..., teacher_api_key_env=OPENAI_API_KEY, tasks_sample=200, "
+                             "tasks_field_map={question: stem}); repeatable")
     parser.add_argument("--summarise-only", action="store_true",
                         help="no model calls: summarise what OUT already holds (its study.json, bank and variants)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -75,11 +76,12 @@ def study_from_args(args: argparse.Namespace):
     if not args.tasks:
         raise SystemExit("--tasks is required (unless --summarise-only finds OUT/study.json)")
     params: dict[str, Any] = {field: args.model for field in MODEL_FIELDS} if args.model else {}
+    params.update({k: v for k, v in (("tasks_split", args.split), ("tasks_subset", args.subset)) if v is not None})
     params.update(dict(args.params))
     return StudyConfig(
         tasks=args.tasks, out=args.out, n_tasks=args.n_tasks or None, n_rollouts=args.n_rollouts,
         variants=args.variants.split(","), signals=args.signals.split(","), seed=args.seed, n_boot=args.n_boot,
-        split=args.split, subset=args.subset, params=params,
+        params=params,
     )
 
 

@@ -49,7 +49,7 @@ from .. import rundir
 from ..config import RunConfig
 from .criteria import agreement_table, criterion_verdicts, result_value_check, result_value_summary, verdict_coverage
 from .labels import label_correct, teacher_competence
-from .stats import json_records, signal_summary, split_by, summary_frame
+from .stats import json_records, signal_summary, split_by
 from .variants import apply_variant, parse_variant, parse_variants
 
 if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
@@ -69,10 +69,11 @@ SIGNALS = ("logprob", "judge")
 JUDGE_ROLES = ("rubricator", "verifier")
 STRATUM = "teacher_competent"
 # The RunConfig fields the study sets itself (from its own options), not through `params`.
-STUDY_FIELDS = ("run_dir", "tasks_path", "n_tasks", "n_rollouts", "seed")
+STUDY_FIELDS = ("run_dir", "tasks_path", "n_tasks", "tasks_limit", "n_rollouts", "seed")
 KEYS = ["task_id", "step", "rollout_idx"]
 SIGNAL_LABELS = {"logprob": "teacher log-prob", "judge": "teacher-as-judge"}
-STRATUM_LABELS = {"all": "all tasks", f"{STRATUM}=True": "teacher competent", f"{STRATUM}=False": "teacher not competent",
+STRATUM_LABELS = {"all": "all tasks", f"{STRATUM}=True": "teacher competent",
+                  f"{STRATUM}=False": "teacher not competent",
                   f"{STRATUM}=missing": "no ground truth"}
 
 
@@ -97,7 +98,8 @@ class StudyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tasks: str = Field(description="A task file or data set: what data.load_tasks / sources.load_task_source read.")
+    tasks: str = Field(description="A task file or data set: what data.load_tasks / sources.load_task_source read "
+                       "(its split, subset, field_map, sample: params tasks_split, tasks_subset, ...).")
     out: str = Field(description="The study folder (bank/, variants/, fidelity.json, fidelity.html).")
     n_tasks: int | None = Field(default=40, ge=1, description="The first n tasks (None: all).")
     n_rollouts: int = Field(default=8, ge=2, le=256, description="Student rollouts per task (one group).")
@@ -106,8 +108,6 @@ class StudyConfig(BaseModel):
     seed: int = 0
     n_boot: int = Field(default=2000, ge=0, description="Bootstrap draws (tasks resampled) per interval.")
     level: float = Field(default=0.95, gt=0, lt=1)
-    split: str = Field(default="train", description="Split of a hub data set (a local file is its own split).")
-    subset: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("variants")
@@ -165,7 +165,8 @@ class StudyConfig(BaseModel):
     def load(cls, out: str | Path) -> "StudyConfig":
         path = Path(out) / STUDY_FILE
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no study here (run `python -m ropd_kit.fidelity --tasks ... --out {out}`)")
+            raise FileNotFoundError(
+                f"{path}: no study here (run `python -m ropd_kit.fidelity --tasks ... --out {out}`)")
         return cls(**json.loads(path.read_text()))
 
     @classmethod
@@ -237,7 +238,9 @@ def _tasks_frame(tasks: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def rollout_frame(tasks: Sequence[Mapping], teacher_refs: Sequence[Mapping], rollouts: Sequence[Mapping]) -> pd.DataFrame:
+def rollout_frame(
+    tasks: Sequence[Mapping], teacher_refs: Sequence[Mapping], rollouts: Sequence[Mapping]
+) -> pd.DataFrame:
     """The labelled bank (see `Bank.frame`). Rollouts without a text (sampling failed) are left out."""
     task_frame = _tasks_frame(tasks)
     rows = [r for r in rollouts if r.get("text") is not None]
@@ -266,18 +269,13 @@ def build_bank(study: StudyConfig, config: RunConfig | None = None, *, progress:
     `config`: the bank's RunConfig with endpoints resolved (default `study.run_config()`, whose "local" endpoints
     must then already point at servers). Replayed from the reference index and the LLM cache when run again.
     """
-    from ..data import write_tasks
-    from ..pipeline import rollouts_stage, teacher_refs_stage
-    from ..sources import load_task_source
+    from ..pipeline import rollouts_stage, stage_tasks, teacher_refs_stage
 
     config = config or study.run_config()
     config = config.model_copy(update={"run_dir": str(study.bank_path)})
     study.save()
     started = time.perf_counter()
-    tasks = load_task_source(study.tasks, split=study.split, subset=study.subset, limit=study.n_tasks,
-                             seed=study.seed)
-    write_tasks(study.bank_path / rundir.TASKS, tasks)
-    config.save()
+    stage_tasks(config)  # sources.tasks_from_config: any source, its split/subset/field_map/sample, the first n
     record_timing(study.path, "tasks_s", time.perf_counter() - started)
     started = time.perf_counter()
     teacher_refs_stage(config)
