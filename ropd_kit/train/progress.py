@@ -228,7 +228,7 @@ def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_o
                     self._evaluate_here(step)
 
         def _evaluate_here(self, step: int) -> None:
-            from .evaluate import evaluate, pass_at_1
+            from .evaluate import evaluate, metric_name, pass_at_1
 
             trainer = self.trainer
             model = trainer.accelerator.unwrap_model(trainer.model)
@@ -239,6 +239,10 @@ def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_o
             )
             took = time.perf_counter() - started
             state.eval_s += took
-            _say(f"eval step {step}: pass@1 {pass_at_1(frame):.3f} on {len(eval_tasks)} tasks ({took:.0f} s)")
+            # Open-ended tasks have no pass@1: their mean reference-rubric score (and failed gradings) are said too.
+            graded = f", mean score {frame.attrs['score']:.3f}" if metric_name(frame) != "pass@1" else ""
+            failed = frame.attrs.get("grade_failures") or 0
+            _say(f"eval step {step}: pass@1 {pass_at_1(frame):.3f}{graded} on {len(eval_tasks)} tasks "
+                 f"({took:.0f} s{f', {failed} gradings failed' if failed else ''})")
 
     return RunCallback()
