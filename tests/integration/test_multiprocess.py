@@ -11,11 +11,14 @@ the same config (same seed, so TRL's sampler deals the same two groups into the 
 sharing the LLM cache and the reference index.
 
 Why the reward comparison means something: rollouts are decoded greedily (`generation_kwargs={"do_sample": False}`)
-in fp32, so both runs write the same rollouts whatever their processes' random streams are; the judge's replies are
-a function of the exact request, and cached by it. A group judged the same way in both runs (the same rollouts and
-teacher refs, the whole group in one rubric call and one verifier call) therefore gets the very same rubric, verdicts
-and rewards in the one-process run, served from the two-process run's cache without a request; a group split
-between processes, or judged with another group's rollouts, would ask other questions and get other verdicts.
+in fp32, so both runs write the same rollouts whatever their processes' random streams are (each process decodes
+its group in a batch of its own, one process both groups in one batch: only a near-tie of two tokens' fp32 logits
+could tell the batch shapes apart, and the rollouts are compared first, so that would show as such); the judge's
+replies are a function of the exact request, and cached by it. A group judged the same way in both runs (the same
+rollouts and teacher refs, the whole group in one rubric call and one verifier call) therefore gets the very same
+rubric, verdicts and rewards in the one-process run, served from the two-process run's cache without a request; a
+group split between processes, or judged with another group's rollouts, would ask other questions and get other
+verdicts.
 
 `accelerate launch --cpu --num_processes 2` itself starts a single process (accelerate's --cpu launcher needs mpirun
 for more); that command is refused with the way to do it, and the run goes through `accelerate launch --multi_gpu`
