@@ -74,6 +74,7 @@ def matmul_ms(runs: int = 5, shape: tuple[int, int, int] = (512, 896, 896)) -> d
                 a @ b
                 times.append((time.perf_counter() - started) * 1000)
             out[f"{dtype}_ms"] = round(statistics.median(times), 3)
+            out[f"{dtype}_min_ms"] = round(min(times), 3)  # on a shared CPU the least disturbed run
     finally:
         torch.set_num_threads(threads)
     out["bf16_vs_fp32"] = round(out["bfloat16_ms"] / out["float32_ms"], 2) if out["float32_ms"] else None
