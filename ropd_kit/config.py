@@ -191,7 +191,8 @@ class EndpointConfig(BaseModel):
         default=None, ge=0, allow_inf_nan=False, description="$ per million completion tokens (None: unpriced)."
     )
     breaker_failures: int | None = Field(
-        default=5, ge=1, description="Open the circuit breaker after this many consecutive failed calls (None: off)."
+        default=5, ge=1, description="Open the circuit breaker after this many consecutive failed calls (None: off). "
+        "A server on this machine (loopback host, e.g. the local llama-server) has none: slow there means busy.",
     )
     breaker_failure_rate: float = Field(
         default=0.5, gt=0, le=1, description="...or when this fraction or more of the last breaker_window calls failed."

@@ -41,6 +41,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +381,9 @@ class EndpointGuard:
         share = process_count()
         self.requests = _limiter(self.requests, settings["requests_per_minute"], share, f"{self.name} requests/minute")
         self.tokens = _limiter(self.tokens, settings["tokens_per_minute"], share, f"{self.name} tokens/minute")
-        if settings["breaker_failures"] is None:
+        if settings["breaker_failures"] is None or on_this_machine(self.key[0]):
+            # A server on this machine (the offline default's llama-server) that times out is busy, not down: failing
+            # fast there would turn a slow step into lost groups, and a dead one refuses connections at once anyway.
             self.breaker = None
         else:
             options = dict(
@@ -403,6 +406,14 @@ class EndpointGuard:
             "tokens": self.tokens.snapshot() if self.tokens else None,
             "breaker": self.breaker.snapshot() if self.breaker else None,
         }
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+
+
+def on_this_machine(base_url: str) -> bool:
+    """Whether an endpoint's host is this machine's loopback name (no proxy reaches it, no breaker guards it)."""
+    return (urlsplit(str(base_url)).hostname or "") in LOOPBACK_HOSTS
 
 
 def process_count() -> int:

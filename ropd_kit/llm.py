@@ -62,7 +62,6 @@ ROLES = ("teacher", "rubricator", "verifier", "student")
 STRUCTURED_MODES = ("json_schema", "json_object", "none")
 # Finish reasons whose text is a complete answer to the request (a "length" cut is still what the model wrote).
 CACHEABLE_FINISH = ("stop", "length")
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
 # --------------------------------------------------------------------------------------------------- errors/results
@@ -282,7 +281,7 @@ def cache_identity(base_url: str) -> str:
     """The endpoint as the cache sees it. A loopback server gets a fresh port on every start, so loopback URLs
     collapse to "local" + path: the served model name (part of the key) is what tells local servers apart."""
     parts = urlsplit(base_url)
-    if (parts.hostname or "") in _LOOPBACK_HOSTS:
+    if limits.on_this_machine(base_url):
         return "local" + parts.path.rstrip("/")
     return base_url.rstrip("/")
 
@@ -899,7 +898,7 @@ def trusts_env(base_url: str) -> bool:
     """Whether requests to `base_url` take their proxy settings (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) from the
     environment: yes for remote endpoints, no for a loopback server, which a proxy elsewhere cannot reach. The chat
     client and `check_reachable` both ask this, so they go (or do not go) through the same proxy."""
-    return (urlsplit(base_url).hostname or "") not in _LOOPBACK_HOSTS
+    return not limits.on_this_machine(base_url)
 
 
 def check_reachable(endpoints: dict[str, "EndpointConfig"], *, timeout_s: float = 5.0) -> None:

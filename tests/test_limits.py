@@ -415,3 +415,17 @@ def test_a_margin_keeps_each_charge_in_the_window_that_much_longer_and_endpoints
         RateLimiter(1, margin_s=-1)
     guard = guard_for(EndpointConfig(base_url="https://api.example.com/v1", model="m", requests_per_minute=10))
     assert guard.requests.margin_s == limits.ARRIVAL_MARGIN_S > 0
+
+
+def test_a_server_on_this_machine_gets_no_breaker_a_remote_one_does():
+    from ropd_kit.config import EndpointConfig
+
+    limits.reset_guards()
+    local = limits.guard_for(EndpointConfig(base_url="http://127.0.0.1:8080/v1", model="m"))
+    named = limits.guard_for(EndpointConfig(base_url="http://localhost:8080/v1", model="m"))
+    remote = limits.guard_for(EndpointConfig(base_url="https://api.example.com/v1", model="m"))
+    assert local.breaker is None and named.breaker is None  # busy, not down: never failed fast
+    assert remote.breaker is not None and remote.breaker.failures == 5
+    assert limits.guard_for(EndpointConfig(base_url="https://api.example.com/v1", model="n",
+                                           breaker_failures=None)).breaker is None
+    limits.reset_guards()

@@ -592,9 +592,19 @@ def test_deadline_cancels_a_call_stuck_in_the_windows_and_refunds_its_tokens(ser
     assert client.guard.tokens.used() == 0  # it had charged its estimate, then was cancelled before sending
 
 
-def test_breaker_opens_fails_fast_counted_then_probes_and_closes(server):
-    server.default = {"kind": "status", "code": 503, "message": "down"}
-    ep = endpoint(server, max_retries=0, breaker_failures=2, breaker_cooldown_s=30.0)
+@pytest.fixture
+def guarded_server(monkeypatch):
+    """A chat server the client treats as remote, so its endpoint has a circuit breaker (a server on this machine's
+    loopback name gets none), with no proxy of the environment in the way."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with ChatServer(host="127.0.0.2") as s:
+        yield s
+
+
+def test_breaker_opens_fails_fast_counted_then_probes_and_closes(guarded_server):
+    guarded_server.default = {"kind": "status", "code": 503, "message": "down"}
+    ep = endpoint(guarded_server, max_retries=0, breaker_failures=2, breaker_cooldown_s=30.0)
     client = LLMClient(ep, "verifier")
     clock = [time.monotonic()]
     client.guard.breaker.clock = lambda: clock[0]
@@ -602,7 +612,7 @@ def test_breaker_opens_fails_fast_counted_then_probes_and_closes(server):
         "server", "server"]
     err = call_error(client)
     assert err.kind == "circuit_open" and "circuit breaker" in str(err) and err.attempts == 0
-    assert len(server.requests) == 2  # failed fast: nothing was sent
+    assert len(guarded_server.requests) == 2  # failed fast: nothing was sent
     # Another role on the same endpoint fails fast too; the failures are counted like any other kind.
     other = LLMClient(ep, "rubricator", stats=client.stats)
     assert call_error(other).kind == "circuit_open"
@@ -612,38 +622,38 @@ def test_breaker_opens_fails_fast_counted_then_probes_and_closes(server):
     records = {r["role"]: r for r in client.stats.as_records()}
     assert records["verifier"]["failures_circuit_open"] == 1
 
-    server.default = {"kind": "ok"}
+    guarded_server.default = {"kind": "ok"}
     clock[0] += 30.0  # the cool-down is over: the next call is the probe
     assert client.guard.breaker.state == "half_open"
     assert call(client, messages=[{"role": "user", "content": "probe"}]).text
-    assert client.guard.breaker.state == "closed" and len(server.requests) == 3
+    assert client.guard.breaker.state == "closed" and len(guarded_server.requests) == 3
     assert call(other).text
 
 
-def test_calls_queued_when_the_breaker_opens_fail_fast_too(server):
-    server.delay = 0.3
-    server.default = {"kind": "status", "code": 503}
-    client = LLMClient(endpoint(server, max_retries=0, max_concurrency=1, breaker_failures=1), "verifier")
+def test_calls_queued_when_the_breaker_opens_fail_fast_too(guarded_server):
+    guarded_server.delay = 0.3
+    guarded_server.default = {"kind": "status", "code": 503}
+    client = LLMClient(endpoint(guarded_server, max_retries=0, max_concurrency=1, breaker_failures=1), "verifier")
     results = gather_calls(client, ["a", "b", "c", "d"])  # all four pass the breaker, then queue for the one slot
     assert sorted(r.kind for r in results) == ["circuit_open"] * 3 + ["server"]
-    assert len(server.requests) == 1
+    assert len(guarded_server.requests) == 1
 
 
-def test_bad_request_does_not_count_against_the_breaker(server):
-    server.default = {"kind": "status", "code": 400, "message": "context length exceeded"}
-    client = LLMClient(endpoint(server, breaker_failures=1), "verifier")
+def test_bad_request_does_not_count_against_the_breaker(guarded_server):
+    guarded_server.default = {"kind": "status", "code": 400, "message": "context length exceeded"}
+    client = LLMClient(endpoint(guarded_server, breaker_failures=1), "verifier")
     for i in range(3):
         assert call_error(client, messages=[{"role": "user", "content": str(i)}]).kind == "bad_request"
     assert client.guard.breaker.state == "closed"
 
 
-def test_open_breaker_fails_a_rubric_fast_as_a_counted_judge_failure(server):
+def test_open_breaker_fails_a_rubric_fast_as_a_counted_judge_failure(guarded_server):
     from ropd_kit.rubrics import induce_rubric_async
 
-    server.default = {"kind": "status", "code": 502}
-    client = LLMClient(endpoint(server, max_retries=0, breaker_failures=1), "rubricator")
+    guarded_server.default = {"kind": "status", "code": 502}
+    client = LLMClient(endpoint(guarded_server, max_retries=0, breaker_failures=1), "rubricator")
     assert call_error(client).kind == "server"  # one failed call opens this breaker
-    sent = len(server.requests)
+    sent = len(guarded_server.requests)
     config = RunConfig()
 
     async def induce():
@@ -654,7 +664,7 @@ def test_open_breaker_fails_a_rubric_fast_as_a_counted_judge_failure(server):
 
     outcome = asyncio.run(induce())
     assert outcome.rubric is None and "circuit_open" in outcome.error  # a failed group, not a crash
-    assert len(server.requests) == sent
+    assert len(guarded_server.requests) == sent
     # An open breaker is a fatal kind for rubric induction (rubrics.FATAL_LLM_KINDS): one refusal ends the retries.
     assert config.rubric_attempts > 1
     assert client.stats.snapshot()["rubricator"]["failures_by_kind"]["circuit_open"] == 1
