@@ -216,18 +216,22 @@ def test_cli_help_does_not_import_torch():
     assert "CONFIG" in out.stdout and "--set" in out.stdout
 
 
-def test_cli_reads_yaml_applies_set_and_stops_on_a_bad_override(tmp_path):
+def test_cli_reads_yaml_applies_set_and_stops_on_a_bad_override(tmp_path, capsys):
+    # In this process: `python -m` would import torch and trl afresh twice (a minute and more on a loaded 2-core
+    # machine), and the module's entry point is run as `-m` by the --help test above.
+    from ropd_kit.train.__main__ import main
+
     config_file = tmp_path / "run.yaml"
     config_file.write_text(f"run_dir: {tmp_path / 'run'}\nmethod: ropd\ntrainer_overrides:\n"
                            "  gradient_accumulation_steps: 2\n")
-    out = subprocess.run([sys.executable, "-m", "ropd_kit.train", str(config_file), "--set", "max_steps=3",
-                          "--print-config"], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert out.returncode == 0, out.stderr
-    printed = json.loads(out.stdout)
+    code = main([str(config_file), "--set", "max_steps=3", "--print-config"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    printed = json.loads(out.out)
     assert printed["max_steps"] == 3 and printed["trainer_overrides"] == {"gradient_accumulation_steps": 2}
 
     config_file.write_text(json.dumps({"run_dir": str(tmp_path / "run"), "trainer_overrides": {"nope": 1}}))
-    out = subprocess.run([sys.executable, "-m", "ropd_kit.train", str(config_file)], capture_output=True, text=True,
-                         cwd=REPO, timeout=300)
-    assert out.returncode == 2
-    assert "'nope' is not a field of trl.GRPOConfig" in out.stderr and "Traceback" not in out.stderr
+    code = main([str(config_file)])
+    out = capsys.readouterr()
+    assert code == 2
+    assert "'nope' is not a field of trl.GRPOConfig" in out.err and "Traceback" not in out.err
