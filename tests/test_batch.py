@@ -295,9 +295,16 @@ def test_bad_specs_are_refused_before_anything_runs(toy, tmp_path):
     assert not reports.exists()
 
 
-def test_html_export_is_offline_and_has_the_figure(toy, tmp_path):
-    reports = tmp_path / "reports"
+@pytest.fixture(scope="module")
+def one_run(toy, tmp_path_factory) -> Path:
+    """The reports folder of a one-run batch of the toy notebook, executed once for the tests that only read it."""
+    reports = tmp_path_factory.mktemp("one-run") / "reports"
     run_batch({"name": "h", "notebooks": [str(toy)]}, reports, progress=False, serve_local=False)
+    return reports
+
+
+def test_html_export_is_offline_and_has_the_figure(one_run):
+    reports = one_run
     html = (reports / "h" / "default" / "toy.html").read_text()
     assert "plotly-graph-div" in html and "Plotly.newPlot" in html
     # plotly.js is inlined and nothing is fetched from a CDN (require.js, MathJax, widget manager)
@@ -310,10 +317,11 @@ def test_html_export_is_offline_and_has_the_figure(toy, tmp_path):
 # Stripping
 
 
-def test_strip_clears_outputs_and_keeps_the_parameters_tag(toy, tmp_path):
-    reports = tmp_path / "reports"
-    run_batch({"name": "s", "notebooks": [str(toy)]}, reports, progress=False, serve_local=False)
-    executed = reports / "s" / "default" / "toy.ipynb"
+def test_strip_clears_outputs_and_keeps_the_parameters_tag(one_run, tmp_path):
+    import shutil
+
+    executed = tmp_path / "toy.ipynb"  # a copy: stripping rewrites the file, the shared run stays as executed
+    shutil.copy(one_run / "h" / "default" / "toy.ipynb", executed)
     assert report.unstripped([executed]) == [executed]
     assert report.strip([executed]) == [executed]
     nb = nbformat.read(executed, as_version=4)
