@@ -21,7 +21,7 @@ def local_server():
     """A running LocalServer serving SmolLM2 under the id "smollm2-135m-instruct", 4 parallel slots, 1 thread."""
     from ropd_kit.offline import models, serve
 
-    serve.server_binary()  # builds when missing or stale (about 5 minutes on 2 cores)
+    serve.server_binary()  # builds when missing or stale (about 860 CPU-seconds of compiling)
     models.install(FAST_MODEL)
     # One thread: llama.cpp's worker threads meet at a barrier after every op, so on a 2-core machine shared with
     # other jobs two threads thrash (SmolLM2 measured 3 tok/s with 2 threads vs 55 tok/s with 1 under load).
