@@ -17,6 +17,17 @@ Failure policy (never raises for model or endpoint misbehaviour):
    in `error`) without costing the group its training signal.
 Answers that are empty after cleaning, and truncated rollouts when `truncated_rollouts == "zero"`, are judged
 all-False without a call (listed in `skipped`): there is nothing to judge, and a call could only add noise.
+
+Reward levers (RunConfig, all off by default; with them off the prompts, schema and replies are DESIGN.md's):
+- `verifier_samples` > 1: every chunk is judged that many times (the first sample as without the lever, the others
+  at `verifier_sample_temperature`), and each answer gets the majority per criterion of the samples that judged it
+  (`fidelity.majority_per_criterion`: ties False, failed samples left out).
+- `verifier_evidence`: per criterion the Verifier writes a quote of the answer, then `met`; a True whose quote is not
+  in the answer as shown (`fidelity.quote_supported`) becomes False before the vote.
+- `verifier_read_first`: the Verifier first writes the final result each answer commits to, then judges.
+- `consensus_check` (`consensus_check` below, called where the teacher refs are at hand): the final-result criterion
+  is decided by code against the teacher's majority final answer.
+What the levers did per answer is in `GroupVerdicts.teacher_notes` / `student_notes`.
 """
 
 from __future__ import annotations
@@ -138,17 +149,39 @@ def _final_result(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) else None
 
 
-def _read_checks(index: int, checks: Any, n_criteria: int, problems: list[str]) -> tuple[list[bool], list] | None:
-    """The (verdicts, quotes) of one answer's `checks` list, or None after adding every problem found."""
-    if not isinstance(checks, list):
-        problems.append(f"answer {index}: checks is missing or not a list (one quote/met object per criterion)")
+def _checks_by_criterion(index: int, checks: Any, n_criteria: int, problems: list[str]) -> list | None:
+    """One answer's checks in criterion order: `{"1": {...}, "2": {...}}` (the asked shape: each check sits under its
+    criterion's number) or a plain list; None after adding the problem found."""
+    if isinstance(checks, list):
+        if len(checks) != n_criteria:
+            problems.append(f"answer {index} has {len(checks)} checks, the rubric has {n_criteria} criteria")
+            return None
+        return checks
+    if not isinstance(checks, dict):
+        problems.append(f"answer {index}: checks is missing or not an object with one check per criterion number")
         return None
-    if len(checks) != n_criteria:
-        problems.append(f"answer {index} has {len(checks)} checks, the rubric has {n_criteria} criteria")
+    keyed: dict[int, Any] = {}
+    for key, check in checks.items():
+        k = _as_index(key)
+        if k is None or not 1 <= k <= n_criteria:
+            problems.append(f"answer {index}: check {key!r} names no criterion (criteria 1-{n_criteria})")
+            return None
+        keyed[k] = check
+    missing = [k for k in range(1, n_criteria + 1) if k not in keyed]
+    if missing:
+        problems.append(f"answer {index}: no check for criterion {', '.join(map(str, missing))}")
+        return None
+    return [keyed[k] for k in range(1, n_criteria + 1)]
+
+
+def _read_checks(index: int, checks: Any, n_criteria: int, problems: list[str]) -> tuple[list[bool], list] | None:
+    """The (verdicts, quotes) of one answer's checks, or None after adding every problem found."""
+    ordered = _checks_by_criterion(index, checks, n_criteria, problems)
+    if ordered is None:
         return None
     verdicts: list[bool] = []
     quotes: list[str | None] = []
-    for k, check in enumerate(checks, start=1):
+    for k, check in enumerate(ordered, start=1):
         if not isinstance(check, dict):
             problems.append(f"answer {index}, criterion {k}: {check!r} is not an object with quote and met")
             return None
@@ -173,8 +206,9 @@ def parse_verdict_entries(
 
     With the levers off the reply is the DESIGN.md contract (`parse_verdicts`). With `read_first` each entry must
     also carry `final_result` (the result the answer commits to, a short string; a number is read as its string).
-    With `evidence` the booleans come as `"checks": [{"quote": "...", "met": true}, ...]`, one per criterion,
-    instead of `judgement`; a quote is a string or null. What is tolerated and rejected is otherwise as in
+    With `evidence` the booleans come as `"checks": {"1": {"quote": "...", "met": true}, "2": ...}`, one per
+    criterion under its number (a plain list in criterion order is accepted too), instead of `judgement`; a quote
+    is a string or null. What is tolerated and rejected is otherwise as in
     `parse_verdicts`, and every problem is reported with the answer (and criterion) it concerns.
     """
     body = strip_thinking(text)
@@ -277,19 +311,20 @@ def verdict_schema(
     if read_first:
         entry["final_result"] = {"type": "string", "maxLength": MAX_FINAL_RESULT_CHARS}
     if evidence:
+        check = {
+            "type": "object",
+            "properties": {"quote": {"type": "string", "maxLength": MAX_QUOTE_CHARS}, "met": {"type": "boolean"}},
+            "required": ["quote", "met"],
+            "additionalProperties": False,
+        }
+        # Keyed by criterion number rather than a list: writing "2": before a quote anchors it to criterion 2
+        # (with a bare list the 1.5B Verifier quoted the answer's steps in order, one criterion off).
+        numbers = [str(k) for k in range(1, n_criteria + 1)]
         entry["checks"] = {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "quote": {"type": "string", "maxLength": MAX_QUOTE_CHARS},
-                    "met": {"type": "boolean"},
-                },
-                "required": ["quote", "met"],
-                "additionalProperties": False,
-            },
-            "minItems": n_criteria,
-            "maxItems": n_criteria,
+            "type": "object",
+            "properties": {k: check for k in numbers},
+            "required": numbers,
+            "additionalProperties": False,
         }
     else:
         entry["judgement"] = {
@@ -354,10 +389,10 @@ def _reply_parts(n_criteria: int, *, evidence: bool, read_first: bool) -> dict[s
     if read_first:
         entry += ', "final_result": "<the result answer 1 commits to>"'
     if evidence:
-        entry += (', "checks": [{"quote": "<words of answer 1 that meet criterion 1>", "met": true}, '
-                  '{"quote": "", "met": false}]')
-        per_criterion = "one {quote, met} object per criterion in checks"
-        reminder = f"each with exactly {n_criteria} checks"
+        entry += (', "checks": {"1": {"quote": "<words of answer 1 that meet criterion 1>", "met": true}, '
+                  '"2": {"quote": "", "met": false}}')
+        per_criterion = "in checks one {quote, met} object per criterion, under the criterion's number"
+        reminder = f"each with checks for criteria 1 to {n_criteria}"
     else:
         entry += ', "judgement": [true, false]'
         per_criterion = "one true/false per criterion in judgement"

@@ -125,7 +125,8 @@ class RuleJudge:
             if "final_result" in item:
                 entry["final_result"] = text.strip().splitlines()[-1].replace("Answer:", "").strip()
             if "checks" in item:
-                entry["checks"] = [{"quote": q if met else "", "met": met} for met, q in checks]
+                entry["checks"] = {str(k): {"quote": q if met else "", "met": met}
+                                   for k, (met, q) in enumerate(checks, start=1)}
             else:
                 entry["judgement"] = [met for met, _ in checks]
             entries.append(entry)
@@ -213,7 +214,8 @@ def test_notebook_parameters_reach_the_verifier_request(tmp_path):
         assert schema == verdict_schema(4, 3, evidence=True, read_first=True)
         item = schema["properties"]["answers"]["items"]["properties"]
         assert list(item) == ["answer_index", "final_result", "checks"]  # read, then quote, then decide
-        assert list(item["checks"]["items"]["properties"]) == ["quote", "met"]
+        assert list(item["checks"]["properties"]) == ["1", "2", "3"]  # each check under its criterion's number
+        assert list(item["checks"]["properties"]["2"]["properties"]) == ["quote", "met"]
         system = body["messages"][0]["content"]
         assert "final_result" in system and "copy into quote" in system
     rows = student(config)
@@ -392,10 +394,10 @@ class _Grader:
 
 
 def test_field_replies_parse_and_bad_ones_say_what_is_wrong():
-    good = {"answers": [
+    good = {"answers": [  # a plain list in criterion order is read too
         {"answer_index": 2, "final_result": 46, "checks": [{"quote": "46", "met": "no"}, {"quote": None, "met": 1}]},
-        {"answer_index": 1, "final_result": "48", "checks": [{"quote": "Answer: 48", "met": True},
-                                                             {"quote": "", "met": False}]},
+        {"answer_index": 1, "final_result": "48", "checks": {"2": {"quote": "", "met": False},
+                                                            "1": {"quote": "Answer: 48", "met": True}}},
     ]}
     entries = parse_verdict_entries(json.dumps(good), 2, 2, evidence=True, read_first=True)
     assert [e["judgement"] for e in entries] == [[True, False], [False, True]]
@@ -410,6 +412,10 @@ def test_field_replies_parse_and_bad_ones_say_what_is_wrong():
     one = lambda **entry: {"answers": [{"answer_index": 1, **entry}]}  # noqa: E731
     assert "answer 1: final_result is missing" in problems(one(judgement=[True, False]), read_first=True)
     assert "answer 1: checks is missing" in problems(one(judgement=[True, False]), evidence=True)
+    assert "answer 1: no check for criterion 2" in problems(
+        one(checks={"1": {"quote": "x", "met": True}}), evidence=True)
+    assert "answer 1: check '3' names no criterion (criteria 1-2)" in problems(
+        one(checks={"1": {"quote": "x", "met": True}, "3": {"quote": "y", "met": False}}), evidence=True)
     assert "answer 1 has 1 checks, the rubric has 2 criteria" in problems(
         one(checks=[{"quote": "x", "met": True}]), evidence=True)
     assert "answer 1, criterion 2: met 'maybe' is not true or false" in problems(
