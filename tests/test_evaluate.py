@@ -293,3 +293,16 @@ def test_evaluate_writes_a_score_beside_correct_for_every_family(tmp_path):
     assert graded["correct"].isna().all() and graded["score"].between(0, 1).all()
     assert frame.attrs["grade_failures"] == 0 and frame.attrs["grade_calls"] == 1
     assert frame.attrs["score"] == pytest.approx(mean_score(records))
+
+
+def test_evaluation_prompts_follow_the_config_prompts_dir(tmp_path):
+    from ropd_kit.config import RunConfig
+    from ropd_kit.data import Task
+    from ropd_kit.train.evaluate import prompt_messages
+
+    (tmp_path / "student_system.txt").write_text("Our own student instructions.")
+    task = Task(id="t1", prompt="What is 2 + 2?", answer="4", domain="arith")
+    own = prompt_messages(task, RunConfig(prompts_dir=str(tmp_path)))
+    packaged = prompt_messages(task)
+    assert own[0]["content"] == "Our own student instructions." != packaged[0]["content"]
+    assert own[-1] == packaged[-1] == {"role": "user", "content": "What is 2 + 2?"}

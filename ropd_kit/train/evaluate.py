@@ -50,11 +50,12 @@ EVAL_COLUMNS = ["step", "checkpoint", "task_id", "sample_idx", "answer_text", "p
 # Generation with a transformers model
 
 
-def prompt_messages(task: "Task") -> list[dict]:
-    """The chat the student sees for a task (the same in GRPO, lopd, sft and evaluation)."""
+def prompt_messages(task: "Task", config: "RunConfig | None" = None) -> list[dict]:
+    """The chat the student sees for a task (the same in GRPO, lopd, sft and evaluation; the config's `prompts_dir`
+    templates when it has one)."""
     from ..rollouts import student_messages
 
-    return student_messages(task)
+    return student_messages(task, config)
 
 
 def generate_texts(
@@ -206,7 +207,7 @@ def evaluate(
     samples = generate_texts(
         model,
         tokenizer,
-        [prompt_messages(t) for t in task_list],
+        [prompt_messages(t, config) for t in task_list],
         n=k,
         max_new_tokens=max_new_tokens,
         temperature=temperature,
