@@ -136,6 +136,10 @@ def extract_final_answer(text: str | None) -> str | None:
 _SPAN_EDGES = re.compile(r"^(?:[\s*`$=:]|\\\$|\\\(|\\\[)+|(?:[\s*`$.,;:!?]|\\\$|\\\)|\\\])+$")
 
 
+# A closing remark in words after the answer ("42 (six times seven)", "12 (ref 2)").
+_REMARK = re.compile(r"\s+\((?=[^()]*[A-Za-z]{2})[^()\\]*\)$")
+
+
 def _clean_span(content: str) -> str:
     return _SPAN_EDGES.sub("", content.strip())
 
@@ -188,8 +192,9 @@ def _readings(text: str) -> list[list]:
     """math-verify parses of a text's final answer, most trusted first.
 
     The span alone in \\boxed{} (exactly what was committed to), then the span as prose (math-verify's own search:
-    "1/2 cup" is 1/2 that way, 1/(2*c*p*u) boxed), then what follows its last "=" ("3 \\times 4 = 12"). A text
-    without a marked answer is read whole, its closing full stop removed.
+    "1/2 cup" is 1/2 that way, 1/(2*c*p*u) boxed), then what follows its last "=" ("3 \\times 4 = 12"). A closing
+    remark in words is not part of the span: "42 (six times seven)" reads 42, where math-verify's prose search would
+    take the remark's last number. A text without a marked answer is read whole, its closing full stop removed.
     """
     from math_verify import parse
 
@@ -199,6 +204,7 @@ def _readings(text: str) -> list[list]:
         whole = _clean_span(text)
         readings = [parse(whole, parsing_timeout=timeout)] if whole else []
         return [r for r in readings if r]
+    span = _REMARK.sub("", span) or span
     readings = [parse(f"\\boxed{{{span}}}", parsing_timeout=timeout), parse(span, parsing_timeout=timeout)]
     if "=" in span:
         tail = _clean_span(span.rsplit("=", 1)[-1])

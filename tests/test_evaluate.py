@@ -132,6 +132,14 @@ def test_a_closing_full_stop_does_not_change_a_math_answer():
     assert predicted(math_task("-\\frac{5}{3}"), "So the answer is -5/3.") == "-5/3"
 
 
+def test_a_closing_remark_in_words_is_not_read_as_the_answer():
+    # As prose, math-verify takes the last number it sees: "41 (ref 42)" would read 42.
+    assert correctness(math_task("42"), "6 * 7 = 42. Answer: 42 (ref 0)") is True
+    assert correctness(math_task("42"), "Answer: 42 (six times seven).") is True
+    assert correctness(math_task("42"), "Answer: 41 (ref 42)") is False
+    assert correctness(math_task("2"), "Answer: (x+1)(x-1)") is False
+
+
 def test_arithmetic_keeps_the_exact_integer_rule():
     task = Task(id="a", prompt="What is 6 * 7?", answer="42", domain="arith")
     assert task.family == "arithmetic"
