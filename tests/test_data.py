@@ -611,3 +611,46 @@ def test_open_ended_source_errors_name_file_and_line(tmp_path):
     with pytest.raises(TaskError, match=rf"^{path}:1: field 'rubric\[1\].points': expected a nonzero integer"):
         make_open.load_source(path)
     assert len(make_open.load_source(_write_lines(tmp_path / "ok.yaml", [good]))) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files in other data sets' shapes (data/make_shapes.py): GSM8K-like and HealthBench-like
+
+make_shapes = _load_generator("make_shapes")
+
+
+def test_the_shaped_files_are_what_their_generator_writes(tmp_path):
+    make_shapes.main(["--out-dir", str(tmp_path)])
+    for path in sorted((ROOT / "data" / "shapes").glob("*.jsonl")):
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_the_gsm8k_shaped_file_loads_as_math_with_the_worked_solutions_answer():
+    from ropd_kit.sources import load_task_source
+
+    path = ROOT / "data" / "shapes" / "gsm8k_like_test.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert all(set(row) == {"question", "answer"} for row in rows)  # GSM8K's columns, nothing of ours
+    tasks = load_task_source(path)
+    assert [t.family for t in tasks] == ["math"] * len(rows)
+    for row, task in zip(rows, tasks):
+        # The answer after "####" is the result of the worked line's calculator annotation.
+        calc = re.search(r"<<(\d+)([-+*/])(\d+)=(\d+)>>", row["answer"])
+        a, op, b, result = calc.groups()
+        ops = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.floordiv}
+        assert ops[op](int(a), int(b)) == int(result) == int(task.answer)
+    shipped = {t.id for name in make_shapes.SHIPPED_ARITH for t in load_tasks(ROOT / "data" / f"{name}.jsonl")}
+    train = load_task_source(ROOT / "data" / "shapes" / "gsm8k_like_train.jsonl")
+    assert not shipped & {t.id for t in tasks + train} and not {t.id for t in tasks} & {t.id for t in train}
+
+
+def test_the_healthbench_shaped_file_loads_as_our_open_ended_set():
+    from ropd_kit.sources import load_task_source
+
+    for split in ("train", "test"):
+        ours = load_tasks(ROOT / "data" / f"open_{split}.jsonl")
+        shaped = load_task_source(ROOT / "data" / "shapes" / f"healthbench_like_{split}.jsonl")
+        assert [t.id for t in shaped] == [t.id for t in ours]
+        assert {t.family for t in shaped} == {"open_ended"}
+        assert [t.rubric for t in shaped] == [t.rubric for t in ours]
+        assert any(c.points < 0 for t in shaped for c in t.rubric)
