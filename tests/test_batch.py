@@ -451,3 +451,25 @@ def test_the_index_shows_the_families_auc_side_by_side(tmp_path):
     assert auc_table.count("<td>score</td>") == 4
     assert "reference_score &gt;= 0.5" in auc_table and auc_table.count("<td>correct</td>") == 3
     assert "spearman" in auc_table
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# experiments/shapes.yaml: files in GSM8K's and HealthBench's shapes through all six notebooks
+
+
+def test_the_shapes_spec_reads_each_file_by_its_shape_through_the_notebook_parameters(tmp_path):
+    from ropd_kit.sources import tasks_from_config
+
+    root = Path(__file__).resolve().parent.parent
+    spec = load_spec(root / "experiments" / "shapes.yaml")
+    assert spec.notebooks == list(batch.spec.DEFAULT_NOTEBOOKS)  # training and evaluation included
+    families = {}
+    for run in spec.expand():
+        namespace = {**run.params, "run_dir": str(tmp_path / run.name)}
+        config = notebook_tools.run_config(notebook_tools.parameters(namespace))
+        train = tasks_from_config(config)
+        assert len(train) == run.params["n_tasks"]
+        families[run.name] = {t.family for t in train}
+        raw = json.loads((root / run.params["eval_tasks_path"]).read_text().splitlines()[0])
+        assert "id" not in raw and "family" not in raw  # the public shape's columns, not ours
+    assert families == {"gsm8k_like": {"math"}, "healthbench_like": {"open_ended"}}
