@@ -366,7 +366,8 @@ def test_index_compares_runs_offline(tmp_path):
     fake_run(batch_dir / "method-ropd", "ropd", [0.0, 0.5, 0.75])
     fake_run(batch_dir / "method-lopd", "lopd", [0.0, 0.25, 0.5])
     page = batch.write_index(batch_dir, s).read_text()
-    for text in ("method-ropd", "method-lopd", "Training", "Efficiency", "Cost to reach accuracy 0.50", "ROC AUC",
+    for text in ("method-ropd", "method-lopd", "Training", "Evaluation", "Efficiency", "Cost to reach accuracy 0.50",
+                 "ROC AUC",
                  "plotly-graph-div", "samples_vs_ropd"):
         assert text in page, text
     assert "<script src=" not in page  # plotly.js is inlined: the page opens offline
@@ -375,6 +376,31 @@ def test_index_compares_runs_offline(tmp_path):
     table = notebook_tools.target_table(frame, 0.5).set_index("method")
     # ropd reaches 0.5 at step 1 (4 samples), lopd at step 2 (8 samples): lopd needs 2x the samples
     assert table.loc["lopd", "samples_vs_ropd"] == pytest.approx(2.0)
+
+
+def test_index_shows_each_runs_evaluation_and_mixes_no_metrics(tmp_path):
+    # One run with pass@1, one with the mean reference-rubric score of an open-ended set (eval records with `score`
+    # and correct=None), as experiments/shapes.yaml makes them.
+    from ropd_kit import rundir
+
+    s = BatchSpec(name="mixed", runs=[{"name": "gsm"}, {"name": "health"}])
+    batch_dir = tmp_path / "mixed"
+    fake_run(batch_dir / "gsm", "ropd", [0.25, 0.5, 0.75])
+    health = fake_run(batch_dir / "health", "ropd", [0.0, 0.0, 0.0])
+    rundir.write_jsonl(health / rundir.EVAL, [
+        {"step": step, "task_id": f"t{i}", "sample_idx": 0, "correct": None, "score": score}
+        for step, score in ((0, 0.3), (2, 0.4)) for i in range(4)
+    ])
+    table = notebook_tools.evaluation_table(notebook_tools.efficiency(sorted(batch_dir.glob("*/run"))))
+    rows = table.set_index("run")
+    assert rows.loc["gsm", "metric"] == "pass@1" and rows.loc["health", "metric"] == "mean score"
+    assert rows.loc["gsm", ["first", "last"]].tolist() == pytest.approx([0.25, 0.75])
+    assert rows.loc["health", ["first", "last", "change"]].tolist() == pytest.approx([0.3, 0.4, 0.1])
+    assert rows.loc["health", "last_step"] == 2 and rows.loc["gsm", "n_tasks"] == 4
+    page = batch.write_index(batch_dir, s).read_text()
+    assert "<h2>Evaluation</h2>" in page and "mean score" in page
+    # Averaging a pass@1 curve with a rubric-score curve would be meaningless: no cost-to-target table.
+    assert "Cost to reach accuracy" not in page and "No cost-to-target table" in page
 
 
 def test_index_without_logs_says_so(tmp_path):

@@ -20,8 +20,8 @@ The offline HTML export and output stripping live with the reports (`ropd_kit.ba
 
 from .fidelity import bank_table, fidelity_bank, fidelity_judge, fidelity_result, fidelity_signals, fidelity_study
 from .params import PARAMS_FILE, config_parameter_names, init_notebook, parameters, run_config
-from .runs import (comparison_sections, default_target, efficiency, find_runs, judge_cost, mimicry, run_judge_usd,
-                   run_usage, target_table)
+from .runs import (comparison_sections, default_target, efficiency, evaluation_table, find_runs, judge_cost, mimicry,
+                   run_judge_usd, run_usage, target_table)
 from .servers import ROLES, endpoint_table, resolve_endpoints, stop_servers
 from .signals import judge_signal, save_table, signal_table
 from .tables import (example_group, groups_table, judge_groups, records, reward_figure, rewards_table, rollouts_table,
@@ -31,7 +31,8 @@ from .training import TRAIN_LOG_COLUMNS, train_log_figure, train_log_table, trai
 __all__ = [
     "PARAMS_FILE", "ROLES", "TRAIN_LOG_COLUMNS", "bank_table", "comparison_sections", "config_parameter_names",
     "default_target", "efficiency", "fidelity_bank", "fidelity_judge", "fidelity_result", "fidelity_signals",
-    "fidelity_study", "endpoint_table", "example_group", "find_runs", "groups_table", "init_notebook", "judge_cost",
+    "fidelity_study", "endpoint_table", "evaluation_table", "example_group", "find_runs", "groups_table",
+    "init_notebook", "judge_cost",
     "judge_groups", "judge_signal", "mimicry", "parameters", "records", "resolve_endpoints", "reward_figure", "rewards_table",
     "rollouts_table", "rubric_sizes", "rubrics_table", "run_config", "run_judge_usd", "run_usage", "save_table", "signal_table", "stop_servers",
     "target_table", "teacher_refs_table", "train_log_figure", "train_log_table", "train_summary", "usd_columns",

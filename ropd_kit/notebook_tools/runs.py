@@ -90,6 +90,24 @@ def target_table(frame: "pd.DataFrame", target: float | None = None, baseline: s
     return table
 
 
+def evaluation_table(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """One row per run of an `efficiency` frame: its metric (pass@1, or the mean reference-rubric score of an
+    open-ended set), the number of evaluation tasks, the value before training (the first evaluated step) and at the
+    last evaluated step, and the change. The batch index shows it, so runs on different sets read side by side."""
+    import pandas as pd
+
+    rows = []
+    for run, part in frame.groupby("run", sort=False):
+        part = part.sort_values("step")
+        first, last = part.iloc[0], part.iloc[-1]
+        rows.append({"run": run, "method": first["method"], "metric": first["metric"], "n_tasks": last["n_tasks"],
+                     "first_step": int(first["step"]), "first": first["accuracy"],
+                     "last_step": int(last["step"]), "last": last["accuracy"],
+                     "change": last["accuracy"] - first["accuracy"]})
+    return pd.DataFrame(rows, columns=["run", "method", "metric", "n_tasks", "first_step", "first", "last_step",
+                                       "last", "change"])
+
+
 def mimicry(runs: Iterable[str | Path], config: RunConfig, *, max_per_step: int | None = 8) -> "pd.DataFrame":
     """`analysis.mimicry_frame`: the teacher log-prob of each run's rollouts per step (white-box teacher
     `config.lopd_teacher_model`, `max_per_step` rollouts scored per step) beside accuracy."""
@@ -178,10 +196,16 @@ def comparison_sections(run_dirs: Sequence[Path], target: float | None = None) -
     if with_eval:
         frame = efficiency(with_eval)
         if len(frame):
+            sections.append("<h2>Evaluation</h2>" + table_html(evaluation_table(frame)))
             target = default_target(frame) if target is None else target
             sections.append("<h2>Efficiency</h2>" + fig_html(efficiency_figure(frame, "samples_seen", target=target))
                             + fig_html(efficiency_figure(frame, "wall_s", target=target)))
-            if target is not None:
+            if frame["metric"].nunique() > 1:
+                # A method's runs are averaged step by step: pass@1 and a rubric score must not be mixed.
+                sections.append('<p class="note">' + html_lib.escape(
+                    "No cost-to-target table: these runs measure different things (" + ", ".join(
+                        sorted(frame["metric"].unique())) + "); see the evaluation table.") + "</p>")
+            elif target is not None:
                 sections.append(f"<h3>Cost to reach accuracy {target:.2f}</h3>" + table_html(target_table(frame, target)))
     aucs = [rundir.read_frame(p / "signal_auc.jsonl").assign(run=_run_name(p)) for p in run_dirs
             if (p / "signal_auc.jsonl").exists()]
