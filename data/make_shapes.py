@@ -26,12 +26,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from make_arith import ArithProblem, generate  # noqa: E402
+from make_arith import ArithProblem, apply_op, generate  # noqa: E402
 
 from ropd_kit.data import load_tasks  # noqa: E402
 
 SHIPPED_ARITH = ("arith_train", "arith_test", "arith_easy_train", "arith_easy_test")
-_SYMBOL = {"+": "+", "-": "-", "*": "*", "/": "/"}
 
 
 def gsm8k_solution(problem: ArithProblem) -> str:
@@ -39,8 +38,8 @@ def gsm8k_solution(problem: ArithProblem) -> str:
     '#### answer'."""
     lines, value = [], problem.start
     for op, n in problem.ops:
-        result = {"+": value + n, "-": value - n, "*": value * n, "/": value // n}[op]
-        lines.append(f"{value} {_SYMBOL[op]} {n} = <<{value}{_SYMBOL[op]}{n}={result}>>{result}")
+        result = apply_op(value, op, n)
+        lines.append(f"{value} {op} {n} = <<{value}{op}{n}={result}>>{result}")
         value = result
     return "\n".join([*lines, f"#### {problem.answer}"])
 
@@ -58,7 +57,7 @@ def healthbench_rows(path: Path) -> list[dict]:
         rows.append({
             "prompt_id": task.id,
             "prompt": [m if isinstance(m, dict) else m.model_dump() for m in messages],
-            "rubrics": [dict(c) if isinstance(c, dict) else c.model_dump() for c in task.rubric],
+            "rubrics": [c.model_dump() for c in task.rubric],
             "example_tags": [f"theme:{task.domain}"],
         })
     return rows
