@@ -7,6 +7,7 @@ the integration tests really ran.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,16 +17,28 @@ from ropd_kit.config import FAST_MODEL, EndpointConfig, RunConfig
 ROLES = ("teacher", "rubricator", "verifier", "student")
 
 
+# llama.cpp threads of the test servers. The suite runs one test at a time and the test process waits while the
+# server judges, so the server gets every core (up to 4; a 135M model gains nothing beyond). Measured on the 2-core
+# Xeon (8 concurrent rubric-shaped JSON-schema requests to SmolLM2, 4 slots): idle, 77 tok/s with 2 threads vs 45
+# with 1; with another process keeping one core busy, 21 vs 55 — llama.cpp's threads wait for each other after
+# every op, so run the suite alone (not under pytest-xdist, not beside another job), or set ROPD_TEST_SERVER_THREADS=1.
+SERVER_THREADS = int(os.environ.get("ROPD_TEST_SERVER_THREADS") or min(4, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def server_threads() -> int:
+    """SERVER_THREADS, for tests that start a llama-server of their own (in a subprocess, say)."""
+    return SERVER_THREADS
+
+
 @pytest.fixture(scope="session")
 def local_server():
-    """A running LocalServer serving SmolLM2 under the id "smollm2-135m-instruct", 4 parallel slots, 1 thread."""
+    """A running LocalServer serving SmolLM2 under the id "smollm2-135m-instruct", 4 parallel slots."""
     from ropd_kit.offline import models, serve
 
     serve.server_binary()  # builds when missing or stale (about 860 CPU-seconds of compiling)
     models.install(FAST_MODEL)
-    # One thread: llama.cpp's worker threads meet at a barrier after every op, so on a 2-core machine shared with
-    # other jobs two threads thrash (SmolLM2 measured 3 tok/s with 2 threads vs 55 tok/s with 1 under load).
-    with serve.LocalServer(FAST_MODEL, parallel=4, threads=1) as server:
+    with serve.LocalServer(FAST_MODEL, parallel=4, threads=SERVER_THREADS) as server:
         yield server
 
 

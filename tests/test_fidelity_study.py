@@ -353,13 +353,13 @@ def test_fidelity_batch_spec_is_a_grid_over_the_two_arithmetic_test_sets():
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_cli_end_to_end_on_smollm2(tmp_path):
+def test_cli_end_to_end_on_smollm2(tmp_path, server_threads):
     out = tmp_path / "study"
     sets = {"n_teacher_refs": 2, "teacher_max_tokens": 48, "rollout_max_tokens": 32, "min_criteria": 2,
             "max_criteria": 3, "rubric_student_samples": 2, "rubricator_max_tokens": 300, "verifier_max_tokens": 200,
             "rubric_attempts": 1, "verify_attempts": 1, "server_parallel": 2,
-            # One thread: on a 2-core machine shared with other jobs, two llama.cpp threads thrash (see conftest).
-            "server_threads": 1, "cache_dir": str(tmp_path / "llm"),
+            # The study's own server gets the cores the test servers get (see conftest: run the suite alone).
+            "server_threads": server_threads, "cache_dir": str(tmp_path / "llm"),
             "ref_index_dir": str(tmp_path / "refs"), "max_judge_failure_rate": 1.0,
             **{f"{role}_timeout_s": 600 for role in ("teacher", "rubricator", "verifier", "student")},
             **{f"{role}_max_retries": 1 for role in ("rubricator", "verifier")}}

@@ -11,7 +11,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def groups(fast_config):
-    config = fast_config.model_copy(update={"n_tasks": 2})
+    # Smaller than the shared sizes (3 rollouts, up to 12 criteria, 256 tokens) and still enough for every mode to
+    # count: 4 answers and 2-3 criteria, so per-criterion calls outnumber per-answer ones.
+    config = fast_config.model_copy(update={"n_tasks": 2, "n_rollouts": 2, "min_criteria": 2, "max_criteria": 3,
+                                            "rubricator_max_tokens": 192, "verifier_max_tokens": 160})
     found = make_inputs(config)
     assert len(found) == 2 and all(g.teacher_refs and g.rollouts for g in found)
     return config, found
