@@ -24,9 +24,9 @@ from . import rundir
 from .config import RunConfig
 from .data import Task, load_tasks, write_tasks
 from .llm import Clients, make_clients, run_sync
-from .rubrics import induce_rubric_async
+from .rubrics import Rubric, induce_rubric_async
 from .scoring import weighted_pass_rate
-from .verify import consensus_check, verify_group_async
+from .verify import GroupVerdicts, consensus_check, verify_group_async
 
 
 @dataclass
@@ -125,7 +125,30 @@ async def judge_group_async(
         seed=_group_seed(config, task.id, step),
         truncated=truncated,
     )
-    rubric = outcome.rubric
+    return score_group(task, step, rubric_record, outcome.rubric, verdicts, teacher_refs, rollouts, config,
+                       truncated=truncated, raw_records=raw, rubric_s=rubric_s,
+                       verify_s=time.perf_counter() - started)
+
+
+def score_group(
+    task: Task,
+    step: int,
+    rubric_record: dict[str, Any],
+    rubric: Rubric,
+    verdicts: GroupVerdicts,
+    teacher_refs: list[str],
+    rollouts: list[str],
+    config: RunConfig,
+    *,
+    truncated: list[bool] | None = None,
+    raw_records: list[dict] | None = None,
+    rubric_s: float = 0.0,
+    verify_s: float = 0.0,
+) -> GroupJudgement:
+    """What follows the Verifier's replies for one group: the consensus check when `config.consensus_check`, the
+    scores, and the records of rubrics.jsonl / verdicts.jsonl / judge_raw.jsonl. No model call, so the fidelity
+    study can apply a post-verification lever to verdicts it already has (`fidelity.study.derive_variant`)."""
+    raw = list(raw_records or [])
     consensus = None
     if config.consensus_check:
         rubric, verdicts, consensus = consensus_check(
@@ -137,7 +160,6 @@ async def judge_group_async(
             # The rubric that scores the group is the one on record: the added criterion with it, marked.
             rubric_record["criteria"] = [c.model_dump() for c in rubric.criteria]
             rubric_record["added_by_code"] = [consensus.result_id]
-    verify_s = time.perf_counter() - started
     raw += [
         {"task_id": task.id, "step": step, "role": "verifier", "attempt": i, "text": text}
         for i, text in enumerate(verdicts.raw)

@@ -208,6 +208,48 @@ def test_a_hand_written_verdict_finds_its_rollout_past_a_failed_one(tmp_path):
     assert t1 == {0: 1.0, 2: 0.25, 3: 0.25}  # answer_idx 1 is rollout 2: rollout 1 has no text
 
 
+def test_a_post_verification_lever_is_derived_from_the_judged_replies_without_a_call(tmp_path, monkeypatch):
+    study = make_study(tmp_path)
+    assert fs.derivable_from("sc3+consensus", [GOOD, BAD]) == BAD
+    assert fs.derivable_from("consensus", [BAD, GOOD]) == GOOD
+    assert fs.derivable_from("read_first+consensus", [GOOD, BAD]) is None  # another Verifier prompt: judge again
+    assert fs.derivable_from(BAD, [GOOD]) is None  # no post-verification lever in it
+
+    judged = []
+
+    def replay(study, bank, name, config=None, *, progress=True):  # the hand-written folders stand for judging
+        judged.append(name)
+        return fs.Judged.read(study.variant_path(name), name)
+
+    monkeypatch.setattr(fs, "judge_variant", replay)
+    study = study.model_copy(update={"variants": [BAD, "sc3+consensus"]})
+    out = fs.judge_variants(study, fs.Bank.read(study.bank_path))
+    assert judged == [BAD] and list(out) == [BAD, "sc3+consensus"]
+    usage = json.loads((study.variant_path("sc3+consensus") / fs.USAGE_FILE).read_text())
+    assert usage["derived_from"] == BAD and usage["verifier_calls"] == 0
+
+    by_key = {(v["task_id"], v["rollout_idx"]): v for v in out["sc3+consensus"].verdicts if v["source"] == "student"}
+    for (task, r), v in by_key.items():
+        i = int(task[1:])
+        right = is_right(i, r)
+        if task == "t5":  # the parent's Verifier failed on this group: still no verdict, still counted as failed
+            assert v["judgements"] is None and v["score"] is None
+            continue
+        # The teacher's majority is the answer on tasks 0-3 and '99' on task 4: the result criterion follows it.
+        agrees = right if i in COMPETENT else False
+        assert v["judgements"] == [agrees, not right] and v["checked_by_code"] == ["c1"]
+        assert v.get("flipped_by_code", []) == (["c1"] if agrees != (not right) else [])
+        assert v["score"] == pytest.approx((3 * agrees + (not right)) / 4, abs=1e-5)
+    assert ("t1", 1) not in by_key  # the failed rollout is not judged in the derived variant either
+
+    result = fs.summarise_study(study)
+    # The BAD Verifier ranks every wrong rollout first; with the result decided by code it ranks them last where the
+    # teacher is competent (task 4's consensus is wrong, and task 5 has no verdicts).
+    assert result["signals"]["rubric:sc3"]["within_group_auc"]["all"]["auc"] == 0.0
+    competent = result["signals"]["rubric:sc3+consensus"]["within_group_auc"]["teacher_competent=True"]
+    assert competent["auc"] == 1.0
+
+
 def test_notebook_tables_of_a_bank(tmp_path):
     from ropd_kit import notebook_tools
 

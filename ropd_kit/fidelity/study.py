@@ -397,11 +397,153 @@ def judge_variant(
     return Judged.read(target, name)
 
 
+# Levers that act after the Verifier has replied. A variant that differs from one already judged only by turning
+# these on is derived from that variant's own replies (`derive_variant`) rather than judged again: it costs no call,
+# and the two variants then differ by the lever alone. Judging it again would re-ask every reply the first pass
+# rejected (rejected replies are not cached), and those come back different.
+POST_VERIFY_LEVERS = ("consensus_check",)
+
+
+def derivable_from(name: str, judged: Iterable[str]) -> str | None:
+    """The first of `judged` that variant `name` can be derived from: the same overrides except post-verification
+    levers, which `name` turns on and the other leaves off. None when there is none.
+
+    >>> derivable_from("consensus", ["base"]), derivable_from("sc3+consensus", ["base", "sc3"])
+    ('base', 'sc3')
+    >>> derivable_from("consensus+read_first", ["base"]) is None
+    True
+    """
+    wanted = parse_variant(name)
+    if not any(wanted.get(lever) for lever in POST_VERIFY_LEVERS):
+        return None
+    rest = {k: v for k, v in wanted.items() if k not in POST_VERIFY_LEVERS}
+    for other in judged:
+        if other == name:
+            continue
+        overrides = parse_variant(other)
+        if any(overrides.get(lever) for lever in POST_VERIFY_LEVERS):
+            continue
+        if {k: v for k, v in overrides.items() if k not in POST_VERIFY_LEVERS} == rest:
+            return other
+    return None
+
+
+def _group_verdicts(records: Sequence[Mapping], n_refs: int, n_rollouts: int, texts: Mapping[tuple[str, int], str],
+                    config: RunConfig, truncated: Sequence[bool], error: str | None = None) -> Any:
+    """A group's GroupVerdicts rebuilt from its verdicts.jsonl records (what `verify_group_async` returned)."""
+    from ..judge_text import clean_answer
+    from ..verify import GroupVerdicts
+
+    found = {(r["source"], int(r["answer_idx"])): r for r in records}
+    order = sorted((k for k, r in found.items() if r.get("position")), key=lambda k: found[k]["position"])
+    skipped = []
+    for key, text in texts.items():
+        if key[0] == "student" and config.truncated_rollouts == "zero" and truncated[key[1]]:
+            skipped.append((*key, "truncated"))
+        elif not clean_answer(text or "", max_chars=config.max_answer_chars, strip_think=config.strip_thinking):
+            skipped.append((*key, "empty"))
+
+    def judgements(source: str, n: int) -> list:
+        return [found.get((source, i), {}).get("judgements") for i in range(n)]
+
+    student = judgements("student", n_rollouts)
+    failed = any(j is None for j in student)
+    return GroupVerdicts(teacher=judgements("teacher", n_refs), student=student, order=order, skipped=skipped,
+                         failed=failed, error=(error or "no verdict for some answers") if failed else None)
+
+
+def derive_variant(study: StudyConfig, bank: Bank, name: str, parent: str, config: RunConfig | None = None) -> Judged:
+    """Variant `name` from variant `parent`'s rubrics and verdicts with its post-verification levers applied
+    (`pipeline.score_group`), into DIR/variants/<name>/; no model call. usage.json keeps the parent's judge usage
+    (the same calls pay for both) and says where it came from."""
+    from ..data import task_from_record
+    from ..pipeline import score_group, write_judgements
+    from ..rubrics import Rubric
+
+    vconfig = study.variant_config(config or study.run_config(), name)
+    source = study.variant_path(parent)
+    target = study.variant_path(name)
+    started = time.perf_counter()
+    _copy_bank(bank, target)
+    vconfig.save()
+    rubrics = {(r["task_id"], int(r.get("step", 0))): r for r in rundir.read_jsonl(source / rundir.RUBRICS)}
+    verdicts: dict[tuple[str, int], list[dict]] = {}
+    for v in rundir.read_jsonl(source / rundir.VERDICTS):
+        verdicts.setdefault((v["task_id"], int(v.get("step", 0))), []).append(v)
+    parent_usage = json.loads((source / USAGE_FILE).read_text()) if (source / USAGE_FILE).exists() else {}
+    errors = parent_usage.get("errors") or {}
+    raw: dict[tuple[str, int], list[dict]] = {}
+    for x in rundir.read_jsonl(source / rundir.JUDGE_RAW):
+        raw.setdefault((x["task_id"], int(x.get("step", 0))), []).append(x)
+    tasks = {t["id"]: task_from_record(t, f"{bank.path / rundir.TASKS}:{t['id']}") for t in bank.tasks}
+    refs: dict[str, list[dict]] = {}
+    for r in bank.teacher_refs:
+        if r.get("text"):
+            refs.setdefault(r["task_id"], []).append(r)
+
+    results = []
+    for key, group in bank.groups().items():
+        if key not in rubrics or key[0] not in tasks:
+            continue
+        record = dict(rubrics[key])
+        task_refs = [r["text"] for r in sorted(refs.get(key[0], []), key=lambda r: r["ref_idx"])]
+        rollouts = [r["text"] for r in group]
+        truncated = [bool(r.get("truncated")) for r in group]
+        if not record["criteria"]:  # the parent's rubric failed: so does this variant's, for the same reason
+            results.append(_rubric_failure(key, record, task_refs, raw.get(key, [])))
+            continue
+        texts = {**{("teacher", i): t for i, t in enumerate(task_refs)},
+                 **{("student", j): t for j, t in enumerate(rollouts)}}
+        error = errors.get(f"{key[0]}@{key[1]}")
+        group_verdicts = _group_verdicts(verdicts.get(key, []), len(task_refs), len(rollouts), texts, vconfig,
+                                         truncated, error.removeprefix("verify: ") if error else None)
+        result = score_group(tasks[key[0]], key[1], record, Rubric.from_record(record), group_verdicts, task_refs,
+                             rollouts, vconfig, truncated=truncated, raw_records=raw.get(key, []))
+        ref_ids = [r["ref_idx"] for r in sorted(refs.get(key[0], []), key=lambda r: r["ref_idx"])]
+        for out in result.verdict_records:  # the study's keys of each answer, as judge_bank_async adds them
+            idx = out.get("answer_idx")
+            if out["source"] == "student" and idx is not None and idx < len(group):
+                out["rollout_idx"] = group[idx]["rollout_idx"]
+            elif out["source"] == "teacher" and idx is not None and idx < len(ref_ids):
+                out["ref_idx"] = ref_ids[idx]
+        results.append(result)
+    write_judgements(target, results, replace=True)
+    wall = time.perf_counter() - started
+    summary = {
+        "variant": name,
+        "overrides": parse_variant(name),
+        "derived_from": parent,
+        "wall_s": round(wall, 3),
+        "groups": len(results),
+        "groups_failed": sum(1 for r in results if r.failed),
+        "verifier_calls": sum(r.verifier_calls for r in results),
+        "errors": {f"{r.task_id}@{r.step}": r.error for r in results if r.failed},
+        "usage": parent_usage.get("usage", {}),
+    }
+    (target / USAGE_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    record_timing(study.path, f"judge:{name}_s", wall)
+    return Judged.read(target, name)
+
+
+def _rubric_failure(key: tuple[str, int], rubric_record: dict, teacher_refs: Sequence[str], raw: list[dict]) -> Any:
+    """The GroupJudgement of a group whose rubric failed (as `pipeline.judge_group_async` returns it)."""
+    from ..pipeline import GroupJudgement
+
+    return GroupJudgement(key[0], key[1], rubric_record, [], None, [None] * len(teacher_refs), True,
+                          error=f"rubric: {rubric_record.get('error')}", raw_records=raw)
+
+
 def judge_variants(
     study: StudyConfig, bank: Bank, config: RunConfig | None = None, *, progress: bool = True
 ) -> dict[str, Judged]:
-    """`judge_variant` for each of the study's variants, in order."""
-    return {name: judge_variant(study, bank, name, config, progress=progress) for name in study.variants}
+    """`judge_variant` for each of the study's variants, in order; a variant that only adds post-verification
+    levers to one judged before it (in this list) is derived from it instead (`derive_variant`)."""
+    done: dict[str, Judged] = {}
+    for name in study.variants:
+        parent = derivable_from(name, list(done))
+        done[name] = (derive_variant(study, bank, name, parent, config) if parent is not None
+                      else judge_variant(study, bank, name, config, progress=progress))
+    return done
 
 
 def read_judged(study: StudyConfig | str | Path, variants: Iterable[str] | None = None) -> dict[str, Judged]:
