@@ -222,6 +222,9 @@ def test_a_post_verification_lever_is_derived_from_the_judged_replies_without_a_
         return fs.Judged.read(study.variant_path(name), name)
 
     monkeypatch.setattr(fs, "judge_variant", replay)
+    # The parent's levers left notes on each answer (here: self-consistency votes); the derived variant keeps them.
+    parent = study.variant_path(BAD) / rundir.VERDICTS
+    rundir.write_jsonl(parent, [{**v, "votes": [3, 0]} for v in rundir.read_jsonl(parent)])
     study = study.model_copy(update={"variants": [BAD, "sc3+consensus"]})
     out = fs.judge_variants(study, fs.Bank.read(study.bank_path))
     assert judged == [BAD] and list(out) == [BAD, "sc3+consensus"]
@@ -237,7 +240,7 @@ def test_a_post_verification_lever_is_derived_from_the_judged_replies_without_a_
             continue
         # The teacher's majority is the answer on tasks 0-3 and '99' on task 4: the result criterion follows it.
         agrees = right if i in COMPETENT else False
-        assert v["judgements"] == [agrees, not right] and v["checked_by_code"] == ["c1"]
+        assert v["judgements"] == [agrees, not right] and v["checked_by_code"] == ["c1"] and v["votes"] == [3, 0]
         assert v.get("flipped_by_code", []) == (["c1"] if agrees != (not right) else [])
         assert v["score"] == pytest.approx((3 * agrees + (not right)) / 4, abs=1e-5)
     assert ("t1", 1) not in by_key  # the failed rollout is not judged in the derived variant either

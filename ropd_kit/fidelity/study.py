@@ -428,13 +428,33 @@ def derivable_from(name: str, judged: Iterable[str]) -> str | None:
     return None
 
 
+# The fields every verdicts.jsonl record has; any other field is a lever's note on that answer (pipeline._lever_fields).
+_VERDICT_FIELDS = frozenset({"task_id", "step", "answer_key", "source", "answer_idx", "position", "judgements", "score",
+                             "rollout_idx", "ref_idx"})
+
+
+def _lever_notes(record: Mapping, ids: Sequence[str]) -> dict[str, Any]:
+    """A verdict record's lever notes as `verify` made them (criterion ids back to indices)."""
+    index = {cid: k for k, cid in enumerate(ids)}
+    notes: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in _VERDICT_FIELDS:
+            continue
+        if key in ("checked_by_code", "flipped_by_code", "evidence_flipped"):
+            value = [index[c] for c in value if c in index]
+        notes[key] = value
+    return notes
+
+
 def _group_verdicts(records: Sequence[Mapping], n_refs: int, n_rollouts: int, texts: Mapping[tuple[str, int], str],
-                    config: RunConfig, truncated: Sequence[bool], error: str | None = None) -> Any:
-    """A group's GroupVerdicts rebuilt from its verdicts.jsonl records (what `verify_group_async` returned)."""
+                    config: RunConfig, truncated: Sequence[bool], error: str | None = None,
+                    ids: Sequence[str] = ()) -> Any:
+    """A group's GroupVerdicts rebuilt from its verdicts.jsonl records (what `verify_group_async` returned), the
+    levers' notes on each answer (self-consistency votes, evidence quotes) included."""
     from ..judge_text import clean_answer
     from ..verify import GroupVerdicts
 
-    found = {(r["source"], int(r["answer_idx"])): r for r in records}
+    found = {(r["source"], int(r["answer_idx"])): r for r in records if r.get("answer_idx") is not None}
     order = sorted((k for k, r in found.items() if r.get("position")), key=lambda k: found[k]["position"])
     skipped = []
     for key, text in texts.items():
@@ -446,10 +466,15 @@ def _group_verdicts(records: Sequence[Mapping], n_refs: int, n_rollouts: int, te
     def judgements(source: str, n: int) -> list:
         return [found.get((source, i), {}).get("judgements") for i in range(n)]
 
+    def notes(source: str, n: int) -> list[dict[str, Any]]:
+        found_notes = [_lever_notes(found.get((source, i), {}), ids) for i in range(n)]
+        return found_notes if any(found_notes) else []  # [] when the levers were off, as verify leaves it
+
     student = judgements("student", n_rollouts)
     failed = any(j is None for j in student)
     return GroupVerdicts(teacher=judgements("teacher", n_refs), student=student, order=order, skipped=skipped,
-                         failed=failed, error=(error or "no verdict for some answers") if failed else None)
+                         failed=failed, error=(error or "no verdict for some answers") if failed else None,
+                         teacher_notes=notes("teacher", n_refs), student_notes=notes("student", n_rollouts))
 
 
 def derive_variant(study: StudyConfig, bank: Bank, name: str, parent: str, config: RunConfig | None = None) -> Judged:
@@ -495,10 +520,11 @@ def derive_variant(study: StudyConfig, bank: Bank, name: str, parent: str, confi
         texts = {**{("teacher", i): t for i, t in enumerate(task_refs)},
                  **{("student", j): t for j, t in enumerate(rollouts)}}
         error = errors.get(f"{key[0]}@{key[1]}")
+        rubric = Rubric.from_record(record)
         group_verdicts = _group_verdicts(verdicts.get(key, []), len(task_refs), len(rollouts), texts, vconfig,
-                                         truncated, error.removeprefix("verify: ") if error else None)
-        result = score_group(tasks[key[0]], key[1], record, Rubric.from_record(record), group_verdicts, task_refs,
-                             rollouts, vconfig, truncated=truncated, raw_records=raw.get(key, []))
+                                         truncated, error.removeprefix("verify: ") if error else None, rubric.ids)
+        result = score_group(tasks[key[0]], key[1], record, rubric, group_verdicts, task_refs, rollouts, vconfig,
+                             truncated=truncated, raw_records=raw.get(key, []))
         ref_ids = [r["ref_idx"] for r in sorted(refs.get(key[0], []), key=lambda r: r["ref_idx"])]
         for out in result.verdict_records:  # the study's keys of each answer, as judge_bank_async adds them
             idx = out.get("answer_idx")
