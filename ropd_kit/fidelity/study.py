@@ -18,7 +18,9 @@ alone:
    a second build free.
 2. `judge_variant`: for one variant (`variants.py`: RunConfig overrides), every group is judged as training would
    judge it (`pipeline.judge_group_async`: rubric, blind verification, s_i). Variants with the same rubric settings
-   replay the same rubrics from the cache and differ only in verification.
+   replay the same rubrics from the cache and differ only in verification. A variant that only adds a lever acting
+   after the Verifier's replies (the consensus check) to one judged before it is derived from that one's records
+   (`derive_variant`), with no call.
 3. `reference_signals`: the teacher's mean token log-prob of each rollout (white-box, transformers) and the
    teacher-as-judge grade (`reward.JudgeReward`, no rubric).
 4. `summarise` (pure): labels (ground truth, teacher competence), then per signal pooled and within-group AUC with
