@@ -81,7 +81,7 @@ def test_key_echoed_by_the_server_is_not_in_the_error(sentinel, proxy, server, c
 
 
 def test_sentinel_key_leaves_no_trace_in_a_pipeline_run(sentinel, proxy, small_config, caplog, capfd):
-    # Two tasks: 4 teacher, 4 student, 2 rubric and 2+ verifier requests, more than the five scheduled faults need.
+    # Two tasks: 4 teacher, 4 student and 2+ rubric requests, more than the five scheduled faults need.
     config = through(small_config, proxy.base_url, api_key_env=KEY_VAR, max_retries=1).model_copy(
         update={"n_tasks": 2})
     # An echoing auth error on the first teacher request, then server errors and a reset along the way.
