@@ -319,6 +319,42 @@ def _copy_bank(bank: Bank, target: Path) -> None:
     rundir.write_jsonl(target / rundir.ROLLOUTS, bank.rollouts)
 
 
+def _refs_by_task(bank: Bank) -> dict[str, list[dict]]:
+    """task_id -> the teacher refs that have a text, in ref_idx order: the references the judges see."""
+    refs: dict[str, list[dict]] = {}
+    for r in bank.teacher_refs:
+        if r.get("text"):
+            refs.setdefault(r["task_id"], []).append(r)
+    return {k: sorted(v, key=lambda r: r["ref_idx"]) for k, v in refs.items()}
+
+
+def _add_bank_keys(verdict_records: list[dict], task_refs: Sequence[Mapping], group: Sequence[Mapping]) -> None:
+    """Give each verdict record its bank key (`rollout_idx` / `ref_idx`): answers without a text are not judged,
+    so a verdict's answer_idx is its place among the judged ones."""
+    for record in verdict_records:
+        idx = record.get("answer_idx")
+        if record["source"] == "student" and idx is not None and idx < len(group):
+            record["rollout_idx"] = group[idx]["rollout_idx"]
+        elif record["source"] == "teacher" and idx is not None and idx < len(task_refs):
+            record["ref_idx"] = task_refs[idx]["ref_idx"]
+
+
+def _write_usage(target: Path, name: str, results: Sequence[Any], wall: float, usage: Mapping, **extra: Any) -> None:
+    """usage.json of a variant folder: what was judged, what failed, and the judges' calls and tokens."""
+    summary = {
+        "variant": name,
+        "overrides": parse_variant(name),
+        **extra,
+        "wall_s": round(wall, 3),
+        "groups": len(results),
+        "groups_failed": sum(1 for r in results if r.failed),
+        "verifier_calls": sum(r.verifier_calls for r in results),
+        "errors": {f"{r.task_id}@{r.step}": r.error for r in results if r.failed},
+        "usage": dict(usage),
+    }
+    (target / USAGE_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
 async def judge_bank_async(bank: Bank, config: RunConfig, clients: Any, *, progress: bool = True) -> list[Any]:
     """Every group of the bank judged under `config` (`pipeline.judge_group_async`), concurrently; returns the
     GroupJudgements with `rollout_idx` / `ref_idx` added to each verdict record (answers without a text are not
@@ -329,25 +365,17 @@ async def judge_bank_async(bank: Bank, config: RunConfig, clients: Any, *, progr
     from ..pipeline import judge_group_async
 
     tasks = {t["id"]: task_from_record(t, f"{bank.path / rundir.TASKS}:{t['id']}") for t in bank.tasks}
-    refs: dict[str, list[dict]] = {}
-    for r in bank.teacher_refs:
-        if r.get("text"):
-            refs.setdefault(r["task_id"], []).append(r)
+    refs = _refs_by_task(bank)
     groups = {k: v for k, v in bank.groups().items() if k[0] in tasks}
     bar = tqdm(total=len(groups), desc=f"judge groups ({Path(config.run_dir).name})", disable=not progress)
 
     async def one(task_id: str, step: int, group: list[dict]):
-        task_refs = sorted(refs.get(task_id, []), key=lambda r: r["ref_idx"])
+        task_refs = refs.get(task_id, [])
         result = await judge_group_async(
             tasks[task_id], [r["text"] for r in task_refs], [r["text"] for r in group], clients, config, step=step,
             truncated=[bool(r.get("truncated")) for r in group],
         )
-        for record in result.verdict_records:
-            idx = record.get("answer_idx")
-            if record["source"] == "student" and idx is not None and idx < len(group):
-                record["rollout_idx"] = group[idx]["rollout_idx"]
-            elif record["source"] == "teacher" and idx is not None and idx < len(task_refs):
-                record["ref_idx"] = task_refs[idx]["ref_idx"]
+        _add_bank_keys(result.verdict_records, task_refs, group)
         bar.update(1)
         return result
 
@@ -384,17 +412,7 @@ def judge_variant(
     results, usage = run_sync(go())
     wall = time.perf_counter() - started
     write_judgements(target, results, replace=True)
-    summary = {
-        "variant": name,
-        "overrides": parse_variant(name),
-        "wall_s": round(wall, 3),
-        "groups": len(results),
-        "groups_failed": sum(1 for r in results if r.failed),
-        "verifier_calls": sum(r.verifier_calls for r in results),
-        "errors": {f"{r.task_id}@{r.step}": r.error for r in results if r.failed},
-        "usage": {role: usage[role] for role in usage},
-    }
-    (target / USAGE_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    _write_usage(target, name, results, wall, {role: usage[role] for role in usage})
     record_timing(study.path, f"judge:{name}_s", wall)
     return Judged.read(target, name)
 
@@ -503,17 +521,14 @@ def derive_variant(study: StudyConfig, bank: Bank, name: str, parent: str, confi
     for x in rundir.read_jsonl(source / rundir.JUDGE_RAW):
         raw.setdefault((x["task_id"], int(x.get("step", 0))), []).append(x)
     tasks = {t["id"]: task_from_record(t, f"{bank.path / rundir.TASKS}:{t['id']}") for t in bank.tasks}
-    refs: dict[str, list[dict]] = {}
-    for r in bank.teacher_refs:
-        if r.get("text"):
-            refs.setdefault(r["task_id"], []).append(r)
+    refs = _refs_by_task(bank)
 
     results = []
     for key, group in bank.groups().items():
         if key not in rubrics or key[0] not in tasks:
             continue
         record = dict(rubrics[key])
-        task_refs = [r["text"] for r in sorted(refs.get(key[0], []), key=lambda r: r["ref_idx"])]
+        task_refs = [r["text"] for r in refs.get(key[0], [])]
         rollouts = [r["text"] for r in group]
         truncated = [bool(r.get("truncated")) for r in group]
         if not record["criteria"]:  # the parent's rubric failed: so does this variant's, for the same reason
@@ -527,28 +542,11 @@ def derive_variant(study: StudyConfig, bank: Bank, name: str, parent: str, confi
                                          truncated, error.removeprefix("verify: ") if error else None, rubric.ids)
         result = score_group(tasks[key[0]], key[1], record, rubric, group_verdicts, task_refs, rollouts, vconfig,
                              truncated=truncated, raw_records=raw.get(key, []))
-        ref_ids = [r["ref_idx"] for r in sorted(refs.get(key[0], []), key=lambda r: r["ref_idx"])]
-        for out in result.verdict_records:  # the study's keys of each answer, as judge_bank_async adds them
-            idx = out.get("answer_idx")
-            if out["source"] == "student" and idx is not None and idx < len(group):
-                out["rollout_idx"] = group[idx]["rollout_idx"]
-            elif out["source"] == "teacher" and idx is not None and idx < len(ref_ids):
-                out["ref_idx"] = ref_ids[idx]
+        _add_bank_keys(result.verdict_records, refs.get(key[0], []), group)
         results.append(result)
     write_judgements(target, results, replace=True)
     wall = time.perf_counter() - started
-    summary = {
-        "variant": name,
-        "overrides": parse_variant(name),
-        "derived_from": parent,
-        "wall_s": round(wall, 3),
-        "groups": len(results),
-        "groups_failed": sum(1 for r in results if r.failed),
-        "verifier_calls": sum(r.verifier_calls for r in results),
-        "errors": {f"{r.task_id}@{r.step}": r.error for r in results if r.failed},
-        "usage": parent_usage.get("usage", {}),
-    }
-    (target / USAGE_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    _write_usage(target, name, results, wall, parent_usage.get("usage", {}), derived_from=parent)
     record_timing(study.path, f"judge:{name}_s", wall)
     return Judged.read(target, name)
 
