@@ -8,6 +8,7 @@ the integration tests really ran.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,18 @@ ROLES = ("teacher", "rubricator", "verifier", "student")
 # with 1; with another process keeping one core busy, 21 vs 55 — llama.cpp's threads wait for each other after
 # every op, so run the suite alone (not under pytest-xdist, not beside another job), or set ROPD_TEST_SERVER_THREADS=1.
 SERVER_THREADS = int(os.environ.get("ROPD_TEST_SERVER_THREADS") or min(4, os.cpu_count() or 1))
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def sigint_default():
+    """A `preexec_fn` for child processes a test stops with SIGINT. A shell that runs a job in the background without
+    job control starts it with SIGINT ignored, the ignore survives exec, and Python then never raises
+    KeyboardInterrupt: under `nohup make test &` such a child never stopped."""
+    return _sigint_default
 
 
 @pytest.fixture(scope="session")

@@ -75,19 +75,12 @@ def test_random_faults_are_reproducible_from_the_seed():
     assert all(f != "wrong_length" for i, f in enumerate(picked) if i % 3)  # only verifier requests get it
 
 
-def _sigint_default() -> None:
-    # The child must stop on SIGINT however pytest was started: a shell that runs a job in the background without job
-    # control starts it with SIGINT ignored, the ignore survives exec, and Python then never raises
-    # KeyboardInterrupt (`make test > log &` from a script made this test hang until its timeout).
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.integration
-def test_command_line_proxy_with_latency(server):
+def test_command_line_proxy_with_latency(server, sigint_default):
     proc = subprocess.Popen(
         [sys.executable, "-m", "ropd_kit.bench.faultproxy", "--upstream", server.base_url, "--latency", "0.5"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=_sigint_default,
+        preexec_fn=sigint_default,
     )
     try:
         base_url = proc.stdout.readline().strip()

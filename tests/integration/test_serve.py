@@ -241,17 +241,10 @@ def test_local_endpoints_share_one_server_per_model_file(tmp_path):
     assert not any(_port_open(p) for p in ports)
 
 
-def _sigint_default() -> None:
-    # The child must stop on SIGINT however pytest was started: a shell that runs a job in the background without job
-    # control starts it with SIGINT ignored, the ignore survives exec, and Python then never raises
-    # KeyboardInterrupt (`make test > log &` from a script made this test hang until its timeout).
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def test_cli_run_serves_until_interrupted():
+def test_cli_run_serves_until_interrupted(sigint_default):
     proc = subprocess.Popen(
         [sys.executable, "-m", "ropd_kit.offline.serve", "run", "smollm2", "--parallel", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default,
     )
     try:
         line = proc.stdout.readline()
