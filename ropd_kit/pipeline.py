@@ -59,6 +59,10 @@ def _score_or_none(points: list[int], judgement: list[bool] | None, config: RunC
     return weighted_pass_rate(points, [judgement], eps=config.score_eps, pitfalls=config.pitfalls)[0]
 
 
+# Lever notes that list criteria: indices in `verify`'s notes, criterion ids in verdicts.jsonl.
+CRITERION_NOTES = ("checked_by_code", "flipped_by_code", "evidence_flipped")
+
+
 def _lever_fields(notes: dict | None, ids: list[str], consensus: Any) -> dict[str, Any]:
     """What the reward levers did to one answer, for verdicts.jsonl (criterion indices as criterion ids).
 
@@ -66,7 +70,7 @@ def _lever_fields(notes: dict | None, ids: list[str], consensus: Any) -> dict[st
     """
     fields: dict[str, Any] = {}
     for key, value in (notes or {}).items():
-        if key in ("checked_by_code", "flipped_by_code", "evidence_flipped"):
+        if key in CRITERION_NOTES:
             fields[key] = [ids[k] for k in value]
         else:
             fields[key] = value

@@ -455,12 +455,14 @@ _VERDICT_FIELDS = frozenset({"task_id", "step", "answer_key", "source", "answer_
 
 def _lever_notes(record: Mapping, ids: Sequence[str]) -> dict[str, Any]:
     """A verdict record's lever notes as `verify` made them (criterion ids back to indices)."""
+    from ..pipeline import CRITERION_NOTES
+
     index = {cid: k for k, cid in enumerate(ids)}
     notes: dict[str, Any] = {}
     for key, value in record.items():
         if key in _VERDICT_FIELDS:
             continue
-        if key in ("checked_by_code", "flipped_by_code", "evidence_flipped"):
+        if key in CRITERION_NOTES:
             value = [index[c] for c in value if c in index]
         notes[key] = value
     return notes
@@ -511,15 +513,16 @@ def derive_variant(study: StudyConfig, bank: Bank, name: str, parent: str, confi
     started = time.perf_counter()
     _copy_bank(bank, target)
     vconfig.save()
-    rubrics = {(r["task_id"], int(r.get("step", 0))): r for r in rundir.read_jsonl(source / rundir.RUBRICS)}
-    verdicts: dict[tuple[str, int], list[dict]] = {}
-    for v in rundir.read_jsonl(source / rundir.VERDICTS):
-        verdicts.setdefault((v["task_id"], int(v.get("step", 0))), []).append(v)
+    def by_group(name: str) -> dict[tuple[str, int], list[dict]]:
+        out: dict[tuple[str, int], list[dict]] = {}
+        for r in rundir.read_jsonl(source / name):
+            out.setdefault((r["task_id"], int(r.get("step", 0))), []).append(r)
+        return out
+
+    rubrics = {key: records[-1] for key, records in by_group(rundir.RUBRICS).items()}
+    verdicts, raw = by_group(rundir.VERDICTS), by_group(rundir.JUDGE_RAW)
     parent_usage = json.loads((source / USAGE_FILE).read_text()) if (source / USAGE_FILE).exists() else {}
     errors = parent_usage.get("errors") or {}
-    raw: dict[tuple[str, int], list[dict]] = {}
-    for x in rundir.read_jsonl(source / rundir.JUDGE_RAW):
-        raw.setdefault((x["task_id"], int(x.get("step", 0))), []).append(x)
     tasks = {t["id"]: task_from_record(t, f"{bank.path / rundir.TASKS}:{t['id']}") for t in bank.tasks}
     refs = _refs_by_task(bank)
 
