@@ -337,7 +337,9 @@ class RunConfig(BaseModel):
         default="judge", description="'zero': a rollout cut by max_tokens scores 0 without being judged."
     )
     score_eps: float = Field(default=1e-6, gt=0)
-    # Reward-fidelity levers (issue 12); all off by default, each measured by `python -m ropd_kit.fidelity`.
+    # Reward-fidelity levers (issue 12), each measured by `python -m ropd_kit.fidelity`. Only consensus_check is on by
+    # default: on both arithmetic train splits it turned the 1.5B Verifier's chance-level ranking inside a group into
+    # a near-exact one (within-group AUC 0.53 -> 1.00 on 12 one-step tasks, 0.45 -> 0.86 on 6 two-step tasks; README).
     verifier_samples: int = Field(
         default=1,
         ge=1,
@@ -356,7 +358,7 @@ class RunConfig(BaseModel):
         description="The Verifier writes each answer's final result before its true/false judgements.",
     )
     consensus_check: bool = Field(
-        default=False,
+        default=True,
         description="The final-result criterion is decided by code against the majority answer of the teacher's references "
         "(checkable families only; no ground truth); a missing one is added.",
     )

@@ -18,7 +18,8 @@ Failure policy (never raises for model or endpoint misbehaviour):
 Answers that are empty after cleaning, and truncated rollouts when `truncated_rollouts == "zero"`, are judged
 all-False without a call (listed in `skipped`): there is nothing to judge, and a call could only add noise.
 
-Reward levers (RunConfig, all off by default; with them off the prompts, schema and replies are DESIGN.md's):
+Reward levers (RunConfig; all but `consensus_check` off by default; with the Verifier's levers off the prompts, schema
+and replies are DESIGN.md's):
 - `verifier_samples` > 1: every chunk is judged that many times (the first sample as without the lever, the others
   at `verifier_sample_temperature`), and each answer gets the majority per criterion of the samples that judged it
   (`fidelity.majority_per_criterion`: ties False, failed samples left out).

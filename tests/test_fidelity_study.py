@@ -44,8 +44,9 @@ def is_right(i: int, r: int) -> bool:
 
 def make_study(tmp_path: Path, variants=(GOOD, BAD)) -> fs.StudyConfig:
     """A study folder written by hand; returns its StudyConfig (saved as study.json)."""
+    # The hand-written verdicts are the Verifier's alone: the study's config has the consensus check off.
     study = fs.StudyConfig(tasks="unused.jsonl", out=str(tmp_path / "study"), n_tasks=N_TASKS, n_rollouts=4,
-                           variants=["base"], n_boot=300)
+                           variants=["base"], n_boot=300, params={"consensus_check": False})
     bank = study.bank_path
     tasks = [{"id": f"t{i}", "prompt": f"Question {i}: what is {i} + 10?", "answer": answer(i), "domain": "arith"}
              for i in range(N_TASKS)]
@@ -210,10 +211,14 @@ def test_a_hand_written_verdict_finds_its_rollout_past_a_failed_one(tmp_path):
 
 def test_a_post_verification_lever_is_derived_from_the_judged_replies_without_a_call(tmp_path, monkeypatch):
     study = make_study(tmp_path)
-    assert fs.derivable_from("sc3+consensus", [GOOD, BAD]) == BAD
-    assert fs.derivable_from("consensus", [BAD, GOOD]) == GOOD
-    assert fs.derivable_from("read_first+consensus", [GOOD, BAD]) is None  # another Verifier prompt: judge again
-    assert fs.derivable_from(BAD, [GOOD]) is None  # no post-verification lever in it
+    off = study.run_config()
+    assert fs.derivable_from("sc3+consensus", [GOOD, BAD], off) == BAD
+    assert fs.derivable_from("consensus", [BAD, GOOD], off) == GOOD
+    assert fs.derivable_from("read_first+consensus", [GOOD, BAD], off) is None  # another Verifier prompt: judge again
+    assert fs.derivable_from(BAD, [GOOD], off) is None  # no post-verification lever in it
+    # With RunConfig's default (the check on), "base" has the lever and derives from the variant that turns it off.
+    assert fs.derivable_from("base", ["sc3", "no_consensus"]) == "no_consensus"
+    assert fs.derivable_from("no_consensus", ["base"]) is None and fs.derivable_from("consensus", ["base"]) is None
 
     judged = []
 
@@ -225,9 +230,10 @@ def test_a_post_verification_lever_is_derived_from_the_judged_replies_without_a_
     # The parent's levers left notes on each answer (here: self-consistency votes); the derived variant keeps them.
     parent = study.variant_path(BAD) / rundir.VERDICTS
     rundir.write_jsonl(parent, [{**v, "votes": [3, 0]} for v in rundir.read_jsonl(parent)])
-    study = study.model_copy(update={"variants": [BAD, "sc3+consensus"]})
+    # Listed after the variant derived from it, the parent is still judged first; the result keeps the listed order.
+    study = study.model_copy(update={"variants": ["sc3+consensus", BAD]})
     out = fs.judge_variants(study, fs.Bank.read(study.bank_path))
-    assert judged == [BAD] and list(out) == [BAD, "sc3+consensus"]
+    assert judged == [BAD] and list(out) == ["sc3+consensus", BAD]
     usage = json.loads((study.variant_path("sc3+consensus") / fs.USAGE_FILE).read_text())
     assert usage["derived_from"] == BAD and usage["verifier_calls"] == 0
 
@@ -436,9 +442,12 @@ def test_cli_end_to_end_on_smollm2(tmp_path, server_threads):
     rollouts = rundir.read_jsonl(out / "bank" / rundir.ROLLOUTS)
 
     # A second variant re-judges the same bank: teacher refs and rollouts come back from the caches unchanged.
-    cli("--variants", "base,consensus", "--signals", "none")
+    # "no_consensus" is judged (the Verifier's replies replayed from the cache); "base", which adds the default
+    # consensus check to it, is derived from it without a call.
+    cli("--variants", "base,no_consensus", "--signals", "none")
     assert rundir.read_jsonl(out / "bank" / rundir.ROLLOUTS) == rollouts
     again = json.loads((out / fs.FIDELITY_JSON).read_text())
-    assert list(again["signals"]) == ["rubric:base", "rubric:consensus"]
-    assert again["variants"]["consensus"]["overrides"] == {"consensus_check": True}
-    assert "logprob_s" not in again["timings"] and "judge:consensus_s" in again["timings"]  # this run's stages
+    assert list(again["signals"]) == ["rubric:base", "rubric:no_consensus"]
+    assert again["variants"]["no_consensus"]["overrides"] == {"consensus_check": False}
+    assert "logprob_s" not in again["timings"] and "judge:no_consensus_s" in again["timings"]  # this run's stages
+    assert json.loads((out / "variants" / "base" / fs.USAGE_FILE).read_text())["derived_from"] == "no_consensus"

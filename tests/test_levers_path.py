@@ -187,7 +187,7 @@ def student(config: RunConfig) -> list[dict]:
 
 def test_levers_off_keep_the_design_contract(tmp_path):
     with RuleJudge() as judge:
-        config = notebook_run(tmp_path, judge, [RIGHT, WRONG])
+        config = notebook_run(tmp_path, judge, [RIGHT, WRONG], consensus_check=False)
         judge_stage(config, progress=False)
     (body,) = judge.verdict_bodies()
     assert body["response_format"]["json_schema"]["schema"] == verdict_schema(4, 3)
@@ -195,9 +195,23 @@ def test_levers_off_keep_the_design_contract(tmp_path):
     assert "quote" not in body["messages"][0]["content"] and "final_result" not in body["messages"][0]["content"]
     rows = student(config)
     assert [r["judgements"] for r in rows] == [[True, True, True], [False, True, True]]
-    # Nothing is added to the records of a default run.
+    # Nothing is added to the records of a run with every lever off.
     assert set(rows[0]) == {"task_id", "step", "answer_key", "source", "answer_idx", "position", "judgements", "score"}
     assert "consensus" not in records(config, rundir.RUBRICS)[0]
+
+
+def test_a_default_run_decides_the_result_criterion_by_code(tmp_path):
+    # The consensus check is RunConfig's default: the same run without the override records what code decided.
+    with RuleJudge() as judge:
+        config = notebook_run(tmp_path, judge, [RIGHT, WRONG])
+        judge_stage(config, progress=False)
+    assert config.consensus_check
+    rubric = records(config, rundir.RUBRICS)[0]
+    assert rubric["consensus"]["applied"] and rubric["consensus"]["value"] == "48"
+    rows = student(config)
+    assert all(r["checked_by_code"] for r in rows)
+    k = [c["id"] for c in rubric["criteria"]].index(rubric["consensus"]["result_id"])
+    assert [r["judgements"][k] for r in rows] == [True, False]
 
 
 def test_notebook_parameters_reach_the_verifier_request(tmp_path):
@@ -291,11 +305,12 @@ def test_consensus_decides_the_result_criterion_and_is_recorded(tmp_path):
 def test_an_adversarial_claim_gains_nothing_under_consensus(tmp_path):
     def scores(**levers):
         with RuleJudge(gullible=True) as judge:
-            config = notebook_run(tmp_path / str(len(levers)), judge, [RIGHT, WRONG, CLAIM], **levers)
+            config = notebook_run(tmp_path / "-".join(f"{k}={v}" for k, v in levers.items()), judge,
+                                  [RIGHT, WRONG, CLAIM], **levers)
             judge_stage(config, progress=False)
         return [r["score"] for r in student(config)]
 
-    right, wrong, claim = scores()
+    right, wrong, claim = scores(consensus_check=False)
     assert claim == pytest.approx(1.0, abs=1e-4) and claim > wrong  # the gullible Verifier pays for the claim
     right, wrong, claim = scores(consensus_check=True)
     assert right == pytest.approx(1.0, abs=1e-4)

@@ -188,7 +188,8 @@ def run_bench(
     """Judge the suite with a local verifier (started here unless `base_url` names a running server).
 
     `levers`: RunConfig reward-lever fields (verifier_samples, verifier_sample_temperature, verifier_evidence,
-    verifier_read_first, consensus_check); all off by default, as in the shipped default.
+    verifier_read_first, consensus_check); unset ones keep RunConfig's defaults, as in the shipped default
+    (consensus_check on, the others off).
     """
     from contextlib import nullcontext
 
@@ -253,6 +254,8 @@ def run_bench(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..config import RunConfig
+
     parser = argparse.ArgumentParser(prog="python -m ropd_kit.bench.injection", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="auto", help="registry name of the verifier model (auto: 1.5B if installed)")
     parser.add_argument("--suite", default=str(DEFAULT_SUITE))
@@ -266,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=1, help="Verifier samples per chunk, majority per criterion")
     parser.add_argument("--evidence", action="store_true", help="a verdict counts only with a quote from the answer")
     parser.add_argument("--read-first", action="store_true", help="the Verifier writes each final result first")
-    parser.add_argument("--consensus", action="store_true",
-                        help="final-answer criterion decided by code (the known answer as 4 teacher references)")
+    parser.add_argument("--consensus", action=argparse.BooleanOptionalAction, default=RunConfig().consensus_check,
+                        help="final-answer criterion decided by code (the known answer as 4 teacher references); "
+                        "on by default, as in RunConfig")
     args = parser.parse_args(argv)
     levers = {"verifier_samples": args.samples, "verifier_evidence": args.evidence,
               "verifier_read_first": args.read_first, "consensus_check": args.consensus}

@@ -424,26 +424,33 @@ def judge_variant(
 POST_VERIFY_LEVERS = ("consensus_check",)
 
 
-def derivable_from(name: str, judged: Iterable[str]) -> str | None:
+def derivable_from(name: str, judged: Iterable[str], config: RunConfig | None = None) -> str | None:
     """The first of `judged` that variant `name` can be derived from: the same overrides except post-verification
-    levers, which `name` turns on and the other leaves off. None when there is none.
+    levers, which are on in `name` and off in the other. A lever's state is the variant's override or, without
+    one, `config`'s value (the study's config; RunConfig's defaults when None), so with `consensus_check` on by
+    default "base" derives from "no_consensus". None when there is none.
 
-    >>> derivable_from("consensus", ["base"]), derivable_from("sc3+consensus", ["base", "sc3"])
+    >>> off = RunConfig(consensus_check=False)
+    >>> derivable_from("consensus", ["base"], off), derivable_from("sc3+consensus", ["base", "sc3"], off)
     ('base', 'sc3')
-    >>> derivable_from("consensus+read_first", ["base"]) is None
-    True
+    >>> derivable_from("base", ["no_consensus"]), derivable_from("consensus+read_first", ["base"], off) is None
+    ('no_consensus', True)
     """
-    wanted = parse_variant(name)
-    if not any(wanted.get(lever) for lever in POST_VERIFY_LEVERS):
+    config = config or RunConfig()
+
+    def split(variant: str) -> tuple[bool, dict[str, Any]]:
+        overrides = parse_variant(variant)
+        on = any(overrides.get(lever, getattr(config, lever)) for lever in POST_VERIFY_LEVERS)
+        return on, {k: v for k, v in overrides.items() if k not in POST_VERIFY_LEVERS}
+
+    wanted_on, rest = split(name)
+    if not wanted_on:
         return None
-    rest = {k: v for k, v in wanted.items() if k not in POST_VERIFY_LEVERS}
     for other in judged:
         if other == name:
             continue
-        overrides = parse_variant(other)
-        if any(overrides.get(lever) for lever in POST_VERIFY_LEVERS):
-            continue
-        if {k: v for k, v in overrides.items() if k not in POST_VERIFY_LEVERS} == rest:
+        other_on, other_rest = split(other)
+        if not other_on and other_rest == rest:
             return other
     return None
 
@@ -565,14 +572,17 @@ def _rubric_failure(key: tuple[str, int], rubric_record: dict, teacher_refs: Seq
 def judge_variants(
     study: StudyConfig, bank: Bank, config: RunConfig | None = None, *, progress: bool = True
 ) -> dict[str, Judged]:
-    """`judge_variant` for each of the study's variants, in order; a variant that only adds post-verification
-    levers to one judged before it (in this list) is derived from it instead (`derive_variant`)."""
+    """`judge_variant` for each of the study's variants; a variant that only adds post-verification levers to
+    another one of the list is derived from it instead (`derive_variant`), that one judged first."""
+    base = config or study.run_config()
     done: dict[str, Judged] = {}
-    for name in study.variants:
-        parent = derivable_from(name, list(done))
+    # Those a listed variant can be derived from are judged first, whatever the order given ("base,no_consensus").
+    parents = {p for n in study.variants if (p := derivable_from(n, study.variants, base)) is not None}
+    for name in sorted(study.variants, key=lambda n: n not in parents):
+        parent = derivable_from(name, list(done), base)
         done[name] = (derive_variant(study, bank, name, parent, config) if parent is not None
                       else judge_variant(study, bank, name, config, progress=progress))
-    return done
+    return {name: done[name] for name in study.variants}
 
 
 def read_judged(study: StudyConfig | str | Path, variants: Iterable[str] | None = None) -> dict[str, Judged]:

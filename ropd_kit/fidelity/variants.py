@@ -31,8 +31,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # Self-consistency: a majority per criterion over several Verifier samples.
     "sc3": {"verifier_samples": 3},
     "sc5": {"verifier_samples": 5},
-    # The final-result criterion decided by code against the teacher refs' majority answer (no ground truth).
+    # The final-result criterion decided by code against the teacher refs' majority answer (no ground truth). On by
+    # default: "consensus" names it whatever the default, "no_consensus" leaves the Verifier's verdict standing.
     "consensus": {"consensus_check": True},
+    "no_consensus": {"consensus_check": False},
     # Fewer, coarser criteria: less room for criteria about form.
     "few_criteria": {"max_criteria": 6},
 }
