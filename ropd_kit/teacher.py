@@ -249,13 +249,13 @@ def role_client(config: RunConfig, role: str) -> Iterator[LLMClient]:
     endpoint = config.endpoint(role)
     with contextlib.ExitStack() as stack:
         if endpoint.is_local:
-            from ropd_kit.offline.serve import LocalServer, server_ctx_size
+            from ropd_kit.offline.serve import LocalServer, served_endpoint, server_ctx_size
 
             server = stack.enter_context(LocalServer(
                 endpoint.model, parallel=config.server_parallel, ctx_size=server_ctx_size(config),
                 threads=config.server_threads,
             ))
-            endpoint = endpoint.model_copy(update={"base_url": server.base_url, "model": server.model_id})
+            endpoint = served_endpoint(endpoint, server)
         cache = LLMCache(config.cache_dir or cache_root() / "llm") if config.use_cache else None
         client = LLMClient(endpoint, role, cache)
         try:

@@ -69,3 +69,18 @@ def test_an_explicit_context_too_small_is_refused_at_start_with_the_numbers():
         assert text in message
     big_enough = config.model_copy(update={"server_ctx_size": needed * 4})
     assert server_ctx_size(big_enough) == needed * 4  # an explicit value that fits is used as given
+
+
+def test_a_local_server_client_waits_in_its_queue_instead_of_timing_out():
+    from ropd_kit.config import EndpointConfig
+
+    # Defaults (and a config read back from config.json, where every field is set to them) get the local limits.
+    default = EndpointConfig.model_validate_json(EndpointConfig().model_dump_json())
+    assert serve.local_client_limits(default, 4) == {"timeout_s": serve.LOCAL_TIMEOUT_S, "max_concurrency": 4}
+    assert serve.local_client_limits(default, 16) == {"timeout_s": serve.LOCAL_TIMEOUT_S}  # never more than asked
+    chosen = EndpointConfig(timeout_s=45, max_concurrency=2)
+    assert serve.local_client_limits(chosen, 4) == {}
+    # The batch hands the notebooks plain URLs: the limits travel with them as parameters.
+    config = RunConfig.from_params(verifier_base_url="http://127.0.0.1:9/v1", verifier_model="m",
+                                   verifier_timeout_s=serve.LOCAL_TIMEOUT_S, verifier_max_concurrency=4)
+    assert (config.verifier.timeout_s, config.verifier.max_concurrency) == (serve.LOCAL_TIMEOUT_S, 4)

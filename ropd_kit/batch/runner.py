@@ -70,8 +70,10 @@ def _served_params(params: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for role in ROLES:
         if config.endpoint(role).is_local:
-            out[f"{role}_base_url"] = resolved.endpoint(role).base_url
-            out[f"{role}_model"] = resolved.endpoint(role).model
+            served = resolved.endpoint(role)
+            out[f"{role}_base_url"], out[f"{role}_model"] = served.base_url, served.model
+            # The limits for a local server's queue (serve.local_client_limits): the notebooks see a plain URL.
+            out[f"{role}_timeout_s"], out[f"{role}_max_concurrency"] = served.timeout_s, served.max_concurrency
     return out
 
 

@@ -28,7 +28,7 @@ def resolve_endpoints(config: RunConfig, roles: Sequence[str] = ROLES) -> RunCon
     Roles that name the same model share one server. Endpoints with a real URL are returned unchanged.
     """
     from ..offline.models import served_gguf
-    from ..offline.serve import LocalServer, server_ctx_size
+    from ..offline.serve import LocalServer, served_endpoint, server_ctx_size
 
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
@@ -48,7 +48,7 @@ def resolve_endpoints(config: RunConfig, roles: Sequence[str] = ROLES) -> RunCon
             server = LocalServer(endpoint.model, parallel=config.server_parallel, ctx_size=ctx_size,
                                  threads=config.server_threads).start()  # start() registers the stop at exit
             _SERVERS[key] = server
-        updates[role] = endpoint.model_copy(update={"base_url": server.base_url, "model": server.model_id})
+        updates[role] = served_endpoint(endpoint, server)
     return config.model_copy(update=updates)
 
 

@@ -36,13 +36,13 @@ import urllib.error
 import urllib.request
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ropd_kit.config import cache_root
 from ropd_kit.offline.models import file_lock, served_gguf
 
 if TYPE_CHECKING:
-    from ropd_kit.config import RunConfig
+    from ropd_kit.config import EndpointConfig, RunConfig
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 CMAKE_FLAGS: tuple[str, ...] = (
@@ -647,8 +647,43 @@ def local_endpoints(config: "RunConfig") -> Iterator["RunConfig"]:
                 server = LocalServer(endpoint.model, parallel=parallel, ctx_size=ctx_size, threads=threads)
                 stack.enter_context(server)
                 by_file[files[role]] = server
-            updates[role] = endpoint.model_copy(update={"base_url": server.base_url, "model": server.model_id})
+            updates[role] = served_endpoint(endpoint, server)
         yield config.model_copy(update=updates)
+
+
+def served_endpoint(endpoint: "EndpointConfig", server: "LocalServer") -> "EndpointConfig":
+    """`endpoint` pointed at a started local server, with `local_client_limits` for its queue."""
+    return endpoint.model_copy(update={"base_url": server.base_url, "model": server.model_id,
+                                       **local_client_limits(endpoint, server.parallel)})
+
+
+# A request's time limit on this machine's own server, unless the endpoint sets one.
+LOCAL_TIMEOUT_S = 900.0
+
+
+def local_client_limits(endpoint: "EndpointConfig", parallel: int) -> dict[str, Any]:
+    """Timeout and concurrency for a client of a local server, where the endpoint has them at their defaults (a
+    value equal to the default counts as not chosen: a config read back from config.json has every field set).
+
+    A request to our own server waits in its queue behind the other requests (more than `parallel` in flight, and
+    the judge roles share one server), and its timeout runs while it waits; a timed-out request is sent again from
+    scratch. The 120 s default meant for a remote API made the 1.5B judges time out over and over on a busy 2-core
+    machine (seen: 130 cancelled requests and nothing judged in 17 minutes). Slow there means busy, not down: wait
+    longer, and send no more at once than the server has slots.
+
+    >>> from ropd_kit.config import EndpointConfig
+    >>> local_client_limits(EndpointConfig(), 4)
+    {'timeout_s': 900.0, 'max_concurrency': 4}
+    >>> local_client_limits(EndpointConfig(timeout_s=60, max_concurrency=2), 4)
+    {}
+    """
+    defaults = type(endpoint).model_fields
+    limits: dict[str, Any] = {}
+    if endpoint.timeout_s == defaults["timeout_s"].default:
+        limits["timeout_s"] = LOCAL_TIMEOUT_S
+    if endpoint.max_concurrency == defaults["max_concurrency"].default and parallel < endpoint.max_concurrency:
+        limits["max_concurrency"] = parallel
+    return limits
 
 
 def _interrupt(*_: object) -> None:

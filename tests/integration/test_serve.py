@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from ropd_kit.offline import models
+from ropd_kit.offline import models, serve
 from ropd_kit.config import FAST_MODEL, EndpointConfig, RunConfig
 from ropd_kit.offline.serve import LocalServer, ServerError, local_endpoints
 
@@ -224,7 +224,7 @@ def test_local_endpoints_share_one_server_per_model_file(tmp_path):
     local = EndpointConfig(model="smollm2")
     remote = EndpointConfig(base_url="http://example.invalid/v1", model="big", api_key_env="SOME_KEY")
     config = RunConfig(
-        teacher=local, rubricator=local, verifier=remote,
+        teacher=local, rubricator=local.model_copy(update={"timeout_s": 30.0}), verifier=remote,
         student=EndpointConfig(model=str(student_file)),
         server_parallel=2,  # server_ctx_size None: sized from the config's sizes
     )
@@ -233,6 +233,10 @@ def test_local_endpoints_share_one_server_per_model_file(tmp_path):
         assert resolved.teacher.model == "smollm2-135m-instruct"
         assert resolved.student.model == "student-copy"
         assert resolved.verifier == remote
+        # A local server's queue: the default timeout is stretched and no more requests go out than it has slots;
+        # a timeout the config chose stays.
+        assert (resolved.teacher.timeout_s, resolved.teacher.max_concurrency) == (serve.LOCAL_TIMEOUT_S, 2)
+        assert (resolved.rubricator.timeout_s, resolved.student.timeout_s) == (30.0, serve.LOCAL_TIMEOUT_S)
         for endpoint in (resolved.teacher, resolved.student):
             ids = [m.id for m in OpenAI(base_url=endpoint.base_url, api_key="x").models.list().data]
             assert ids == [endpoint.model]
