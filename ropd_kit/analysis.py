@@ -62,9 +62,16 @@ def signal_auc(
     *,
     score_threshold: float = SCORE_THRESHOLD,
     score: str = REFERENCE_SCORE,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """ROC AUC of each signal column against the boolean `label` column, and its Spearman rank correlation with
-    the outcome.
+    """ROC AUC of each signal column against the boolean `label` column, its 95% interval, the within-group AUC,
+    and the Spearman rank correlation with the outcome.
+
+    With a `task_id` column the interval is a percentile bootstrap that resamples tasks (`fidelity.stats`,
+    `n_boot` draws, seeded: the same frame gives the same interval), `low`/`high`; and `within_group_auc` (with
+    `wg_low`, `wg_high`, `n_pairs`) is P(a right rollout outscores a wrong one of the same task and step, ties
+    1/2): the ranking GRPO uses. Without `task_id` these are missing (NaN).
 
     Where `label` is missing and the frame has a `score` column (`reference_score`: open-ended rollouts graded
     against their reference rubric), the label is `score >= score_threshold`; a frame of open-ended rollouts only
@@ -72,7 +79,8 @@ def signal_auc(
     label as 1/0. Rows where the signal or the label is missing are dropped per signal (counted in `n_missing`). A
     sample with only one class has no AUC: `auc` is NaN and `note` says "undefined (one class)" (sklearn's warning
     is not raised). Returns one row per signal: signal, auc, n, n_pos, n_neg, n_missing, note, label (what the
-    positives are: "correct", "reference_score >= 0.5" or both), spearman, n_rank.
+    positives are: "correct", "reference_score >= 0.5" or both), spearman, n_rank, low, high, within_group_auc,
+    wg_low, wg_high, n_pairs.
 
     >>> f = pd.DataFrame({"score": [0.9, 0.2, 0.7, 0.1], "correct": [True, False, True, False]})
     >>> float(signal_auc(f, ["score"]).loc[0, "auc"])
@@ -101,10 +109,39 @@ def signal_auc(
         rows.append(
             {"signal": signal, "auc": auc, "n": int(len(y)), "n_pos": n_pos, "n_neg": n_neg,
              "n_missing": n_missing, "note": note, "label": _label_name(frame, label, score, score_threshold),
-             "spearman": spearman, "n_rank": n_rank}
+             "spearman": spearman, "n_rank": n_rank,
+             **_intervals(frame, signal, label, score_threshold, score, n_boot, seed)}
         )
     return pd.DataFrame(rows, columns=["signal", "auc", "n", "n_pos", "n_neg", "n_missing", "note", "label",
-                                       "spearman", "n_rank"])
+                                       "spearman", "n_rank", *INTERVAL_COLUMNS])
+
+
+INTERVAL_COLUMNS = ("low", "high", "within_group_auc", "wg_low", "wg_high", "n_pairs")
+
+
+def _intervals(frame: pd.DataFrame, signal: str, label: str, threshold: float, score: str, n_boot: int,
+               seed: int) -> dict[str, float]:
+    """The task-bootstrap interval of the pooled AUC and the within-group AUC with its interval (NaN without
+    task ids, or where undefined)."""
+    from .fidelity.stats import auc_with_ci, within_group_auc
+
+    out = dict.fromkeys(INTERVAL_COLUMNS, math.nan)
+    if "task_id" not in frame.columns:
+        return out
+    rows = pd.DataFrame({
+        "task_id": frame["task_id"].astype(str),
+        "step": frame["step"] if "step" in frame.columns else 0,
+        "signal": pd.to_numeric(frame[signal], errors="coerce").astype(float),
+        "correct": _labels(frame, label, threshold, score),
+    })
+    rows = rows[rows["correct"].notna()].assign(correct=lambda f: f["correct"].astype(bool))
+    pooled = auc_with_ci(rows, "signal", "correct", cluster="task_id", n_boot=n_boot, seed=seed)
+    within = within_group_auc(rows, "signal", "correct", group=("task_id", "step"), cluster="task_id",
+                              n_boot=n_boot, seed=seed)
+    nan = lambda v: math.nan if v is None else float(v)  # noqa: E731
+    out.update(low=nan(pooled["low"]), high=nan(pooled["high"]), within_group_auc=nan(within["auc"]),
+               wg_low=nan(within["low"]), wg_high=nan(within["high"]), n_pairs=float(within.get("n_pairs") or 0))
+    return out
 
 
 def _labels(frame: pd.DataFrame, label: str, threshold: float, score: str) -> pd.Series:
@@ -146,6 +183,10 @@ def _rank_correlation(frame: pd.DataFrame, signal: str, label: str, score: str) 
     return float(s[keep].corr(outcome[keep], method="spearman")), n
 
 
+def _interval_text(row: pd.Series) -> str:
+    return "" if math.isnan(row["low"]) else f" [{row['low']:.2f}, {row['high']:.2f}]"
+
+
 def _label_and_signal(
     frame: pd.DataFrame, signal: str, label: str, threshold: float = SCORE_THRESHOLD, score: str = REFERENCE_SCORE
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -177,7 +218,7 @@ def roc_figure(
         y, s, _ = _label_and_signal(frame, signal, label, score_threshold)
         fpr, tpr, _ = roc_curve(y, s)
         fig.add_trace(
-            go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name}: AUC {row['auc']:.2f} (n={row['n']})")
+            go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name}: AUC {row['auc']:.2f}{_interval_text(row)} (n={row['n']})")
         )
     fig.update_layout(
         title=f"Reward signals vs ground truth ({aucs['label'].iloc[0] if len(aucs) else label})",

@@ -40,8 +40,33 @@ def run_summary(run_dir: Path) -> dict:
         out["pass@1"] = {step: sum(v) / len(v) for step, v in sorted(by_step.items())}
     auc_path = run_dir / "signal_auc.jsonl"
     if auc_path.exists():
-        out["auc"] = {r["signal"]: r.get("auc") for r in rundir.read_jsonl(auc_path)}
+        records = rundir.read_jsonl(auc_path)
+        out["auc"] = {r["signal"]: r.get("auc") for r in records}
+        out["auc_detail"] = {r["signal"]: {k: r.get(k) for k in AUC_DETAIL} for r in records}
     return out
+
+
+# What the summary prints of each signal's row of signal_auc.jsonl (analysis.signal_auc).
+AUC_DETAIL = ("auc", "low", "high", "n", "within_group_auc", "wg_low", "wg_high", "n_pairs")
+
+
+def auc_line(signal: str, row: dict) -> str:
+    """'score 0.62 [0.41, 0.80] n=16; within-group 0.70 [0.50, 0.90] (10 pairs)': a number without its interval
+    and its n says little at demo sizes."""
+    def num(key: str) -> float | None:
+        value = row.get(key)
+        return None if value is None or value != value else float(value)  # NaN (JSON null or nan): missing
+
+    text = f"{signal} {_fmt(num('auc'))}"
+    if num("low") is not None:
+        text += f" [{num('low'):.2f}, {num('high'):.2f}]"
+    text += f" n={row.get('n')}"
+    if num("within_group_auc") is not None:
+        text += f"; within-group {num('within_group_auc'):.2f}"
+        if num("wg_low") is not None:
+            text += f" [{num('wg_low'):.2f}, {num('wg_high'):.2f}]"
+        text += f" ({int(num('n_pairs') or 0)} pairs)"
+    return text
 
 
 def _fmt(value) -> str:
@@ -71,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         if summary.get("s_per_step") is not None:
             print(f"  {summary['steps']} steps, {summary['s_per_step']:.0f} s per step; reward mean first/last: "
                   f"{' / '.join(_fmt(x) for x in summary.get('reward_first_last') or (None, None))}")
-        if summary.get("auc"):
-            print("  ROC AUC vs correctness: " + ", ".join(f"{k} {_fmt(v)}" for k, v in summary["auc"].items()))
+        if summary.get("auc_detail"):
+            print("  ROC AUC vs correctness (95% intervals resample tasks):")
+            for signal, row in summary["auc_detail"].items():
+                print("    " + auc_line(signal, row))
     print(f"\n{len(results)} runs in {time.perf_counter() - started:.0f} s")
     print(f"report: {(batch_dir / INDEX).resolve()}")
     return 1 if any(s.status == "failed" for s in results) else 0

@@ -462,3 +462,20 @@ def test_signal_table_grades_open_ended_rollouts_against_their_reference_rubric(
     assert graded["reference_score"].isin([0.0, 1.0]).all()  # one 5-point criterion: met or not
     assert frame.loc[frame["task_id"] == "mc", "reference_score"].isna().all()
     assert analysis.signal_auc(frame, ["score"]).iloc[0]["n"] == 6
+
+
+def test_intervals_resample_tasks_and_the_within_group_auc_pairs_rollouts_of_one_task():
+    # Two tasks: in t1 the right rollout outscores both wrong ones; in t2 the wrong one outscores the right one.
+    frame = pd.DataFrame({
+        "task_id": ["t1", "t1", "t1", "t2", "t2", "t3", "t3"],
+        "step": 0,
+        "correct": [True, False, False, True, False, True, True],
+        "score": [0.9, 0.2, 0.3, 0.4, 0.6, 0.8, 0.1],
+    })
+    row = analysis.signal_auc(frame, ["score"]).iloc[0]
+    assert row["within_group_auc"] == pytest.approx(2 / 3) and row["n_pairs"] == 3  # t3 has no wrong rollout
+    assert row["low"] <= row["auc"] <= row["high"] and row["wg_low"] <= row["within_group_auc"] <= row["wg_high"]
+    again = analysis.signal_auc(frame, ["score"]).iloc[0]
+    assert (again["low"], again["high"]) == (row["low"], row["high"])  # seeded
+    no_tasks = analysis.signal_auc(frame.drop(columns="task_id"), ["score"]).iloc[0]
+    assert no_tasks["auc"] == row["auc"] and np.isnan(no_tasks["low"]) and np.isnan(no_tasks["within_group_auc"])

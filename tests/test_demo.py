@@ -33,5 +33,15 @@ def test_run_summary_reads_pass_rates_step_time_and_auc(tmp_path: Path):
     assert summary["auc"] == {"score": 0.8, "logprob": None}
 
 
+def test_the_summary_prints_each_auc_with_its_interval_n_and_within_group_ranking():
+    from ropd_kit.demo import auc_line
+
+    row = {"auc": 0.625, "low": 0.41, "high": 0.8, "n": 16, "within_group_auc": 0.7, "wg_low": 0.5, "wg_high": 0.9,
+           "n_pairs": 10}
+    assert auc_line("score", row) == "score 0.625 [0.41, 0.80] n=16; within-group 0.70 [0.50, 0.90] (10 pairs)"
+    # Without task ids (or where undefined) only what is known is printed.
+    assert auc_line("logprob", {"auc": None, "low": float("nan"), "n": 16}) == "logprob — n=16"
+
+
 def test_run_summary_of_an_unfinished_run_is_empty_not_an_error(tmp_path: Path):
     assert run_summary(tmp_path / "nothing-yet") == {}
