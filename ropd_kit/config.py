@@ -362,6 +362,12 @@ class RunConfig(BaseModel):
         description="The final-result criterion is decided by code against the majority answer of the teacher's references "
         "(checkable families only; no ground truth); a missing one is added.",
     )
+    result_weight_share: float = Field(
+        default=0.0, ge=0, lt=1,
+        description="With consensus_check: when scoring, the final-result criterion decided by code weighs at least "
+        "this share of the rubric's positive points (scoring.result_weighted; the rubric's points stay on record). "
+        "0: the Rubricator's weights as written.",
+    )
 
     # LLM client
     cache_dir: str | None = Field(default=None, description="Disk cache of LLM calls (None: <cache_root>/llm).")

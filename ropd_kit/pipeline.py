@@ -25,7 +25,7 @@ from .config import RunConfig
 from .data import Task, load_tasks, write_tasks
 from .llm import Clients, make_clients, run_sync
 from .rubrics import Rubric, induce_rubric_async
-from .scoring import weighted_pass_rate
+from .scoring import result_weighted, weighted_pass_rate
 from .verify import GroupVerdicts, consensus_check, verify_group_async
 
 
@@ -170,6 +170,9 @@ def score_group(
     ]
     points = rubric.points
     ids = rubric.ids
+    if consensus is not None and consensus.applied and config.result_weight_share:
+        points = result_weighted(points, ids.index(consensus.result_id), config.result_weight_share)
+        rubric_record["consensus"]["result_share"] = config.result_weight_share
     position = {key: i + 1 for i, key in enumerate(verdicts.order)}  # 1-based, as shown to the verifier
     records: list[dict] = []
     teacher_scores: list[float | None] = []

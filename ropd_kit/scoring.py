@@ -83,6 +83,27 @@ def weighted_pass_rate(
     return scores
 
 
+def result_weighted(points: Sequence[float], result_index: int | None, share: float) -> list[float]:
+    """The weights that score a group whose final-result criterion was decided by code (`RunConfig.result_weight_share`):
+    that criterion's weight is raised, where needed, to `share` of the positive points, so a right final answer
+    outweighs everything else the rubric asks for. The rubric's own points stay on record; only scoring uses these.
+    `share` 0 or no result criterion: the points unchanged.
+
+    >>> result_weighted([5, 4, 3, 2], 0, 0.75)   # the other criteria hold 9 points: the result gets 27 (75% of 36)
+    [27.0, 4.0, 3.0, 2.0]
+    >>> result_weighted([5, 1], 0, 0.75), result_weighted([5, 4], None, 0.75)
+    ([5.0, 1.0], [5.0, 4.0])
+    """
+    weights = [float(w) for w in points]
+    if not share or result_index is None or not 0 <= result_index < len(weights):
+        return weights
+    if not 0 < share < 1:
+        raise ValueError(f"result share {share!r} must lie in (0, 1)")
+    rest = sum(w for k, w in enumerate(weights) if k != result_index and w > 0)
+    weights[result_index] = max(weights[result_index], share / (1 - share) * rest)
+    return weights
+
+
 def batch_advantages(
     rewards: Sequence[float | None],
     num_generations: int,

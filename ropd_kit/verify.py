@@ -781,6 +781,8 @@ class ConsensusOutcome(BaseModel):
     named_value: str | None = None
     n_refs: int = 0
     reason: str | None = None
+    # Set by scoring (pipeline.score_group) when RunConfig.result_weight_share raised the result criterion's weight.
+    result_share: float | None = None
 
 
 def choice_letter(text: str | None, choices: Sequence[str] | None = None, n_choices: int | None = None) -> str | None:

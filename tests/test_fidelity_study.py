@@ -219,6 +219,8 @@ def test_a_post_verification_lever_is_derived_from_the_judged_replies_without_a_
     # With RunConfig's default (the check on), "base" has the lever and derives from the variant that turns it off.
     assert fs.derivable_from("base", ["sc3", "no_consensus"]) == "no_consensus"
     assert fs.derivable_from("no_consensus", ["base"]) is None and fs.derivable_from("consensus", ["base"]) is None
+    # The result share acts on scores only: derived too, from the variant with every such lever off.
+    assert fs.derivable_from("result_share", ["base", "no_consensus"]) == "no_consensus"
 
     judged = []
 

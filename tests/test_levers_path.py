@@ -285,6 +285,31 @@ def test_evidence_turns_an_unsupported_quote_false(tmp_path):
     assert claim["score"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_a_result_share_makes_the_code_checked_result_outweigh_the_rest_and_the_inspector_agrees(tmp_path):
+    from ropd_kit.inspector import RubricInspector
+
+    # The gullible Verifier passes every criterion of every answer; only the code-checked result tells them apart.
+    with RuleJudge(gullible=True) as judge:
+        config = notebook_run(tmp_path, judge, [RIGHT, WRONG], result_weight_share=0.75)
+        judge_stage(config, progress=False)
+    right, wrong = student(config)
+    rubric = records(config, rundir.RUBRICS)[0]
+    assert rubric["consensus"]["result_share"] == 0.75
+    assert [c["points"] for c in rubric["criteria"]] == [c["points"] for c in RUBRIC["criteria"]]  # on record as written
+    assert right["score"] == pytest.approx(1.0, abs=1e-4) and wrong["score"] == pytest.approx(0.25, abs=1e-4)
+    # The inspector scores the group as training did, and keeps doing so when a weight moves.
+    inspector = RubricInspector(config.path)
+    assert inspector.scores == pytest.approx([right["score"], wrong["score"]], abs=1e-6)
+    inspector.set_weight("c2", 5)
+    assert inspector.scores[1] == pytest.approx(0.25, abs=1e-4)  # still a quarter: the result keeps its share
+    # Without the share the same verdicts give the wrong answer most of the points.
+    with RuleJudge(gullible=True) as judge:
+        plain = notebook_run(tmp_path / "plain", judge, [RIGHT, WRONG])
+        judge_stage(plain, progress=False)
+    assert student(plain)[1]["score"] == pytest.approx(3 / 8, abs=1e-4)
+    assert records(plain, rundir.RUBRICS)[0]["consensus"]["result_share"] is None
+
+
 def test_consensus_decides_the_result_criterion_and_is_recorded(tmp_path):
     refs = [REF, REF, "6 * 8 = 46\nAnswer: 46"]  # 2 of 3 agree: a strict majority for 48
     with RuleJudge(gullible=True) as judge:

@@ -275,3 +275,19 @@ def test_random_shuffle_sanity():
     flat = batch_advantages(rewards, 4)
     per_group = [a for g in range(3) for a in group_advantages(rewards[4 * g : 4 * g + 4])]
     assert flat == pytest.approx(per_group)
+
+
+def test_a_result_share_raises_only_the_result_weight_and_only_where_needed():
+    from ropd_kit.scoring import result_weighted
+
+    assert result_weighted([5, 4, 3, 2], 0, 0.75) == [27.0, 4.0, 3.0, 2.0]
+    assert result_weighted([5, 1], 0, 0.75) == [5.0, 1.0]  # already more than 75% of the points
+    assert result_weighted([2, 3, 5], 2, 0.5) == [2.0, 3.0, 5.0] and result_weighted([2, 3, 5], 0, 0.5) == [8.0, 3.0, 5.0]
+    assert result_weighted([5, 4], None, 0.75) == [5.0, 4.0] and result_weighted([5, 4], 0, 0.0) == [5.0, 4.0]
+    # Pitfall (negative) points are not part of the share: a met pitfall still costs what it did.
+    assert result_weighted([5, 3, -2], 0, 0.5) == [5.0, 3.0, -2.0]
+    # A wrong final result with everything else met scores 1 - share; a right one with nothing else at least share.
+    w = result_weighted([5, 4, 3, 2], 0, 0.75)
+    assert weighted_pass_rate(w, [[False, True, True, True], [True, False, False, False]], eps=0) == [0.25, 0.75]
+    with pytest.raises(ValueError, match="share"):
+        result_weighted([5, 4], 0, 1.0)

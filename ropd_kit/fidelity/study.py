@@ -421,7 +421,7 @@ def judge_variant(
 # these on is derived from that variant's own replies (`derive_variant`) rather than judged again: it costs no call,
 # and the two variants then differ by the lever alone. Judging it again would re-ask every reply the first pass
 # rejected (rejected replies are not cached), and those come back different.
-POST_VERIFY_LEVERS = ("consensus_check",)
+POST_VERIFY_LEVERS = ("consensus_check", "result_weight_share")
 
 
 def derivable_from(name: str, judged: Iterable[str], config: RunConfig | None = None) -> str | None:

@@ -35,6 +35,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # default: "consensus" names it whatever the default, "no_consensus" leaves the Verifier's verdict standing.
     "consensus": {"consensus_check": True},
     "no_consensus": {"consensus_check": False},
+    # With the consensus check: the code-checked result weighs at least 75% of the points when scoring.
+    "result_share": {"result_weight_share": 0.75},
     # Fewer, coarser criteria: less room for criteria about form.
     "few_criteria": {"max_criteria": 6},
 }

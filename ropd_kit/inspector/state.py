@@ -22,7 +22,7 @@ import pandas as pd
 from .. import rundir
 from ..config import RunConfig
 from ..fidelity import group_criterion_table, label_correct
-from ..scoring import group_advantages, rubric_diagnostics, weighted_pass_rate
+from ..scoring import group_advantages, result_weighted, rubric_diagnostics, weighted_pass_rate
 
 WEIGHT_RANGE = (0, 5)
 PITFALL_WEIGHT_RANGE = (-2, 5)
@@ -225,8 +225,20 @@ class InspectorState:
             return None
         if answer.source == "student" and answer.truncated and self.config.truncated_rollouts == "zero":
             return 0.0  # the trainer's rule for rollouts cut by max_tokens
-        scores = weighted_pass_rate(self.points, [answer.judgements], eps=self.config.score_eps, pitfalls=self.pitfalls)
+        scores = weighted_pass_rate(self.scoring_points, [answer.judgements], eps=self.config.score_eps,
+                                    pitfalls=self.pitfalls)
         return scores[0]
+
+    @property
+    def scoring_points(self) -> list[float]:
+        """The weights that score the answers: the current points, with the code-checked result criterion raised
+        to its share of them where the run scored it so (`scoring.result_weighted`, consensus `result_share`)."""
+        consensus = self.rubric_record.get("consensus") or {}
+        ids = [c["id"] for c in self.criteria]
+        share, result = consensus.get("result_share"), consensus.get("result_id")
+        if not share or result not in ids or not self.weights.get(result):
+            return [float(p) for p in self.points]  # a result criterion dropped in the inspector stays dropped
+        return result_weighted(self.points, ids.index(result), share)
 
     @property
     def scores(self) -> list[float | None]:
