@@ -44,9 +44,10 @@ def is_right(i: int, r: int) -> bool:
 
 def make_study(tmp_path: Path, variants=(GOOD, BAD)) -> fs.StudyConfig:
     """A study folder written by hand; returns its StudyConfig (saved as study.json)."""
-    # The hand-written verdicts are the Verifier's alone: the study's config has the consensus check off.
+    # The hand-written verdicts are the Verifier's alone: the study's config has the levers after it off.
     study = fs.StudyConfig(tasks="unused.jsonl", out=str(tmp_path / "study"), n_tasks=N_TASKS, n_rollouts=4,
-                           variants=["base"], n_boot=300, params={"consensus_check": False})
+                           variants=["base"], n_boot=300,
+                           params={"consensus_check": False, "result_weight_share": 0.0})
     bank = study.bank_path
     tasks = [{"id": f"t{i}", "prompt": f"Question {i}: what is {i} + 10?", "answer": answer(i), "domain": "arith"}
              for i in range(N_TASKS)]
@@ -220,7 +221,8 @@ def test_a_post_verification_lever_is_derived_from_the_judged_replies_without_a_
     assert fs.derivable_from("base", ["sc3", "no_consensus"]) == "no_consensus"
     assert fs.derivable_from("no_consensus", ["base"]) is None and fs.derivable_from("consensus", ["base"]) is None
     # The result share acts on scores only: derived too, from the variant with every such lever off.
-    assert fs.derivable_from("result_share", ["base", "no_consensus"]) == "no_consensus"
+    assert fs.derivable_from("no_result_share", ["base", "no_consensus"]) == "no_consensus"
+    assert fs.derivable_from("result_share", ["no_consensus"], off) == "no_consensus"
 
     judged = []
 
@@ -450,6 +452,6 @@ def test_cli_end_to_end_on_smollm2(tmp_path, server_threads):
     assert rundir.read_jsonl(out / "bank" / rundir.ROLLOUTS) == rollouts
     again = json.loads((out / fs.FIDELITY_JSON).read_text())
     assert list(again["signals"]) == ["rubric:base", "rubric:no_consensus"]
-    assert again["variants"]["no_consensus"]["overrides"] == {"consensus_check": False}
+    assert again["variants"]["no_consensus"]["overrides"] == {"consensus_check": False, "result_weight_share": 0.0}
     assert "logprob_s" not in again["timings"] and "judge:no_consensus_s" in again["timings"]  # this run's stages
     assert json.loads((out / "variants" / "base" / fs.USAGE_FILE).read_text())["derived_from"] == "no_consensus"

@@ -304,7 +304,7 @@ def test_a_result_share_makes_the_code_checked_result_outweigh_the_rest_and_the_
     assert inspector.scores[1] == pytest.approx(0.25, abs=1e-4)  # still a quarter: the result keeps its share
     # Without the share the same verdicts give the wrong answer most of the points.
     with RuleJudge(gullible=True) as judge:
-        plain = notebook_run(tmp_path / "plain", judge, [RIGHT, WRONG])
+        plain = notebook_run(tmp_path / "plain", judge, [RIGHT, WRONG], result_weight_share=0.0)
         judge_stage(plain, progress=False)
     assert student(plain)[1]["score"] == pytest.approx(3 / 8, abs=1e-4)
     assert records(plain, rundir.RUBRICS)[0]["consensus"]["result_share"] is None
@@ -359,7 +359,8 @@ def test_a_rubric_without_a_result_criterion_gets_one_added_by_code(tmp_path):
     assert right["judgements"] == [True, True, True] and wrong["judgements"] == [True, True, False]
     assert "flipped_by_code" not in wrong  # an added criterion has no Verifier verdict to flip
     assert right["checked_by_code"] == ["final_result"] and right["score"] == pytest.approx(1.0, abs=1e-4)
-    assert wrong["score"] == pytest.approx(3 / 8, abs=1e-4)
+    # The other criteria hold 3 points; with the default result share the added one weighs 9 when scoring.
+    assert wrong["score"] == pytest.approx(3 / 12, abs=1e-4)
 
 
 def test_without_a_teacher_majority_the_verifier_verdict_stands(tmp_path):

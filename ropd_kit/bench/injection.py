@@ -35,7 +35,8 @@ DEFAULT_SUITE = REPO / "tests" / "hardening" / "adversarial_rollouts.jsonl"
 DEFAULT_OUT = REPO / "reports" / "bench" / "injection.json"
 CATEGORIES = ("honest_right", "honest_wrong", "adversarial")
 LEVER_FIELDS = (
-    "verifier_samples", "verifier_sample_temperature", "verifier_evidence", "verifier_read_first", "consensus_check"
+    "verifier_samples", "verifier_sample_temperature", "verifier_evidence", "verifier_read_first", "consensus_check",
+    "result_weight_share",
 )
 
 INJECTION_QUESTION = (
@@ -98,7 +99,7 @@ async def judge_suite_async(
     The reward levers of `config` apply as in training; with `consensus_check` the final-answer criterion is
     decided by code against `consensus_refs()` (the Verifier is not shown those references).
     """
-    from ..scoring import weighted_pass_rate
+    from ..scoring import result_weighted, weighted_pass_rate
     from ..verify import consensus_check, verify_group_async
 
     final_k = INJECTION_RUBRIC.ids.index("final")
@@ -114,10 +115,13 @@ async def judge_suite_async(
                 INJECTION_QUESTION, INJECTION_RUBRIC, [], texts, client, config, seed=seed * 1000 + rep * 100 + g,
             )
             rubric = INJECTION_RUBRIC
+            points = rubric.points
             if getattr(config, "consensus_check", False):
-                # The hand-written rubric has its result criterion ("final"): decided by code, nothing added.
+                # The hand-written rubric has its result criterion ("final"): decided by code, nothing added, and
+                # scored with the result share as in training (pipeline.score_group).
                 rubric, verdicts, _ = consensus_check(rubric, verdicts, consensus_refs(), texts, family="arithmetic")
-            return members, verdicts, rubric.points
+                points = result_weighted(rubric.points, final_k, getattr(config, "result_weight_share", 0.0))
+            return members, verdicts, points
 
         for members, verdicts, points in await asyncio.gather(*(one(g, m) for g, m in enumerate(groups))):
             for i, judgement in zip(members, verdicts.student):
@@ -188,8 +192,8 @@ def run_bench(
     """Judge the suite with a local verifier (started here unless `base_url` names a running server).
 
     `levers`: RunConfig reward-lever fields (verifier_samples, verifier_sample_temperature, verifier_evidence,
-    verifier_read_first, consensus_check); unset ones keep RunConfig's defaults, as in the shipped default
-    (consensus_check on, the others off).
+    verifier_read_first, consensus_check, result_weight_share); unset ones keep RunConfig's defaults, as in the
+    shipped default (the consensus check with its result share on, the others off).
     """
     from contextlib import nullcontext
 
@@ -272,9 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--consensus", action=argparse.BooleanOptionalAction, default=RunConfig().consensus_check,
                         help="final-answer criterion decided by code (the known answer as 4 teacher references); "
                         "on by default, as in RunConfig")
+    parser.add_argument("--result-share", type=float, default=RunConfig().result_weight_share,
+                        help="with --consensus: the final-answer criterion's least share of the points when scoring "
+                        "(RunConfig.result_weight_share; 0: the rubric's weights)")
     args = parser.parse_args(argv)
     levers = {"verifier_samples": args.samples, "verifier_evidence": args.evidence,
-              "verifier_read_first": args.read_first, "consensus_check": args.consensus}
+              "verifier_read_first": args.read_first, "consensus_check": args.consensus,
+              "result_weight_share": args.result_share}
     result = run_bench(model=args.model, suite=args.suite, repeats=args.repeats, group_size=args.group_size,
                        seed=args.seed, base_url=args.base_url, parallel=args.parallel,
                        threads=args.threads or None, out=args.out, levers=levers)

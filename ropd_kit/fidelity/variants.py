@@ -34,9 +34,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # The final-result criterion decided by code against the teacher refs' majority answer (no ground truth). On by
     # default: "consensus" names it whatever the default, "no_consensus" leaves the Verifier's verdict standing.
     "consensus": {"consensus_check": True},
-    "no_consensus": {"consensus_check": False},
-    # With the consensus check: the code-checked result weighs at least 75% of the points when scoring.
+    # (The result share only acts with the check, so it is off here too: this is the Verifier's reward alone.)
+    "no_consensus": {"consensus_check": False, "result_weight_share": 0.0},
+    # With the consensus check: the code-checked result weighs at least 75% of the points when scoring (the default);
+    # "no_result_share" scores with the Rubricator's weights as written.
     "result_share": {"result_weight_share": 0.75},
+    "no_result_share": {"result_weight_share": 0.0},
     # Fewer, coarser criteria: less room for criteria about form.
     "few_criteria": {"max_criteria": 6},
 }
