@@ -1,7 +1,7 @@
 """`python -m ropd_kit.fidelity`: the reward-fidelity study from the command line (see `fidelity.study`).
 
     python -m ropd_kit.fidelity --tasks data/arith_easy_test.jsonl --out reports/fidelity/arith_easy \\
-        --variants base,no_consensus --signals logprob,judge
+        --variants base,no_result_share,no_consensus --signals logprob,judge
 
 Builds (or replays) the bank in OUT/bank, judges it under each variant, computes the reference signals, writes
 OUT/fidelity.json and OUT/fidelity.html, and prints a summary table. `--summarise-only` re-reads what OUT holds
