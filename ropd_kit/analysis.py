@@ -138,10 +138,14 @@ def _intervals(frame: pd.DataFrame, signal: str, label: str, threshold: float, s
     pooled = auc_with_ci(rows, "signal", "correct", cluster="task_id", n_boot=n_boot, seed=seed)
     within = within_group_auc(rows, "signal", "correct", group=("task_id", "step"), cluster="task_id",
                               n_boot=n_boot, seed=seed)
-    nan = lambda v: math.nan if v is None else float(v)  # noqa: E731
-    out.update(low=nan(pooled["low"]), high=nan(pooled["high"]), within_group_auc=nan(within["auc"]),
-               wg_low=nan(within["low"]), wg_high=nan(within["high"]), n_pairs=float(within.get("n_pairs") or 0))
+    out.update(low=_or_nan(pooled["low"]), high=_or_nan(pooled["high"]), within_group_auc=_or_nan(within["auc"]),
+               wg_low=_or_nan(within["low"]), wg_high=_or_nan(within["high"]),
+               n_pairs=float(within.get("n_pairs") or 0))
     return out
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _labels(frame: pd.DataFrame, label: str, threshold: float, score: str) -> pd.Series:
@@ -218,7 +222,8 @@ def roc_figure(
         y, s, _ = _label_and_signal(frame, signal, label, score_threshold)
         fpr, tpr, _ = roc_curve(y, s)
         fig.add_trace(
-            go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name}: AUC {row['auc']:.2f}{_interval_text(row)} (n={row['n']})")
+            go.Scatter(x=fpr, y=tpr, mode="lines",
+                       name=f"{name}: AUC {row['auc']:.2f}{_interval_text(row)} (n={row['n']})")
         )
     fig.update_layout(
         title=f"Reward signals vs ground truth ({aucs['label'].iloc[0] if len(aucs) else label})",

@@ -222,7 +222,8 @@ def test_a_post_verification_lever_is_derived_from_the_judged_replies_without_a_
     assert fs.derivable_from("no_consensus", ["base"]) is None and fs.derivable_from("consensus", ["base"]) is None
     # The result share acts on scores only: derived too, from the variant with every such lever off.
     assert fs.derivable_from("no_result_share", ["base", "no_consensus"]) == "no_consensus"
-    assert fs.derivable_from("result_share", ["no_consensus"], off) == "no_consensus"
+    assert fs.derivable_from("result_share", ["no_consensus"], off) is None  # a share without the check: nothing on
+    assert fs.derivable_from("consensus+result_share", ["consensus_check=false"], off) == "consensus_check=false"
 
     judged = []
 

@@ -440,7 +440,8 @@ def derivable_from(name: str, judged: Iterable[str], config: RunConfig | None = 
 
     def split(variant: str) -> tuple[bool, dict[str, Any]]:
         overrides = parse_variant(variant)
-        on = any(overrides.get(lever, getattr(config, lever)) for lever in POST_VERIFY_LEVERS)
+        # The result share acts only on what the consensus check decided: without the check nothing is on.
+        on = bool(overrides.get("consensus_check", config.consensus_check))
         return on, {k: v for k, v in overrides.items() if k not in POST_VERIFY_LEVERS}
 
     wanted_on, rest = split(name)
