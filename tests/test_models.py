@@ -224,3 +224,35 @@ def test_hf_folder_of_smollm2_reloads_and_generates():
     out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
     text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     assert "5" in text
+
+
+@pytest.mark.integration
+def test_conversion_parses_the_gguf_once_and_writes_what_separate_parses_write(tmp_path, monkeypatch):
+    """transformers opens a GGUF once for the config, once for the weights and twice for the tokenizer; the
+    conversion shares one reader (each parse of a Qwen2.5 GGUF's 151k-string vocabulary costs seconds)."""
+    import gguf
+    from safetensors.torch import load_file
+
+    opened: list[Path] = []
+    original = gguf.GGUFReader
+
+    class CountingReader(original):
+        def __init__(self, path, mode="r"):
+            opened.append(Path(path).resolve())
+            super().__init__(path, mode)
+
+    monkeypatch.setattr(gguf, "GGUFReader", CountingReader)
+    source = models.install("smollm2", progress=False)
+
+    models._convert(source, tmp_path / "shared")
+    assert opened == [source.resolve()]
+    assert gguf.GGUFReader is CountingReader  # put back after the conversion
+
+    models._convert_parsed_once(source, tmp_path / "separate")
+    assert len(opened) >= 3  # without the sharing, the same conversion parses the file again and again
+
+    shared, separate = (load_file(tmp_path / d / "model.safetensors") for d in ("shared", "separate"))
+    assert shared.keys() == separate.keys()
+    assert all(shared[k].equal(separate[k]) for k in shared)
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):
+        assert (tmp_path / "shared" / name).read_text() == (tmp_path / "separate" / name).read_text()
