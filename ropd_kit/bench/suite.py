@@ -24,6 +24,7 @@ Measured on a fresh clone, 2 cores (llama-server built and models converted in ~
     python -m ropd_kit.bench --only judge_throughput --groups 4
     python -m ropd_kit.bench --only rate_limit        # about 2.5 min, no model: 8 requests/minute, 24 requests
     python -m ropd_kit.bench --only multiprocess      # 2 ropd steps in 2 CPU processes vs 1 (SmolLM2)
+    python -m ropd_kit.bench --only demo_time          # `make demo`'s finished batch against its 15-minute target
     python -m ropd_kit.bench --quick                  # about 4 min: tiny sizes, SmolLM2 everywhere
 """
 
@@ -43,7 +44,9 @@ from typing import Any, Callable
 from .judge import REPO
 
 MACHINE_SHOWN = ("cpus", "memory_gib", "processor", "cpu", "matmul")  # the machine facts the index page prints
-BENCHES = ("judge_throughput", "verify_granularity", "cache_replay", "step_breakdown", "rate_limit", "multiprocess")
+BENCHES = ("judge_throughput", "verify_granularity", "cache_replay", "step_breakdown", "rate_limit", "multiprocess",
+           "demo_time")
+NOT_JUDGE = ("step_breakdown", "rate_limit", "multiprocess", "demo_time")
 DEFAULT_OUT = REPO / "reports" / "bench"
 LINKED = {"injection.json": "prompt injection into the Verifier (python -m ropd_kit.bench.injection)",
           # Written on a GPU box by scripts/gpu_smoke.sh (reports/gpu/), linked from here when it was brought back.
@@ -241,6 +244,19 @@ def run_multiprocess(out: Path, facts: dict, args: argparse.Namespace) -> dict[s
     return {"multiprocess": write_result(out, "multiprocess", result, facts)}
 
 
+def run_demo_time(out: Path, facts: dict, args: argparse.Namespace) -> dict[str, Path]:
+    """`make demo`'s finished batch (`--demo-from`) against the 15-minute target, the build from its stamp; no run.
+    Without a finished demo there is nothing to time: said, and skipped."""
+    from .demo_time import demo_time
+
+    try:
+        result = demo_time(args.demo_from, build_s=(facts.get("llama_server") or {}).get("build_s"))
+    except FileNotFoundError as exc:
+        _say(f"demo_time skipped: {exc}")
+        return {}
+    return {"demo_time": write_result(out, "demo_time", result, facts)}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # index.html
 
@@ -371,6 +387,12 @@ def headline(out: Path) -> list[tuple[str, Any]]:
         for key in ("step_s", "generation_s", "wall_s"):
             rows.append((f"multiprocess: {key.replace('_s', '')} time, {data['inputs']['processes']} processes / 1",
                          data["ratios"].get(key)))
+    if data := _read(out, "demo_time"):
+        rows.append(("make demo: s from the first run's start to the last one's end", data["demo_s"]))
+        rows.append((f"make demo + llama-server build: s (target {data['inputs']['target_s']:g})",
+                     data["demo_plus_build_s"]))
+        rows.append(("make demo: target met (a cold run, every run done)",
+                     data["target_met"] if data["cold"] else "not a cold run"))
     if data := _read(out, "rate_limit"):
         s = data["at_proxy"]
         rows.append((f"rate limit: most requests in any {s['window_s']:g} s at the endpoint (limit {s['limit']})",
@@ -453,6 +475,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mp-rollouts", type=int, default=4, help="rollouts per group in the multiprocess bench")
     parser.add_argument("--mp-tokens", type=int, default=64, help="max tokens per rollout in the multiprocess bench")
     parser.add_argument("--mp-student", default="smollm2-135m-instruct", help="student of the multiprocess bench")
+    parser.add_argument("--demo-from", default=str(REPO / "reports" / "demo"), metavar="DIR",
+                        help="the finished `make demo` batch that demo_time reads")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and SmolLM2 everywhere (minutes)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -475,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts()
     started = time.perf_counter()
     written: dict[str, Path] = {}
-    judge = [n for n in names if n not in ("step_breakdown", "rate_limit", "multiprocess")]
+    judge = [n for n in names if n not in NOT_JUDGE]
     if judge:
         written.update(run_judge_benches(judge, out, facts, args))
     if "step_breakdown" in names:
@@ -484,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         written.update(run_rate_limit(out, facts, args))
     if "multiprocess" in names:
         written.update(run_multiprocess(out, facts, args))
+    if "demo_time" in names:
+        written.update(run_demo_time(out, facts, args))
     index = write_index(out)
     for name, value in headline(out):
         print(f"{name}: {value:.3g}" if isinstance(value, float) else f"{name}: {value}")

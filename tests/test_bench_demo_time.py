@@ -1,0 +1,83 @@
+"""`make bench`'s demo_time: a finished demo batch timed against the 15-minute target (no model, no server)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ropd_kit import rundir
+from ropd_kit.bench import suite
+from ropd_kit.bench.demo_time import DEMO_TARGET_S, demo_time
+
+
+def fake_run(batch: Path, name: str, start: str, end: str, notebooks: dict[str, float], *, status: str = "done",
+             steps: list[dict] | None = None) -> None:
+    folder = batch / name
+    (folder / rundir.RUN_SUBDIR).mkdir(parents=True)
+    (folder / rundir.STATUS).write_text(json.dumps({
+        "run": name, "status": status, "started": start, "finished": end, "wall_s": sum(notebooks.values()),
+        "notebooks": [{"notebook": nb, "wall_s": s, "status": "done"} for nb, s in notebooks.items()],
+    }))
+    if steps is not None:
+        (folder / rundir.RUN_SUBDIR / rundir.TRAIN_LOG).write_text("".join(json.dumps(r) + "\n" for r in steps))
+
+
+def two_runs(batch: Path, *, cache_hits: int = 0, second_status: str = "done") -> None:
+    step = {"step": 1, "dtype": "bfloat16", "judge_calls": 4, "judge_cache_hits": cache_hits}
+    fake_run(batch, "method-ropd", "2026-11-30T10:00:00+00:00", "2026-11-30T10:10:00+00:00",
+             {"01_teacher_references": 100.0, "04_grpo_training": 498.0},
+             steps=[step, {**step, "step": 2}, {**step, "step": 2, "judge_calls": 5}])  # step 2 resumed: last counts
+    fake_run(batch, "method-lopd", "2026-11-30T10:10:02+00:00", "2026-11-30T10:14:02+00:00",
+             {"04_grpo_training": 240.0}, status=second_status, steps=[{"step": 1, "dtype": "bfloat16"}])
+
+
+def test_the_span_of_the_runs_plus_the_build_is_held_against_the_target(tmp_path):
+    two_runs(tmp_path)
+    result = demo_time(tmp_path, build_s=300.0)
+    assert result["demo_s"] == 842.0  # 10:00:00 to 10:14:02, the gap between runs included
+    assert result["runs_sum_s"] == 838.0
+    assert result["demo_plus_build_s"] == 1142.0 and result["inputs"]["target_s"] == DEMO_TARGET_S == 900
+    assert result["target_met"] is False and result["cold"] is True and result["all_done"] is True
+    ropd = result["runs"]["method-ropd"]
+    assert ropd["notebooks"] == {"01_teacher_references": 100.0, "04_grpo_training": 498.0}
+    assert ropd["train_judge_calls"] == 9 and ropd["dtype"] == "bfloat16"
+
+    assert demo_time(tmp_path, build_s=50.0)["target_met"] is True  # 892 s
+    assert demo_time(tmp_path, build_s=None)["target_met"] is None  # the build time is not known: no verdict
+
+
+def test_a_warm_or_failed_demo_is_not_taken_for_a_first_run(tmp_path):
+    two_runs(tmp_path / "warm", cache_hits=4)
+    assert demo_time(tmp_path / "warm", build_s=0.0)["cold"] is False
+    two_runs(tmp_path / "failed", second_status="failed")
+    failed = demo_time(tmp_path / "failed", build_s=0.0)
+    assert failed["all_done"] is False and failed["target_met"] is None
+
+
+def test_missing_or_broken_batch_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make demo"):
+        demo_time(tmp_path, build_s=1.0)
+    (tmp_path / "run-a").mkdir()
+    (tmp_path / "run-a" / rundir.STATUS).write_text("{not json")
+    with pytest.raises(ValueError, match=r"run-a/status.json"):
+        demo_time(tmp_path, build_s=1.0)
+
+
+def test_the_bench_writes_demo_time_and_its_headline_or_skips_without_a_demo(tmp_path, monkeypatch):
+    batch, out = tmp_path / "demo", tmp_path / "bench"
+    two_runs(batch)
+    facts = {"cpus": 2, "llama_server": {"build_s": 293.0}}
+    args = suite.parse_args(["--only", "demo_time", "--demo-from", str(batch)])
+    written = suite.run_demo_time(out, facts, args)
+    data = json.loads(written["demo_time"].read_text())
+    assert data["demo_plus_build_s"] == 842.0 + 293.0 and data["machine"] == facts
+    rows = dict(suite.headline(out))
+    assert rows["make demo + llama-server build: s (target 900)"] == 1135.0
+    assert rows["make demo: target met (a cold run, every run done)"] is False
+    assert "make demo + llama-server build" in suite.write_index(out).read_text()
+
+    empty = suite.parse_args(["--only", "demo_time", "--demo-from", str(tmp_path / "nothing")])
+    assert suite.run_demo_time(tmp_path / "bench2", facts, empty) == {}
+    assert not (tmp_path / "bench2" / "demo_time.json").exists()
