@@ -39,7 +39,7 @@ def test_the_span_of_the_runs_plus_the_build_is_held_against_the_target(tmp_path
     assert result["demo_s"] == 842.0  # 10:00:00 to 10:14:02, the gap between runs included
     assert result["runs_sum_s"] == 838.0
     assert result["demo_plus_build_s"] == 1142.0 and result["inputs"]["target_s"] == DEMO_TARGET_S == 900
-    assert result["target_met"] is False and result["cold"] is True and result["all_done"] is True
+    assert result["target_met"] is False and result["training_judging_cold"] is True and result["all_done"] is True
     ropd = result["runs"]["method-ropd"]
     assert ropd["notebooks"] == {"01_teacher_references": 100.0, "04_grpo_training": 498.0}
     assert ropd["train_judge_calls"] == 9 and ropd["dtype"] == "bfloat16"
@@ -50,7 +50,7 @@ def test_the_span_of_the_runs_plus_the_build_is_held_against_the_target(tmp_path
 
 def test_a_warm_or_failed_demo_is_not_taken_for_a_first_run(tmp_path):
     two_runs(tmp_path / "warm", cache_hits=4)
-    assert demo_time(tmp_path / "warm", build_s=0.0)["cold"] is False
+    assert demo_time(tmp_path / "warm", build_s=0.0)["training_judging_cold"] is False
     two_runs(tmp_path / "failed", second_status="failed")
     failed = demo_time(tmp_path / "failed", build_s=0.0)
     assert failed["all_done"] is False and failed["target_met"] is None

@@ -66,8 +66,10 @@ def demo_time(batch_dir: str | Path, *, build_s: float | None, target_s: float =
         "demo_s": span,
         "runs_sum_s": round(sum(r["wall_s"] or 0 for r in runs.values()), 1),
         "demo_plus_build_s": total,
-        # A demo whose training judging came from the cache is a re-run, not what a new user waits for.
-        "cold": cached == 0,
+        # A demo whose training judging came from the cache is a re-run, not what a new user waits for. The run
+        # files do not say whether the teacher refs and the step-0 judging were replayed, so this can miss a re-run
+        # whose training rollouts changed (another dtype samples other rollouts): the README's numbers say so.
+        "training_judging_cold": cached == 0,
         "target_met": None if total is None or not done else total <= target_s,
     }
 
