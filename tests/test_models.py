@@ -248,7 +248,7 @@ def test_conversion_parses_the_gguf_once_and_writes_what_separate_parses_write(t
     assert opened == [source.resolve()]
     assert gguf.GGUFReader is CountingReader  # put back after the conversion
 
-    models._convert_parsed_once(source, tmp_path / "separate")
+    models._transformers_convert(source, tmp_path / "separate")
     assert len(opened) >= 3  # without the sharing, the same conversion parses the file again and again
 
     shared, separate = (load_file(tmp_path / d / "model.safetensors") for d in ("shared", "separate"))

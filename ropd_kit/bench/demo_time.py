@@ -22,7 +22,7 @@ from .. import rundir
 DEMO_TARGET_S = 15 * 60
 
 
-def read_run(folder: Path) -> dict[str, Any]:
+def run_times(folder: Path) -> dict[str, Any]:
     """One run of the batch: status, wall time per notebook, and its training steps' dtype and judge cache use."""
     path = folder / rundir.STATUS
     try:
@@ -51,9 +51,9 @@ def demo_time(batch_dir: str | Path, *, build_s: float | None, target_s: float =
     folders = sorted(p.parent for p in batch_dir.glob(f"*/{rundir.STATUS}"))
     if not folders:
         raise FileNotFoundError(f"{batch_dir}: no <run>/{rundir.STATUS} below it; run `make demo` first")
-    runs = {f.name: read_run(f) for f in folders}
-    starts = [_time(r["started"]) for r in runs.values() if r["started"]]
-    ends = [_time(r["finished"]) for r in runs.values() if r["finished"]]
+    runs = {f.name: run_times(f) for f in folders}
+    starts = [datetime.fromisoformat(r["started"]) for r in runs.values() if r["started"]]
+    ends = [datetime.fromisoformat(r["finished"]) for r in runs.values() if r["finished"]]
     span = round((max(ends) - min(starts)).total_seconds(), 1) if starts and ends else None
     done = all(r["status"] == "done" for r in runs.values())
     total = None if span is None or build_s is None else round(span + build_s, 1)
@@ -72,7 +72,3 @@ def demo_time(batch_dir: str | Path, *, build_s: float | None, target_s: float =
         "training_judging_cold": cached == 0,
         "target_met": None if total is None or not done else total <= target_s,
     }
-
-
-def _time(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp)

@@ -459,10 +459,10 @@ def _one_gguf_parse() -> Iterator[None]:
 
 def _convert(gguf: Path, out: Path) -> None:
     with _one_gguf_parse():
-        _convert_parsed_once(gguf, out)
+        _transformers_convert(gguf, out)
 
 
-def _convert_parsed_once(gguf: Path, out: Path) -> None:
+def _transformers_convert(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
