@@ -9,6 +9,7 @@ import pytest
 
 from ropd_kit import rundir
 from ropd_kit.bench import suite
+from ropd_kit.batch.status import NotebookStatus, RunStatus
 from ropd_kit.bench.demo_time import DEMO_TARGET_S, demo_time
 
 
@@ -16,10 +17,13 @@ def fake_run(batch: Path, name: str, start: str, end: str, notebooks: dict[str, 
              steps: list[dict] | None = None) -> None:
     folder = batch / name
     (folder / rundir.RUN_SUBDIR).mkdir(parents=True)
-    (folder / rundir.STATUS).write_text(json.dumps({
-        "run": name, "status": status, "started": start, "finished": end, "wall_s": sum(notebooks.values()),
-        "notebooks": [{"notebook": nb, "wall_s": s, "status": "done"} for nb, s in notebooks.items()],
-    }))
+    record = RunStatus(
+        run=name, status=status, params={}, fingerprint="f", run_dir=str(folder / rundir.RUN_SUBDIR), started=start,
+        finished=end, wall_s=sum(notebooks.values()),
+        notebooks=[NotebookStatus(notebook=nb, output=f"{nb}.ipynb", status="done", wall_s=s)
+                   for nb, s in notebooks.items()],
+    )
+    (folder / rundir.STATUS).write_text(record.model_dump_json())
     if steps is not None:
         (folder / rundir.RUN_SUBDIR / rundir.TRAIN_LOG).write_text("".join(json.dumps(r) + "\n" for r in steps))
 

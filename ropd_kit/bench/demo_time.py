@@ -12,12 +12,14 @@ before the first run. The README gives them, measured.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from .. import rundir
+from ..batch.status import RunStatus
 
 DEMO_TARGET_S = 15 * 60
 
@@ -26,17 +28,17 @@ def run_times(folder: Path) -> dict[str, Any]:
     """One run of the batch: status, wall time per notebook, and its training steps' dtype and judge cache use."""
     path = folder / rundir.STATUS
     try:
-        status = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a batch status file ({exc})") from None
+        status = RunStatus.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        raise ValueError(f"{path}: not a batch status file ({exc.errors()[0]['msg']})") from None
     log_path = folder / rundir.RUN_SUBDIR / rundir.TRAIN_LOG
     steps = {r["step"]: r for r in rundir.read_jsonl(log_path)} if log_path.exists() else {}  # a resumed step: last
     return {
-        "status": status.get("status"),
-        "started": status.get("started"),
-        "finished": status.get("finished"),
-        "wall_s": status.get("wall_s"),
-        "notebooks": {nb["notebook"]: nb.get("wall_s") for nb in status.get("notebooks", [])},
+        "status": status.status,
+        "started": status.started,
+        "finished": status.finished,
+        "wall_s": status.wall_s,
+        "notebooks": {nb.notebook: nb.wall_s for nb in status.notebooks},
         "dtype": next((r.get("dtype") for r in steps.values() if r.get("dtype")), None),
         "train_judge_calls": sum(r.get("judge_calls") or 0 for r in steps.values()),
         "train_judge_cache_hits": sum(r.get("judge_cache_hits") or 0 for r in steps.values()),
