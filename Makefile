@@ -39,9 +39,10 @@ chromium:
 demo: venv server models
 	$(PY) -m ropd_kit.demo
 
+# The JUnit report is what `make bench` (tests_time) holds against the suite's 20-minute target.
 test: venv server chromium
 	$(PY) -m ropd_kit.offline.models install smollm2
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --junitxml=reports/tests/junit.xml --durations=25
 
 test-fast: venv
 	$(PY) -m pytest tests -m "not integration"

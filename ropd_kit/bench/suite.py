@@ -25,6 +25,7 @@ Measured on a fresh clone, 2 cores (llama-server built and models converted in ~
     python -m ropd_kit.bench --only rate_limit        # about 2.5 min, no model: 8 requests/minute, 24 requests
     python -m ropd_kit.bench --only multiprocess      # 2 ropd steps in 2 CPU processes vs 1 (SmolLM2)
     python -m ropd_kit.bench --only demo_time          # `make demo`'s finished batch against its 15-minute target
+    python -m ropd_kit.bench --only tests_time         # `make test`'s JUnit report against its 20-minute target
     python -m ropd_kit.bench --quick                  # about 4 min: tiny sizes, SmolLM2 everywhere
 """
 
@@ -45,8 +46,8 @@ from .judge import REPO
 
 MACHINE_SHOWN = ("cpus", "memory_gib", "processor", "cpu", "matmul")  # the machine facts the index page prints
 BENCHES = ("judge_throughput", "verify_granularity", "cache_replay", "step_breakdown", "rate_limit", "multiprocess",
-           "demo_time")
-NOT_JUDGE = ("step_breakdown", "rate_limit", "multiprocess", "demo_time")
+           "demo_time", "tests_time")
+NOT_JUDGE = ("step_breakdown", "rate_limit", "multiprocess", "demo_time", "tests_time")
 DEFAULT_OUT = REPO / "reports" / "bench"
 LINKED = {"injection.json": "prompt injection into the Verifier (python -m ropd_kit.bench.injection)",
           # Written on a GPU box by scripts/gpu_smoke.sh (reports/gpu/), linked from here when it was brought back.
@@ -257,6 +258,19 @@ def run_demo_time(out: Path, facts: dict, args: argparse.Namespace) -> dict[str,
     return {"demo_time": write_result(out, "demo_time", result, facts)}
 
 
+def run_tests_time(out: Path, facts: dict, args: argparse.Namespace) -> dict[str, Path]:
+    """`make test`'s JUnit report (`--junit-from`) against the 20-minute target, the build from its stamp; no run.
+    Without a report there is nothing to time: said, and skipped."""
+    from .tests_time import suite_time
+
+    try:
+        result = suite_time(args.junit_from, build_s=(facts.get("llama_server") or {}).get("build_s"))
+    except FileNotFoundError as exc:
+        _say(f"tests_time skipped: {exc}")
+        return {}
+    return {"tests_time": write_result(out, "tests_time", result, facts)}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # index.html
 
@@ -393,6 +407,12 @@ def headline(out: Path) -> list[tuple[str, Any]]:
                      data["demo_plus_build_s"]))
         rows.append(("make demo: target met (a cold run, every run done)",
                      data["target_met"] if data["training_judging_cold"] else "not a cold run"))
+    if data := _read(out, "tests_time"):
+        rows.append((f"make test: s of pytest ({data['tests']} tests)", data["suite_s"]))
+        rows.append((f"make test + llama-server build: s (target {data['inputs']['target_s']:g})",
+                     data["suite_plus_build_s"]))
+        rows.append(("make test: target met (no failure or error)",
+                     data["target_met"] if data["target_met"] is not None else "no verdict"))
     if data := _read(out, "rate_limit"):
         s = data["at_proxy"]
         rows.append((f"rate limit: most requests in any {s['window_s']:g} s at the endpoint (limit {s['limit']})",
@@ -477,6 +497,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mp-student", default="smollm2-135m-instruct", help="student of the multiprocess bench")
     parser.add_argument("--demo-from", default=str(REPO / "reports" / "demo"), metavar="DIR",
                         help="the finished `make demo` batch that demo_time reads")
+    parser.add_argument("--junit-from", default=str(REPO / "reports" / "tests" / "junit.xml"), metavar="FILE",
+                        help="the JUnit XML report of `make test` that tests_time reads")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and SmolLM2 everywhere (minutes)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -510,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         written.update(run_multiprocess(out, facts, args))
     if "demo_time" in names:
         written.update(run_demo_time(out, facts, args))
+    if "tests_time" in names:
+        written.update(run_tests_time(out, facts, args))
     index = write_index(out)
     for name, value in headline(out):
         print(f"{name}: {value:.3g}" if isinstance(value, float) else f"{name}: {value}")
