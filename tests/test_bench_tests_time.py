@@ -92,6 +92,9 @@ def test_a_missing_or_broken_report_is_named(tmp_path):
     bad.write_text("<testsuites><testsuite name='pytest' time='soon'/></testsuites>")
     with pytest.raises(ValueError, match=r"bad\.xml.*time='soon'"):
         suite_time(bad, build_s=0.0)
+    bad.write_text("<testsuite name='pytest' time='1.0'><testcase name='test_x' time=''/></testsuite>")
+    with pytest.raises(ValueError, match=r"bad\.xml: <testcase name='test_x' time=''> is not a number"):
+        suite_time(bad, build_s=0.0)
     bad.write_text("not xml")
     with pytest.raises(ValueError, match=r"bad\.xml: not XML"):
         suite_time(bad, build_s=0.0)

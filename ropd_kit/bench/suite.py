@@ -245,30 +245,30 @@ def run_multiprocess(out: Path, facts: dict, args: argparse.Namespace) -> dict[s
     return {"multiprocess": write_result(out, "multiprocess", result, facts)}
 
 
+def _timed_against_target(name: str, timed: Callable[..., dict], source: str, out: Path,
+                          facts: dict) -> dict[str, Path]:
+    """A bench that reads what another command left (`source`) and holds it, with the llama-server build from its
+    stamp, against a target; no run. Without `source` there is nothing to time: said, and skipped."""
+    try:
+        result = timed(source, build_s=(facts.get("llama_server") or {}).get("build_s"))
+    except FileNotFoundError as exc:
+        _say(f"{name} skipped: {exc}")
+        return {}
+    return {name: write_result(out, name, result, facts)}
+
+
 def run_demo_time(out: Path, facts: dict, args: argparse.Namespace) -> dict[str, Path]:
-    """`make demo`'s finished batch (`--demo-from`) against the 15-minute target, the build from its stamp; no run.
-    Without a finished demo there is nothing to time: said, and skipped."""
+    """`make demo`'s finished batch (`--demo-from`) against the 15-minute target."""
     from .demo_time import demo_time
 
-    try:
-        result = demo_time(args.demo_from, build_s=(facts.get("llama_server") or {}).get("build_s"))
-    except FileNotFoundError as exc:
-        _say(f"demo_time skipped: {exc}")
-        return {}
-    return {"demo_time": write_result(out, "demo_time", result, facts)}
+    return _timed_against_target("demo_time", demo_time, args.demo_from, out, facts)
 
 
 def run_tests_time(out: Path, facts: dict, args: argparse.Namespace) -> dict[str, Path]:
-    """`make test`'s JUnit report (`--junit-from`) against the 20-minute target, the build from its stamp; no run.
-    Without a report there is nothing to time: said, and skipped."""
+    """`make test`'s JUnit report (`--junit-from`) against the 20-minute target."""
     from .tests_time import suite_time
 
-    try:
-        result = suite_time(args.junit_from, build_s=(facts.get("llama_server") or {}).get("build_s"))
-    except FileNotFoundError as exc:
-        _say(f"tests_time skipped: {exc}")
-        return {}
-    return {"tests_time": write_result(out, "tests_time", result, facts)}
+    return _timed_against_target("tests_time", suite_time, args.junit_from, out, facts)
 
 
 # ---------------------------------------------------------------------------------------------------------------

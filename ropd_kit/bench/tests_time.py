@@ -8,8 +8,8 @@ A test's time in the XML is its setup, call and teardown together, so a module o
 the first test that uses it (the session llama-server on the first integration test, say).
 
 Not counted, because nothing records them: creating `.venv`, installing Chromium and assembling SmolLM2. The README
-gives them, measured. Every judge call of the suite is paid whatever the cache holds (each test caches into its own
-temporary folder); a warm `ROPD_CACHE` spares only the SmolLM2 transformers folder the torch tests convert once.
+gives them, measured. The suite's judge calls cache into temporary folders, so a warm `ROPD_CACHE` spares little
+beyond the SmolLM2 transformers folder that the torch tests convert once.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ def _suite(path: Path) -> ET.Element:
     return suite
 
 
-def _float(suite: ET.Element, name: str, path: Path) -> float:
-    value = suite.get(name)
+def _seconds(element: ET.Element, path: Path) -> float:
+    value = element.get("time")
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"{path}: <testsuite {name}={value!r}> is not a number") from None
+        tag = f"<{element.tag} name={element.get('name')!r} time={value!r}>"
+        raise ValueError(f"{path}: {tag} is not a number") from None
 
 
 def suite_time(junit: str | Path, *, build_s: float | None, target_s: float = TESTS_TARGET_S,
@@ -50,7 +51,7 @@ def suite_time(junit: str | Path, *, build_s: float | None, target_s: float = TE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no JUnit XML report; `make test` writes it")
     suite = _suite(path)
-    suite_s = _float(suite, "time", path)
+    suite_s = _seconds(suite, path)
     outcomes = {"passed": 0, **{name: 0 for name in OUTCOMES}}
     cases = []
     for case in suite.iter("testcase"):
@@ -59,7 +60,7 @@ def suite_time(junit: str | Path, *, build_s: float | None, target_s: float = TE
         outcome = next((name for name in OUTCOMES if name in kinds), "passed")
         outcomes[outcome] += 1
         test_id = f"{case.get('classname', '')}::{case.get('name', '')}".strip(":")
-        cases.append({"test": test_id, "s": round(float(case.get("time") or 0.0), 2), "outcome": outcome})
+        cases.append({"test": test_id, "s": round(_seconds(case, path), 2), "outcome": outcome})
     cases.sort(key=lambda c: c["s"], reverse=True)
     total = None if build_s is None else round(suite_s + build_s, 1)
     green = outcomes["failure"] == outcomes["error"] == 0 and len(cases) > 0
