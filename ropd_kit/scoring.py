@@ -7,6 +7,8 @@ that says which criteria separate answers and which are dead weight.
 
 With pitfall criteria (negative points, Rubrics-as-Rewards style) the reward is
 `clamp(Σ_k w_k v_ik / Σ_{w_k>0} w_k, 0, 1)`; a met pitfall subtracts its points.
+Soft verdicts put the Verifier's probability p_ik that criterion k is met where the boolean stood
+(`weighted_score`): the same two formulas with p_ik for v_ik, so booleans give exactly `weighted_pass_rate`.
 This module is pure and synchronous: no I/O, no model calls.
 """
 
@@ -75,6 +77,54 @@ def weighted_pass_rate(
         if bad is not None:
             raise ValueError(f"answer {i + 1}, criterion {bad + 1}: {row[bad]!r} is not a boolean")
         met = sum(w for w, v in zip(weights, row) if v)
+        if pitfalls:
+            s = min(max(met / positive, 0.0), 1.0)
+        else:
+            s = met / (positive + eps)
+        scores.append(float(s))
+    return scores
+
+
+def _is_probability(value: Any) -> bool:
+    return (
+        _is_bool(value)
+        or (isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value) and 0 <= value <= 1)
+    )
+
+
+def weighted_score(
+    points: Sequence[float],
+    values: Sequence[Sequence[float | bool]],
+    eps: float = 1e-6,
+    *,
+    pitfalls: bool = False,
+) -> list[float]:
+    """The reward s_i of each answer from per-criterion probabilities (soft verdicts) or booleans.
+
+    `values[i][k]` is the probability, in [0, 1], that answer i meets criterion k (a boolean counts as 0 or 1).
+    Without pitfalls: `Σ w_k p_ik / (Σ w_k + eps)`; with `pitfalls=True`: `clamp(Σ w_k p_ik / Σ_{w_k>0} w_k, 0, 1)`,
+    so a likely-met pitfall subtracts its points in proportion to how likely it is. With booleans this is exactly
+    `weighted_pass_rate`.
+
+    >>> weighted_score([5, 2, 1], [[0.9, 0.5, 0.0], [1.0, 0.0, 1.0]], eps=0)
+    [0.6875, 0.75]
+    >>> weighted_score([4, -2], [[1.0, 0.5]], pitfalls=True)   # (4 - 2 * 0.5) / 4
+    [0.75]
+    """
+    points = getattr(points, "points", points)  # a Rubric works too
+    weights = _check_points(points, pitfalls=pitfalls)
+    n = len(weights)
+    positive = sum(w for w in weights if w > 0)
+    scores: list[float] = []
+    for i, row in enumerate(values):
+        if row is None:
+            raise ValueError(f"answer {i + 1} has no verdicts (None); score only the answers that were judged")
+        if len(row) != n:
+            raise ValueError(f"answer {i + 1} has {len(row)} verdicts, the rubric has {n} criteria")
+        bad = next((k for k, v in enumerate(row) if not _is_probability(v)), None)
+        if bad is not None:
+            raise ValueError(f"answer {i + 1}, criterion {bad + 1}: {row[bad]!r} is not a probability in [0, 1]")
+        met = sum(w * float(v) for w, v in zip(weights, row))
         if pitfalls:
             s = min(max(met / positive, 0.0), 1.0)
         else:

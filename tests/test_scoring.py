@@ -17,6 +17,7 @@ from ropd_kit.scoring import (
     group_advantages,
     rubric_diagnostics,
     weighted_pass_rate,
+    weighted_score,
 )
 
 points_st = st.lists(st.integers(1, 5), min_size=1, max_size=12)
@@ -137,6 +138,79 @@ def test_without_negative_points_both_formulas_agree(data):
     points, judgements = data
     plain = weighted_pass_rate(points, judgements, eps=0)
     assert weighted_pass_rate(points, judgements, pitfalls=True) == pytest.approx(plain)
+
+
+# ------------------------------------------------------------------------------------------------ weighted_score
+
+prob_st = st.floats(0, 1, allow_nan=False)
+
+
+@st.composite
+def rubric_and_probabilities(draw, pitfalls: bool = True):
+    points, judgements = draw(rubric_and_judgements(pitfalls=pitfalls))
+    row = st.lists(prob_st, min_size=len(points), max_size=len(points))
+    return points, draw(st.lists(row, min_size=len(judgements), max_size=len(judgements)))
+
+
+@given(rubric_and_judgements(pitfalls=True), st.booleans())
+def test_soft_scores_of_booleans_are_the_boolean_formula(data, pitfalls):
+    points, judgements = data
+    if not pitfalls:
+        points = [abs(p) for p in points]
+    for values in (judgements, [[float(v) for v in row] for row in judgements]):
+        assert weighted_score(points, values, pitfalls=pitfalls) == weighted_pass_rate(points, judgements,
+                                                                                         pitfalls=pitfalls)
+
+
+@given(rubric_and_probabilities(), st.booleans())
+def test_soft_scores_lie_in_unit_interval(data, pitfalls):
+    points, values = data
+    if not pitfalls:
+        points = [abs(p) for p in points]
+    assert all(0.0 <= s <= 1.0 for s in weighted_score(points, values, pitfalls=pitfalls))
+
+
+@given(rubric_and_probabilities(), st.data())
+def test_soft_score_rises_with_a_positive_criterion_and_falls_with_a_pitfall(data, draw):
+    points, values = data
+    row = values[0]
+    k = draw.draw(st.integers(0, len(points) - 1))
+    lo, hi = sorted(draw.draw(st.tuples(prob_st, prob_st)))
+    low, high = list(row), list(row)
+    low[k], high[k] = lo, hi
+    s_low, s_high = weighted_score(points, [low, high], pitfalls=True)
+    if points[k] > 0:
+        assert s_high >= s_low
+    else:
+        assert s_high <= s_low
+    # Strictly, where nothing is clamped: the criterion's whole weight moves the score.
+    positive = sum(p for p in points if p > 0)
+    raw = [sum(w * v for w, v in zip(points, r)) / positive for r in (low, high)]
+    if hi - lo > 1e-6 and all(1e-6 < x < 1 - 1e-6 for x in raw):
+        assert (s_high > s_low) == (points[k] > 0)
+
+
+def test_soft_score_known_values_and_pitfall():
+    assert weighted_score([5, 2, 1], [[0.9, 0.5, 0.0]], eps=0) == [pytest.approx(5.5 / 8)]
+    # HealthBench's form: a pitfall judged 0.5 likely takes half its points off.
+    assert weighted_score([4, 2, -2], [[1.0, 0.5, 0.5]], pitfalls=True) == [pytest.approx((4 + 1 - 1) / 6)]
+    assert weighted_score([4, -4], [[0.2, 0.9]], pitfalls=True) == [0.0]  # clamped at 0
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ([[0.5, 1.5]], "answer 1, criterion 2: 1.5 is not a probability"),
+        ([[0.5, float("nan")]], "criterion 2: nan is not a probability"),
+        ([[-0.1, 0.0]], "criterion 1: -0.1 is not a probability"),
+        ([[0.5, None]], "criterion 2: None is not a probability"),
+        ([[0.5]], "answer 1 has 1 verdicts, the rubric has 2 criteria"),
+        ([None], "answer 1 has no verdicts"),
+    ],
+)
+def test_soft_bad_input_is_named(values, message):
+    with pytest.raises(ValueError, match=message):
+        weighted_score([5, 2], values)
 
 
 # ------------------------------------------------------------------------------------------------- advantages
