@@ -33,6 +33,7 @@ ONE_CLASS = "undefined (one class)"
 NO_DATA = "undefined (no rows)"
 NO_PAIRS = "undefined (no group has both a right and a wrong rollout)"
 NO_BOOT = "no interval (no bootstrap draw had both classes)"
+GRADED_POOLED = "undefined (graded labels: only their order within a prompt is compared)"
 
 # Bootstrap draws are evaluated in blocks whose (draws x cells) matrices stay around this many numbers.
 _BLOCK_CELLS = 2_000_000
@@ -48,17 +49,24 @@ def _as_list(columns: str | Sequence[str] | None) -> list[str]:
     return [columns] if isinstance(columns, str) else list(columns)
 
 
-def _clean(frame: pd.DataFrame, signal: str, label: str, keys: Sequence[str]) -> tuple[pd.DataFrame, int]:
-    """Rows with a finite signal and a boolean label: columns `s` (float), `y` (bool) and the key columns."""
+def _clean(frame: pd.DataFrame, signal: str, label: str, keys: Sequence[str],
+           graded: bool = False) -> tuple[pd.DataFrame, int]:
+    """Rows with a finite signal and a label: columns `s` (float), `y` (bool; a finite float when `graded`) and the
+    key columns."""
     for column in [signal, label, *keys]:
         if column not in frame.columns:
             raise KeyError(f"column {column!r} not in frame (columns: {list(frame.columns)})")
     s = pd.to_numeric(frame[signal], errors="coerce").astype(float)
-    y = frame[label].astype("boolean")
+    if graded:
+        y = pd.to_numeric(frame[label], errors="coerce").astype(float)
+        y = y.where(np.isfinite(y.fillna(0.0)))
+    else:
+        y = frame[label].astype("boolean")
     keep = s.notna() & np.isfinite(s.fillna(0.0)) & y.notna()
     for key in keys:
         keep &= frame[key].notna()
-    out = pd.DataFrame({"s": s[keep].to_numpy(dtype=float), "y": y[keep].to_numpy(dtype=bool)})
+    out = pd.DataFrame({"s": s[keep].to_numpy(dtype=float),
+                        "y": y[keep].to_numpy(dtype=float if graded else bool)})
     for key in keys:
         out[key] = frame.loc[keep, key].to_numpy()
     return out, int((~keep).sum())
@@ -224,16 +232,28 @@ def auc_with_ci(
 # Within-group AUC (what GRPO sees)
 
 
-def _group_wins(s: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-    """(wins, pairs) over the (right, wrong) pairs of one group: a win is right > wrong, a tie counts 1/2."""
+def _group_wins(s: np.ndarray, y: np.ndarray) -> tuple[float, int, int]:
+    """(wins, pairs, ties) over the (right, wrong) pairs of one group: a win is right > wrong, a tie counts 1/2."""
     right = s[y]
     wrong = np.sort(s[~y])
     if not len(right) or not len(wrong):
-        return 0.0, 0
+        return 0.0, 0, 0
     below = np.searchsorted(wrong, right, side="left")
     not_above = np.searchsorted(wrong, right, side="right")
-    wins = float(np.sum(below) + 0.5 * np.sum(not_above - below))
-    return wins, int(len(right) * len(wrong))
+    ties = int(np.sum(not_above - below))
+    return float(np.sum(below) + 0.5 * ties), int(len(right) * len(wrong)), ties
+
+
+def _graded_wins(s: np.ndarray, y: np.ndarray) -> tuple[float, int, int]:
+    """(wins, pairs, ties) over the pairs of one group whose labels differ: a win is the better-labelled answer
+    scoring higher, a tie counts 1/2. With labels 1/0 these are `_group_wins`' numbers."""
+    better = y[:, None] > y[None, :]
+    pairs = int(better.sum())
+    if not pairs:
+        return 0.0, 0, 0
+    higher = (s[:, None] > s[None, :]) & better
+    ties = int(((s[:, None] == s[None, :]) & better).sum())
+    return float(higher.sum() + 0.5 * ties), pairs, ties
 
 
 def within_group_auc(
@@ -245,6 +265,7 @@ def within_group_auc(
     n_boot: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    graded: bool = False,
 ) -> dict[str, Any]:
     """P(a right rollout outscores a wrong rollout of the same group), ties 1/2, over all such pairs of all groups.
 
@@ -254,9 +275,13 @@ def within_group_auc(
     draw weights a cluster's pairs and wins by how often it was drawn; draws without a pair are skipped.
     `cluster=None` resamples groups.
 
+    `graded=True`: the label is a number (a graded score, a rank) and the pairs are those of one group whose labels
+    differ, the better-labelled answer the one that should score higher; with labels 1/0 this is the same number.
+    `n_pos`/`n_neg` are then None (no classes) and `n_groups_mixed` counts groups with two labels.
+
     Returns a dict: signal, auc, low, high, level, n, n_pos, n_neg, n_missing, n_groups, n_groups_mixed, n_pairs,
-    n_clusters, n_boot, n_boot_used, resampled, note. With no mixed group, auc/low/high are None and the note
-    says so.
+    n_ties (pairs whose scores are equal), tie_rate, n_clusters, n_boot, n_boot_used, resampled, note. With no
+    mixed group, auc/low/high are None and the note says so.
 
     >>> f = pd.DataFrame({"task_id": ["a", "a", "b", "b"], "step": 0, "score": [0.2, 0.1, 0.9, 0.8],
     ...                   "correct": [True, False, True, False]})
@@ -268,7 +293,7 @@ def within_group_auc(
     if not group_keys:
         raise ValueError("within_group_auc needs at least one group column")
     cluster_keys = _as_list(cluster)
-    data, n_missing = _clean(frame, signal, label, list(dict.fromkeys(group_keys + cluster_keys)))
+    data, n_missing = _clean(frame, signal, label, list(dict.fromkeys(group_keys + cluster_keys)), graded=graded)
     groups = _codes(data, group_keys)
     clusters = _codes(data, cluster_keys) if cluster_keys else groups
     n_groups = int(groups.max()) + 1 if len(groups) else 0
@@ -287,13 +312,15 @@ def within_group_auc(
     s = data["s"].to_numpy()
     wins_c = np.zeros(n_clusters)
     pairs_c = np.zeros(n_clusters)
-    n_mixed = 0
+    n_mixed = n_ties = 0
     order = np.argsort(groups, kind="stable")
     bounds = np.flatnonzero(np.diff(groups[order])) + 1
+    count = _graded_wins if graded else _group_wins
     for rows in (np.split(order, bounds) if len(order) else []):
-        wins, pairs = _group_wins(s[rows], y[rows])
+        wins, pairs, ties = count(s[rows], y[rows])
         if pairs:
             n_mixed += 1
+            n_ties += ties
             c = group_cluster[groups[rows[0]]]
             wins_c[c] += wins
             pairs_c[c] += pairs
@@ -305,12 +332,14 @@ def within_group_auc(
         "high": None,
         "level": level,
         "n": int(len(y)),
-        "n_pos": int(y.sum()),
-        "n_neg": int(len(y) - y.sum()),
+        "n_pos": None if graded else int(y.sum()),
+        "n_neg": None if graded else int(len(y) - y.sum()),
         "n_missing": n_missing,
         "n_groups": n_groups,
         "n_groups_mixed": n_mixed,
         "n_pairs": n_pairs,
+        "n_ties": n_ties,
+        "tie_rate": n_ties / n_pairs if n_pairs else None,
         "n_clusters": n_clusters,
         "n_boot": int(n_boot),
         "n_boot_used": 0,
@@ -321,7 +350,8 @@ def within_group_auc(
         result["note"] = NO_DATA
         return result
     if not n_pairs:
-        result["note"] = ONE_CLASS if result["n_pos"] == 0 or result["n_neg"] == 0 else NO_PAIRS
+        one_class = len(np.unique(y)) < 2 if graded else result["n_pos"] == 0 or result["n_neg"] == 0
+        result["note"] = ONE_CLASS if one_class else NO_PAIRS
         return result
     result["auc"] = float(wins_c.sum() / n_pairs)
 
@@ -387,22 +417,29 @@ def signal_summary(
     n_boot: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    graded: bool = False,
 ) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
     """Every signal's pooled and within-group AUC, overall and per stratum of `by` (the body of fidelity.json).
 
     Shape: `{signal: {"auc": {stratum: auc_with_ci(...)}, "within_group_auc": {stratum: within_group_auc(...)}}}`,
-    strata as in `split_by`. A `by` column absent from the frame gives "all" only.
+    strata as in `split_by`. A `by` column absent from the frame gives "all" only. `graded=True` (numeric labels):
+    the within-group order of labels (`within_group_auc(graded=True)`); the pooled AUC, which needs two classes,
+    is None with a note.
     """
     by = by if by is not None and by in frame.columns else None
     out: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for signal in signals:
+        if graded:
+            pooled = split_by(frame, by, lambda part: {"signal": signal, "auc": None, "low": None, "high": None,
+                                                        "n": int(len(part)), "note": GRADED_POOLED})
+        else:
+            pooled = split_by(frame, by, auc_with_ci, signal, label=label, cluster=cluster, n_boot=n_boot, seed=seed,
+                              level=level)
         out[signal] = {
-            "auc": split_by(
-                frame, by, auc_with_ci, signal, label=label, cluster=cluster, n_boot=n_boot, seed=seed, level=level
-            ),
+            "auc": pooled,
             "within_group_auc": split_by(
                 frame, by, within_group_auc, signal, label=label, group=group, cluster=cluster, n_boot=n_boot,
-                seed=seed, level=level,
+                seed=seed, level=level, graded=graded,
             ),
         }
     return out
