@@ -337,10 +337,10 @@ class RunConfig(BaseModel):
         default="judge", description="'zero': a rollout cut by max_tokens scores 0 without being judged."
     )
     score_eps: float = Field(default=1e-6, gt=0)
-    # Reward-fidelity levers (issue 12), each measured by `python -m ropd_kit.fidelity`. Only consensus_check and the
+    # Reward-fidelity levers, each measured by `python -m ropd_kit.fidelity`. Only consensus_check and the
     # result share it enables are on by default: on both arithmetic train splits the check turned the 1.5B Verifier's
     # chance-level ranking inside a group into a near-exact one (within-group AUC 0.53 -> 1.00 on 12 one-step tasks,
-    # 0.45 -> 0.86 on 6 two-step tasks; README).
+    # 0.45 -> 0.86 on 6 two-step tasks; docs/fidelity.md).
     verifier_samples: int = Field(
         default=1,
         ge=1,

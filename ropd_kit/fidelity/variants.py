@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 from ..config import RunConfig
 
-# The levers of issue 12, one per name; combinations are written "a+b".
+# The reward levers the study compares, one per name; combinations are written "a+b".
 VARIANTS: dict[str, dict[str, Any]] = {
     "base": {},
     # One Verifier call per answer instead of up to 12 answers x all criteria in one JSON matrix.

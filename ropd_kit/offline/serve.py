@@ -231,7 +231,7 @@ def build(force: bool = False, *, jobs: int | None = None) -> Path:
     """Compile llama-server once (idempotent); returns `<cache_root>/bin/llama-server`.
 
     A changed version or flag set rebuilds; `force` recompiles from clean. About 860 CPU-seconds of compiling on
-    the README's 2-core Xeon (1062 before COLD_TARGETS).
+    the 2-core Xeon of docs/offline-default.md (1062 before COLD_TARGETS).
     """
     binary = binary_path()
     if not force and is_built():

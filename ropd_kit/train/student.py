@@ -87,7 +87,7 @@ def check_generation_options(config: "RunConfig", *, cuda: bool | None = None) -
             raise TrainError(
                 f"{what} needs a CUDA GPU and the {' and '.join(packages)} package{'s' if len(packages) > 1 else ''}; "
                 f"missing on this machine: {'; '.join(missing)}. Set it to False here, or run on a GPU machine "
-                "(README, Scaling out)"
+                "(docs/gpu.md)"
             )
 
 
@@ -159,7 +159,7 @@ def choose_dtype(wanted: str = "auto") -> tuple[str, str]:
 
     "auto": on CUDA bf16 where the GPU has it, else fp16; on a CPU bf16 only with native bf16 (see cpu_facts),
     else fp32 — without it torch emulates bf16 and a matmul runs tens of times slower than in fp32 (479 ms vs 13 ms
-    for 512x896 @ 896x896 on one core of an AVX2-only Zen 3, issue 16), which costs far more than fp32's doubled
+    for 512x896 @ 896x896 on one core of an AVX2-only AMD Zen 3), which costs far more than fp32's doubled
     memory at these model sizes. `make bench` records the same comparison for the machine it runs on.
     """
     if wanted != "auto":
