@@ -39,7 +39,7 @@ chromium:
 demo: venv server models
 	$(PY) -m ropd_kit.demo
 
-# The JUnit report is what `make bench` (tests_time) holds against the suite's 20-minute target.
+# The JUnit report is what `make bench` (tests_time) holds against the suite's 20-minute budget on 2 cores.
 test: venv server chromium
 	$(PY) -m ropd_kit.offline.models install smollm2
 	$(PY) -m pytest tests --junitxml=reports/tests/junit.xml --durations=25

@@ -4,10 +4,11 @@ In: the batch folder `make demo` wrote (`reports/demo`: one `<run>/status.json` 
 time, and `<run>/run/train_log.jsonl`) and the llama-server build time from the build's stamp. Out: per run its wall
 time, per notebook, the student's dtype and how many training judge calls the LLM cache answered (a demo replayed
 from a warm cache is not the first run a new user waits for); the batch's span from the first run's start to the
-last one's end; that span plus the build against the target (15 minutes on a 2-core CPU, issue 16).
+last one's end; that span plus the build against a time budget: 15 minutes on a 2-core CPU, the wait a new
+user's first demo is meant to fit in.
 
 Not counted, because nothing records them: creating `.venv`, assembling the model files, and starting the servers
-before the first run. The README gives them, measured.
+before the first run. docs/benchmarks.md gives them, measured.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def demo_time(batch_dir: str | Path, *, build_s: float | None, target_s: float =
         "demo_plus_build_s": total,
         # A demo whose training judging came from the cache is a re-run, not what a new user waits for. The run
         # files do not say whether the teacher refs and the step-0 judging were replayed, so this can miss a re-run
-        # whose training rollouts changed (another dtype samples other rollouts): the README's numbers say so.
+        # whose training rollouts changed (another dtype samples other rollouts): docs/benchmarks.md's numbers say so.
         "training_judging_cold": cached == 0,
         "target_met": None if total is None or not done else total <= target_s,
     }

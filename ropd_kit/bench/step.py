@@ -214,7 +214,8 @@ def step_reading(ropd: dict[str, Any]) -> str:
     if over < 1.0:
         return f"{head}: judging costs less than generating."
     judging = (seconds.get("rubric") or 0.0) + (seconds.get("verification") or 0.0)
-    return (f"{head}: the target (below 1) is not met. In the way: TRL's GRPOTrainer scores a batch after "
+    return (f"{head}: judging outlasts generation (below 1 is not met). In the way: "
+            f"TRL's GRPOTrainer scores a batch after "
             f"generating it and before the optimizer step, so the judging ({judging:.1f} s) cannot overlap the "
             f"generation of its own rollouts; only the teacher refs ({seconds.get('teacher_refs') or 0.0:.1f} s), "
             f"which need no rollout, could be fetched during generation, and that is not done. On a CPU machine the "

@@ -24,8 +24,8 @@ Measured on a fresh clone, 2 cores (llama-server built and models converted in ~
     python -m ropd_kit.bench --only judge_throughput --groups 4
     python -m ropd_kit.bench --only rate_limit        # about 2.5 min, no model: 8 requests/minute, 24 requests
     python -m ropd_kit.bench --only multiprocess      # 2 ropd steps in 2 CPU processes vs 1 (SmolLM2)
-    python -m ropd_kit.bench --only demo_time          # `make demo`'s finished batch against its 15-minute target
-    python -m ropd_kit.bench --only tests_time         # `make test`'s JUnit report against its 20-minute target
+    python -m ropd_kit.bench --only demo_time          # `make demo`'s finished batch against its 15-minute budget
+    python -m ropd_kit.bench --only tests_time         # `make test`'s JUnit report against its 20-minute budget
     python -m ropd_kit.bench --quick                  # about 4 min: tiny sizes, SmolLM2 everywhere
 """
 
@@ -258,14 +258,14 @@ def _timed_against_target(name: str, timed: Callable[..., dict], source: str, ou
 
 
 def run_demo_time(out: Path, facts: dict, args: argparse.Namespace) -> dict[str, Path]:
-    """`make demo`'s finished batch (`--demo-from`) against the 15-minute target."""
+    """`make demo`'s finished batch (`--demo-from`) against the 15-minute budget of a first demo on 2 cores."""
     from .demo_time import demo_time
 
     return _timed_against_target("demo_time", demo_time, args.demo_from, out, facts)
 
 
 def run_tests_time(out: Path, facts: dict, args: argparse.Namespace) -> dict[str, Path]:
-    """`make test`'s JUnit report (`--junit-from`) against the 20-minute target."""
+    """`make test`'s JUnit report (`--junit-from`) against the 20-minute budget of a full suite on 2 cores."""
     from .tests_time import suite_time
 
     return _timed_against_target("tests_time", suite_time, args.junit_from, out, facts)

@@ -2,13 +2,14 @@
 
 In: `reports/tests/junit.xml`, which `make test` asks pytest to write, and the llama-server build time from the
 build's stamp. Out: the tests by outcome, the suite's wall time as pytest measured it (collection included), the
-slowest tests, and the suite plus the build against the target (20 minutes on a 2-core CPU, issue 16).
+slowest tests, and the suite plus the build against a time budget: 20 minutes on a 2-core CPU, so that a full
+run before a commit or in CI stays something one waits for.
 
 A test's time in the XML is its setup, call and teardown together, so a module or session fixture's cost lands on
 the first test that uses it (the session llama-server on the first integration test, say).
 
-Not counted, because nothing records them: creating `.venv`, installing Chromium and assembling SmolLM2. The README
-gives them, measured. The suite's judge calls cache into temporary folders, so a warm `ROPD_CACHE` spares little
+Not counted, because nothing records them: creating `.venv`, installing Chromium and assembling SmolLM2.
+docs/benchmarks.md gives them, measured. The suite's judge calls cache into temporary folders, so a warm `ROPD_CACHE` spares little
 beyond the SmolLM2 transformers folder that the torch tests convert once.
 """
 
