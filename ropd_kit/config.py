@@ -36,20 +36,70 @@ class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the field and the value."""
 
 
-# Second names of RunConfig fields, accepted wherever parameters are (Python, notebooks, batch specs): the task
-# options read tasks_* / eval_tasks_*, and the limit is the field that existed first.
-PARAMETER_ALIASES: dict[str, str] = {"tasks_limit": "n_tasks", "eval_tasks_limit": "n_eval_tasks"}
+# TRL's names for RunConfig fields (GRPOConfig, DistillationConfig, ModelConfig, ScriptArguments), accepted beside
+# ours so that settings written for TRL carry over. TRL's output_dir holds checkpoints; run_dir holds the whole run,
+# checkpoints in <run_dir>/checkpoints. TRL's beta is GRPO's KL coefficient, not lopd's divergence (see
+# RunConfig._aliases_agree).
+TRL_ALIASES: dict[str, str] = {
+    "num_generations": "n_rollouts",
+    "max_completion_length": "rollout_max_tokens",
+    "temperature": "rollout_temperature",
+    "top_p": "rollout_top_p",
+    "beta": "kl_beta",
+    "output_dir": "run_dir",
+    "model_name_or_path": "student_model",
+    "dtype": "student_dtype",
+    "torch_dtype": "student_dtype",
+    "teacher_model_name_or_path": "lopd_teacher_model",
+    "dataset_name": "tasks_path",
+    "dataset_config": "tasks_subset",
+    "dataset_train_split": "tasks_split",
+}
+# Second names of RunConfig fields, accepted wherever parameters are (Python, notebooks, batch specs, config files):
+# the task options read tasks_* / eval_tasks_*, and the limit is the field that existed first; TRL's names.
+PARAMETER_ALIASES: dict[str, str] = {"tasks_limit": "n_tasks", "eval_tasks_limit": "n_eval_tasks", **TRL_ALIASES}
+# TRL names with no RunConfig field of their own: what to set instead.
+TRL_NAMES_SET_ELSEWHERE: dict[str, str] = {
+    "per_device_train_batch_size": "prompts_per_step (a step's batch is prompts_per_step x n_rollouts samples)",
+    "gradient_accumulation_steps": "trainer_overrides={'gradient_accumulation_steps': N}",
+    "logging_steps": "nothing: the train log has one record per optimizer step",
+    "max_prompt_length": "max_prompt_tokens",
+    "num_train_epochs": "max_steps",
+    "lora_dropout": "nothing: the LoRA has no dropout",
+}
+
+
+def unknown_name_hint(name: str) -> str:
+    """What to write instead of a name RunConfig does not take, when we know ('' otherwise)."""
+    instead = TRL_NAMES_SET_ELSEWHERE.get(name)
+    return f"{name}: set {instead}" if instead else ""
+
+
+def _lopd_beta(params: dict[str, Any]) -> str:
+    # TRL's DistillationConfig.beta is lopd's divergence; a lopd user's beta would land on GRPO's KL coefficient.
+    if "beta" in params and params.get("method") == "lopd":
+        return ("beta is read as kl_beta, GRPO's KL coefficient, which lopd does not use; lopd's divergence (TRL's "
+                "DistillationConfig.beta, 1.0 = reverse KL) is trainer_overrides={'beta': ...}")
+    return ""
 
 
 def canonical_params(params: dict[str, Any]) -> dict[str, Any]:
-    """`params` with every alias (PARAMETER_ALIASES) under its field's name. When both names are given, the later
-    one that is not None wins, as in the merged parameter sets where this happens: a batch grid after its base,
-    papermill's injected cell after a notebook's parameters cell."""
+    """`params` with every alias (PARAMETER_ALIASES) under its field's name. When tasks_limit and n_tasks (or their
+    eval_ pair) are both given, the later one that is not None wins, as in the merged parameter sets where this
+    happens: a batch grid after its base, papermill's injected cell after a notebook's parameters cell. A TRL name
+    and ours given together with different values raise ConfigError naming both: one set of settings written with
+    two vocabularies, where which was meant cannot be told."""
     out: dict[str, Any] = {}
+    given_as: dict[str, str] = {}
     for key, value in params.items():
         name = PARAMETER_ALIASES.get(key, key)
+        earlier = given_as.get(name)
+        if (earlier is not None and earlier != key and (key in TRL_ALIASES or earlier in TRL_ALIASES)
+                and value is not None and out[name] is not None and value != out[name]):
+            raise ConfigError(f"{earlier}={out[name]!r} and {key}={value!r} set the same field ({name}): give one")
         if value is not None or name not in out:
             out[name] = value
+            given_as[name] = key
     return out
 
 
@@ -58,6 +108,10 @@ TRAINER_CONFIG_CLASSES: dict[str, str] = {
     "ropd": "GRPOConfig", "rlvr": "GRPOConfig", "judge": "GRPOConfig", "lopd": "DistillationConfig", "sft": "SFTConfig",
 }
 _ONE_RECORD_PER_STEP = (None, "the train log has one record per optimizer step, logged at every step")
+# The integrations transformers' Trainer reports to (transformers.integrations.INTEGRATION_TO_CALLBACK, checked
+# against it by the tests), listed here so that a misspelt report_to stops a config before torch is imported.
+REPORT_TO_INTEGRATIONS = ("azure_ml", "clearml", "codecarbon", "comet_ml", "dagshub", "dvclive", "flyte", "kubeflow",
+                          "mlflow", "neptune", "swanlab", "tensorboard", "trackio", "wandb")
 _FROM_RUNCONFIG_COMMON: dict[str, tuple[str | None, str | None]] = {
     "output_dir": ("run_dir", "checkpoints go to <run_dir>/checkpoints"),
     "max_steps": ("max_steps", None),
@@ -71,6 +125,7 @@ _FROM_RUNCONFIG_COMMON: dict[str, tuple[str | None, str | None]] = {
     "logging_steps": _ONE_RECORD_PER_STEP,
     "logging_strategy": _ONE_RECORD_PER_STEP,
     "resume_from_checkpoint": ("resume", None),
+    "report_to": ("report_to", None),
 }
 _FROM_RUNCONFIG_GENERATION: dict[str, tuple[str | None, str | None]] = {
     "max_completion_length": ("rollout_max_tokens", None),
@@ -245,21 +300,28 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    run_dir: str = "runs/demo"
+    run_dir: str = Field(
+        default="runs/demo", validation_alias=AliasChoices("run_dir", "output_dir"),
+        description="The run's folder: records, config, checkpoints in <run_dir>/checkpoints. Also output_dir.",
+    )
     seed: int = 0
 
     # Tasks: the kit's JSONL or any source `sources.load_task_source` reads (a local json/jsonl/parquet/csv file in
     # another shape, a `save_to_disk` folder, a hub id), with the data set options beside it. Every stage loads them
     # through `sources.tasks_from_config`.
     tasks_path: str = Field(
-        default="data/arith_train.jsonl",
+        default="data/arith_train.jsonl", validation_alias=AliasChoices("tasks_path", "dataset_name"),
         description="Training tasks: the kit's JSONL, a local json/jsonl/parquet/csv file or save_to_disk folder in "
         "another shape (detected from its columns), or a hub data set id.",
     )
     tasks_split: str | None = Field(
-        default=None, min_length=1, description="Split of a data set (None: 'train'; a local file is its own split)."
+        default=None, min_length=1, validation_alias=AliasChoices("tasks_split", "dataset_train_split"),
+        description="Split of a data set (None: 'train'; a local file is its own split).",
     )
-    tasks_subset: str | None = Field(default=None, min_length=1, description="Config name of a hub data set.")
+    tasks_subset: str | None = Field(
+        default=None, min_length=1, validation_alias=AliasChoices("tasks_subset", "dataset_config"),
+        description="Config name of a hub data set.",
+    )
     tasks_field_map: dict[str, str] | None = Field(
         default=None,
         description="Our field -> the source's column, for columns the shapes do not recognise, e.g. "
@@ -306,10 +368,14 @@ class RunConfig(BaseModel):
     )
 
     # Student rollouts (one group per task)
-    n_rollouts: int = Field(default=8, ge=2, le=256)
-    rollout_temperature: float = Field(default=1.0, ge=0, le=2)
-    rollout_top_p: float = Field(default=1.0, gt=0, le=1)
-    rollout_max_tokens: int = Field(default=384, ge=8)
+    n_rollouts: int = Field(default=8, ge=2, le=256, validation_alias=AliasChoices("n_rollouts", "num_generations"))
+    rollout_temperature: float = Field(
+        default=1.0, ge=0, le=2, validation_alias=AliasChoices("rollout_temperature", "temperature")
+    )
+    rollout_top_p: float = Field(default=1.0, gt=0, le=1, validation_alias=AliasChoices("rollout_top_p", "top_p"))
+    rollout_max_tokens: int = Field(
+        default=384, ge=8, validation_alias=AliasChoices("rollout_max_tokens", "max_completion_length")
+    )
 
     # Rubric induction
     min_criteria: int = Field(default=4, ge=1, le=12)
@@ -391,17 +457,27 @@ class RunConfig(BaseModel):
 
     # Training (train.py)
     method: Method = "ropd"
-    student_model: str = DEFAULT_STUDENT
-    lopd_teacher_model: str = DEFAULT_TEACHER
+    student_model: str = Field(
+        default=DEFAULT_STUDENT, validation_alias=AliasChoices("student_model", "model_name_or_path")
+    )
+    lopd_teacher_model: str = Field(
+        default=DEFAULT_TEACHER, validation_alias=AliasChoices("lopd_teacher_model", "teacher_model_name_or_path")
+    )
     max_steps: int = Field(default=10, ge=1)
     prompts_per_step: int = Field(default=2, ge=1)
     learning_rate: float = Field(default=1e-5, gt=0)
     lora_r: int = Field(default=16, ge=1)
     lora_alpha: int = Field(default=32, ge=1)
-    kl_beta: float = Field(default=0.0, ge=0)
+    kl_beta: float = Field(default=0.0, ge=0, validation_alias=AliasChoices("kl_beta", "beta"))
     scale_rewards: Literal["group", "batch", "none"] = "group"
     max_prompt_tokens: int = Field(default=512, ge=16)
     save_steps: int = Field(default=5, ge=1)
+    report_to: str | list[str] = Field(
+        default="none",
+        description="Where the trainer also sends its metrics (TRL's report_to): 'none', 'tensorboard' (event files "
+        "in <run_dir>/checkpoints/runs), 'wandb', 'mlflow', ..., 'all' (every one installed) or a list. The train "
+        "log is written whatever this says.",
+    )
     eval_steps: int | None = Field(default=None, ge=1)
     eval_k: int = Field(default=1, ge=1)
     n_eval_tasks: int | None = Field(
@@ -446,7 +522,7 @@ class RunConfig(BaseModel):
         "are refused with the RunConfig field to set instead (TRAINER_ARGS_FROM_RUNCONFIG).",
     )
     student_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        default="auto",
+        default="auto", validation_alias=AliasChoices("student_dtype", "dtype", "torch_dtype"),
         description="Weights of the student and the white-box teacher. 'auto': bf16 on a CPU with native bf16 "
         "(AVX512_BF16/AMX, Arm BF16), else fp32; on CUDA bf16 where supported, else fp16.",
     )
@@ -474,6 +550,44 @@ class RunConfig(BaseModel):
         problems = check_prompts_dir(value)
         if problems:
             raise ValueError("; ".join(problems))
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases_agree(cls, data: Any) -> Any:
+        # pydantic takes the first of a field's names it finds and drops the other silently; two different values
+        # under two names of one field are a config written twice, so say which two.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, field in cls.model_fields.items():
+            if isinstance(field.validation_alias, AliasChoices):
+                given = [c for c in field.validation_alias.choices if isinstance(c, str) and c in data]
+                if len(given) > 1 and any(data[c] != data[given[0]] for c in given[1:]):
+                    raise ValueError(" and ".join(f"{c}={data[c]!r}" for c in given)
+                                     + f" set the same field ({name}): give one")
+                for repeated in given[1:]:  # the same value twice: one name is enough (the other would be extra)
+                    del data[repeated]
+        if _lopd_beta(data):
+            raise ValueError(_lopd_beta(data))
+        hints = [unknown_name_hint(k) for k in data if isinstance(k, str) and k not in cls.model_fields]
+        if any(hints):
+            raise ValueError("; ".join(h for h in hints if h))
+        return data
+
+    @field_validator("report_to")
+    @classmethod
+    def _report_to(cls, value: str | list[str]) -> str | list[str]:
+        names = [value] if isinstance(value, str) else list(value)
+        if not names:
+            raise ValueError("report_to is an empty list: use 'none' to report nowhere")
+        special = [n for n in names if n in ("none", "all")]
+        if special and len(names) > 1:
+            raise ValueError(f"report_to={value!r}: {special[0]!r} stands alone, not in a list with others")
+        unknown = [n for n in names if n not in REPORT_TO_INTEGRATIONS and n not in ("none", "all")]
+        if unknown:
+            raise ValueError(f"report_to: {', '.join(map(repr, unknown))} is not an integration transformers "
+                             f"reports to; use 'none', 'all' or {', '.join(REPORT_TO_INTEGRATIONS)}")
         return value
 
     @model_validator(mode="after")
@@ -517,8 +631,11 @@ class RunConfig(BaseModel):
 
         Endpoint fields may be given flat, as `<role>_<field>` (e.g. `teacher_base_url`, `verifier_api_key_env`),
         which is what a papermill `parameters` cell can hold; unknown names raise with the name in the message.
-        `tasks_limit` / `eval_tasks_limit` are n_tasks / n_eval_tasks (PARAMETER_ALIASES).
+        `tasks_limit` / `eval_tasks_limit` are n_tasks / n_eval_tasks, and TRL's names (num_generations, beta, ...)
+        are ours (PARAMETER_ALIASES).
         """
+        if _lopd_beta(params):
+            raise ConfigError(_lopd_beta(params))
         params = canonical_params(params)
         nested: dict[str, Any] = {}
         endpoint_fields = set(EndpointConfig.model_fields)
@@ -540,7 +657,9 @@ class RunConfig(BaseModel):
             nested["student_model"] = params["student_model"]
         unknown = sorted(set(nested) - set(cls.model_fields))
         if unknown:
-            raise ConfigError(f"unknown RunConfig parameter(s): {', '.join(unknown)}")
+            hints = [h for h in map(unknown_name_hint, unknown) if h]
+            raise ConfigError(f"unknown RunConfig parameter(s): {', '.join(unknown)}"
+                              + (f" ({'; '.join(hints)})" if hints else ""))
         return cls(**nested)
 
     def save(self, path: str | Path | None = None) -> Path:

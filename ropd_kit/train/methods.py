@@ -189,7 +189,7 @@ def _common_args(config: "RunConfig", backend: str, batch: int) -> dict[str, Any
         logging_steps=1,
         save_strategy="steps",
         save_steps=config.save_steps,
-        report_to="none",
+        report_to=config.report_to,
         seed=config.seed,
         data_seed=config.seed,
         disable_tqdm=True,
@@ -262,11 +262,24 @@ def trainer_args(config: "RunConfig", backend: str) -> tuple[str, dict[str, Any]
     return TRAINER_CONFIG_CLASSES[config.method], {**kwargs, **config.trainer_overrides}
 
 
+def _check_report_to(report_to: str | list[str]) -> None:
+    """Refuse a report_to integration that is not installed here: transformers finds out only when the trainer is
+    built, after the models have loaded."""
+    from transformers.integrations import get_available_reporting_integrations
+
+    wanted = [report_to] if isinstance(report_to, str) else list(report_to)
+    missing = [n for n in wanted if n not in ("none", "all") and n not in get_available_reporting_integrations()]
+    if missing:
+        raise TrainError(f"report_to={report_to!r}: {', '.join(missing)} is not installed in this environment; "
+                         f"install its package (e.g. `pip install {missing[0]}`) or set report_to='none'")
+
+
 def _check_trainer_args(config: "RunConfig", backend: str) -> None:
     """Build the method's TRL config once before any server or model starts, so that a combination TRL refuses
     (e.g. a generation batch that is not a whole number of groups) is reported in seconds, not after loading."""
     import trl
 
+    _check_report_to(config.report_to)
     name, kwargs = trainer_args(config, backend)
     try:
         args = getattr(trl, name)(**kwargs)
