@@ -545,11 +545,18 @@ def efficiency_frame(run_dirs: RunDirs) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[columns]
 
 
+NOT_MEASURABLE = "not measurable at this size"
+
+
 def samples_to_target(frame: pd.DataFrame, target: float) -> pd.DataFrame:
     """Per method: the first evaluated step whose accuracy reaches `target`, and its samples seen and wall time.
 
-    Several runs of one method (seeds) are averaged step by step first. A method that never reaches the target
-    has `reached=False` and NaN costs. Columns: method, target, reached, step, samples_seen, wall_s, accuracy, n_runs.
+    Several runs of one method (seeds) are averaged step by step first. `outcome` says what was measured:
+    "reached" (step, samples_seen, wall_s and accuracy are where), "not reached" (NaN costs; accuracy is the best
+    one evaluated), or "not measurable at this size" when the method was already at the target before it had seen
+    a sample (its first evaluation, usually step 0): reaching it cost nothing that this run measured, so the costs
+    are NaN and no ratio is taken from them. `start_accuracy` is the accuracy at the first evaluated step.
+    Columns: method, target, outcome, step, samples_seen, wall_s, accuracy, start_accuracy, n_runs.
     """
     rows = []
     for method, group in frame.groupby("method", sort=True):
@@ -559,17 +566,19 @@ def samples_to_target(frame: pd.DataFrame, target: float) -> pd.DataFrame:
             .sort_values("step")
         )
         hit = curve[curve["accuracy"] >= target - 1e-12]
-        n_runs = int(group["run"].nunique())
+        start = float(curve["accuracy"].iloc[0])
+        row = {"method": method, "target": target, "step": np.nan, "samples_seen": np.nan, "wall_s": np.nan,
+               "start_accuracy": start, "n_runs": int(group["run"].nunique())}
         if hit.empty:
-            rows.append({"method": method, "target": target, "reached": False, "step": np.nan,
-                         "samples_seen": np.nan, "wall_s": np.nan, "accuracy": curve["accuracy"].max(),
-                         "n_runs": n_runs})
+            rows.append({**row, "outcome": "not reached", "accuracy": float(curve["accuracy"].max())})
+        elif not hit.iloc[0]["samples_seen"] > 0:
+            rows.append({**row, "outcome": NOT_MEASURABLE, "accuracy": float(hit.iloc[0]["accuracy"])})
         else:
             first = hit.iloc[0]
-            rows.append({"method": method, "target": target, "reached": True, "step": int(first["step"]),
+            rows.append({**row, "outcome": "reached", "step": int(first["step"]),
                          "samples_seen": float(first["samples_seen"]), "wall_s": float(first["wall_s"]),
-                         "accuracy": float(first["accuracy"]), "n_runs": n_runs})
-    columns = ["method", "target", "reached", "step", "samples_seen", "wall_s", "accuracy", "n_runs"]
+                         "accuracy": float(first["accuracy"])})
+    columns = ["method", "target", "outcome", "step", "samples_seen", "wall_s", "accuracy", "start_accuracy", "n_runs"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -578,7 +587,7 @@ def efficiency_ratio(
 ) -> float:
     """How many times more samples (or seconds, x="wall_s") `method_a` needs than `method_b` to reach `target`.
 
-    NaN when either method is absent, never reaches the target, or `method_b` reaches it at no cost (step 0).
+    NaN when either method is absent, never reaches the target, or is at it before training (not measurable).
     """
     costs = samples_to_target(frame, target).set_index("method")
     if method_a not in costs.index or method_b not in costs.index:

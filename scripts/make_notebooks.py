@@ -303,8 +303,9 @@ forward passes (lopd)."""),
     ("code", """analysis.efficiency_figure(efficiency, "samples_seen", target=target_accuracy)"""),
     ("code", """analysis.efficiency_figure(efficiency, "wall_s", target=target_accuracy)"""),
     ("md", """## Samples to reach the target
-`samples_vs_<baseline>` > 1 means the method needed that many times the baseline's samples. `reached == False`: the
-method never got there in this run (train longer)."""),
+`samples_vs_<baseline>` > 1 means the method needed that many times the baseline's samples. `outcome`: "not
+reached" — the method never got there in this run (train longer); "not measurable at this size" — it was there
+before training, so the run says nothing about what reaching it costs (more steps, more evaluation tasks)."""),
     ("code", """notebook_tools.target_table(efficiency, target_accuracy, baseline)"""),
     ("md", """## Mimicry
 Mean teacher log-prob of each step's rollouts (solid) beside accuracy (dotted). Saved to `mimicry.jsonl`. **Look

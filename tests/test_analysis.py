@@ -248,13 +248,38 @@ def test_samples_to_target_and_the_ratio_between_methods(runs):
     costs = analysis.samples_to_target(frame, 0.5).set_index("method")
     assert costs.loc["ropd", "samples_seen"] == 16 and costs.loc["ropd", "step"] == 2
     assert costs.loc["lopd", "samples_seen"] == 16 and costs.loc["lopd", "step"] == 3
-    assert not costs.loc["rlvr", "reached"] and math.isnan(costs.loc["rlvr", "samples_seen"])
+    assert costs.loc["ropd", "outcome"] == "reached" and costs.loc["ropd", "start_accuracy"] == 0.25
+    assert costs.loc["rlvr", "outcome"] == "not reached" and math.isnan(costs.loc["rlvr", "samples_seen"])
     assert analysis.efficiency_ratio(frame, 0.5) == 1.0
     assert analysis.efficiency_ratio(frame, 0.75) != analysis.efficiency_ratio(frame, 0.75)  # lopd never: NaN
     assert math.isnan(analysis.efficiency_ratio(frame, 0.5, "rlvr", "ropd"))
     assert math.isnan(analysis.efficiency_ratio(frame, 0.5, "sft", "ropd"))  # no such runs
     # Reached before any training (step 0): no cost to divide by.
     assert math.isnan(analysis.efficiency_ratio(frame, 0.25))
+
+
+def test_a_target_the_methods_start_at_is_not_measurable_not_reached(tmp_path):
+    # The one-step demo's shape: both methods evaluated at step 0 and after their one step, both already at the
+    # target before training. Step 0 "reaching" it with 0 samples would be a claim the run never measured.
+    runs = [
+        write_trained_run(tmp_path / "ropd", "ropd", {0: 0.75, 1: 0.75}, logged_steps=(1,)),
+        write_trained_run(tmp_path / "lopd", "lopd", {0: 0.75, 1: 0.5}, logged_steps=(1,)),
+    ]
+    frame = analysis.efficiency_frame(runs)
+    costs = analysis.samples_to_target(frame, 0.75).set_index("method")
+    assert set(costs["outcome"]) == {analysis.NOT_MEASURABLE}
+    assert costs[["step", "samples_seen", "wall_s"]].isna().all().all()
+    assert list(costs["start_accuracy"]) == [0.75, 0.75]
+    assert math.isnan(analysis.efficiency_ratio(frame, 0.75))
+    assert math.isnan(analysis.efficiency_ratio(frame, 0.75, x="wall_s"))
+    # Below where they start the same holds; above it, one step either reached it or not, and that is measured.
+    assert set(analysis.samples_to_target(frame, 0.5)["outcome"]) == {analysis.NOT_MEASURABLE}
+    higher = analysis.samples_to_target(frame, 1.0).set_index("method")
+    assert list(higher["outcome"]) == ["not reached", "not reached"]
+    one_step = write_trained_run(tmp_path / "ropd-up", "ropd", {0: 0.5, 1: 0.75}, logged_steps=(1,))
+    moved = analysis.samples_to_target(analysis.efficiency_frame([one_step, runs[1]]), 0.75).set_index("method")
+    assert moved.loc["ropd", "outcome"] == "reached" and moved.loc["ropd", "samples_seen"] == 8
+    assert moved.loc["lopd", "outcome"] == analysis.NOT_MEASURABLE
 
 
 def test_seeds_of_a_method_are_averaged(tmp_path):

@@ -378,6 +378,20 @@ def test_index_compares_runs_offline(tmp_path):
     assert table.loc["lopd", "samples_vs_ropd"] == pytest.approx(2.0)
 
 
+def test_index_says_a_target_both_methods_start_at_is_not_measurable(tmp_path):
+    # One step each, both already at the best accuracy they reach: the default target is where they started.
+    s = BatchSpec(name="one-step", grid={"method": ["ropd", "lopd"]})
+    batch_dir = tmp_path / "one-step"
+    fake_run(batch_dir / "method-ropd", "ropd", [0.75, 0.75])
+    fake_run(batch_dir / "method-lopd", "lopd", [0.75, 0.5])
+    page = batch.write_index(batch_dir, s).read_text()
+    assert "Cost to reach accuracy 0.75" in page
+    table = page[page.index("Cost to reach accuracy 0.75"):]
+    table = table[:table.index("</table>")]
+    assert table.count("not measurable at this size") == 2 and ">reached<" not in table
+    assert "cannot measure what reaching it costs" in page
+
+
 def test_index_shows_each_runs_evaluation_and_mixes_no_metrics(tmp_path):
     # One run with pass@1, one with the mean reference-rubric score of an open-ended set (eval records with `score`
     # and correct=None), as experiments/shapes.yaml makes them.

@@ -77,8 +77,8 @@ def target_table(frame: "pd.DataFrame", target: float | None = None, baseline: s
     target = default_target(frame) if target is None else target
     if target is None:
         print("no accuracy above 0 in any run: nothing to compare (train longer, or evaluate more tasks)")
-        return pd.DataFrame(columns=["method", "target", "reached", "step", "samples_seen", "wall_s", "accuracy",
-                                     "n_runs", f"samples_vs_{baseline}", f"time_vs_{baseline}"])
+        return pd.DataFrame(columns=["method", "target", "outcome", "step", "samples_seen", "wall_s", "accuracy",
+                                     "start_accuracy", "n_runs", f"samples_vs_{baseline}", f"time_vs_{baseline}"])
     table = samples_to_target(frame, target)
     base = table.set_index("method")
     for column, x in ((f"samples_vs_{baseline}", "samples_seen"), (f"time_vs_{baseline}", "wall_s")):
@@ -173,7 +173,7 @@ def comparison_sections(run_dirs: Sequence[Path], target: float | None = None) -
 
     import pandas as pd
 
-    from ..analysis import efficiency_figure, mimicry_figure
+    from ..analysis import NOT_MEASURABLE, efficiency_figure, mimicry_figure
 
     def fig_html(fig: "go.Figure") -> str:
         return fig.to_html(include_plotlyjs=False, full_html=False)
@@ -206,7 +206,12 @@ def comparison_sections(run_dirs: Sequence[Path], target: float | None = None) -
                     "No cost-to-target table: these runs measure different things (" + ", ".join(
                         sorted(frame["metric"].unique())) + "); see the evaluation table.") + "</p>")
             elif target is not None:
-                sections.append(f"<h3>Cost to reach accuracy {target:.2f}</h3>" + table_html(target_table(frame, target)))
+                costs = target_table(frame, target)
+                sections.append(f"<h3>Cost to reach accuracy {target:.2f}</h3>" + table_html(costs))
+                if len(costs) and (costs["outcome"] == NOT_MEASURABLE).all():
+                    sections.append('<p class="note">' + html_lib.escape(
+                        f"Every method was at accuracy {target:.2f} or above before training, so this run cannot "
+                        "measure what reaching it costs: train for more steps, or evaluate on more tasks.") + "</p>")
     aucs = [rundir.read_frame(p / "signal_auc.jsonl").assign(run=_run_name(p)) for p in run_dirs
             if (p / "signal_auc.jsonl").exists()]
     if aucs:
