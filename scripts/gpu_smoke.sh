@@ -40,7 +40,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUF
 
 "$py" -m ropd_kit.bench.gpu_smoke run --budget-s $((budget - SECONDS)) "$@" 2>&1 | tee reports/gpu/gpu_smoke.log
 status=${PIPESTATUS[0]}
-# The device tool brings back what is under $OUT (at most 8 files): the report and the logs.
+# A runner that brings back what is under $OUT (at most 8 files) gets the report and the logs there.
 if [ -n "${OUT:-}" ] && [ -d "${OUT}" ]; then
   cp reports/gpu/gpu_grpo.json reports/gpu/*.log "$OUT"/ 2>/dev/null || true
 fi

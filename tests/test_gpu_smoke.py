@@ -1,6 +1,6 @@
 """The GPU smoke check's CPU side (ropd_kit.bench.gpu_smoke): the dry run (carry list and its size, the student's
 config, the stub judge through the kit's client, the plan), the wheel tooling, the step summary, and the whole run
-path on a CPU with a tiny random-init student (no CUDA here: that part runs on a GPU box, see the README).
+path on a CPU with a tiny random-init student (no CUDA here: that part runs on a GPU box, see docs/gpu.md).
 
 The tokenizer is SmolLM2's (installed by `make test`), with the "tiny" architecture built around it.
 """

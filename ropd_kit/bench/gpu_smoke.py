@@ -3,7 +3,7 @@
 Not a ROPD stage: it proves that training runs on a GPU with the backends the kit offers (transformers + peft, and
 Unsloth when it imports) and measures it. In: this repository, a folder of wheels (`.whl/`) and a folder of
 assets (`.gpu_smoke/`: the student's tokenizer), both made here by `prepare`, both git-ignored, both brought to the
-box (the device tool's `carry`; 64 MiB in all with the working tree). Out: `reports/gpu/gpu_grpo.json`: per
+box with the working tree (64 MiB in all, what a runner takes along). Out: `reports/gpu/gpu_grpo.json`: per
 backend, step time, completion tokens per second, peak GPU memory (`torch.cuda.max_memory_allocated`), the reward
 spread, errors; the GPU, and the versions of torch / transformers / trl / peft / accelerate / unsloth.
 
@@ -47,7 +47,7 @@ from typing import Any, Iterable
 
 from .judge import REPO, median
 
-CARRY_LIMIT_BYTES = 64 * 2**20  # the working tree plus carried paths, per device call
+CARRY_LIMIT_BYTES = 64 * 2**20  # the working tree plus the carried folders, per run on the GPU box
 DEFAULT_BUDGET_S = 480.0
 WHEELS = REPO / ".whl"
 ASSETS = REPO / ".gpu_smoke"
@@ -57,7 +57,7 @@ PYTHON_TAG = "3.12"  # the GPU image's python3
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
              "manylinux2014_x86_64", "manylinux1_x86_64")
 
-# The GPU image's Python packages (the device README's list, read there 2026-11-17); `--image-packages FILE` (a
+# The GPU image's Python packages (the image's own package list, read 2026-11-17); `--image-packages FILE` (a
 # `pip freeze` or `pip list` from the box) replaces it. Only what is missing from it travels.
 IMAGE_PACKAGES = frozenset("""
 absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build certifi
@@ -269,7 +269,7 @@ def unmet_requirements(wheels: Path, image: frozenset[str]) -> dict[str, list[st
 
 
 def tree_bytes(repo: Path = REPO) -> int | None:
-    """Bytes of what the device tool sends besides `carry`: tracked files, untracked files git does not ignore, and
+    """Bytes of what travels to the GPU box besides the carry: tracked files, untracked files git does not ignore, and
     shared/ (None outside a git checkout)."""
     try:
         listed = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=repo,
@@ -292,14 +292,14 @@ def _folder_bytes(path: Path) -> int:
 
 
 def carry_list(wheels: Path = WHEELS, assets: Path = ASSETS, repo: Path = REPO) -> dict[str, Any]:
-    """The paths to name in the device tool's `carry`, each with its size, the working tree's size, the total and
+    """The folders to carry to the GPU box, each with its size, the working tree's size, the total and
     whether it fits in CARRY_LIMIT_BYTES."""
     items = []
     for folder in (wheels, assets):
         try:
             rel = str(folder.resolve().relative_to(repo.resolve()))
         except ValueError:
-            rel = str(folder)  # outside the checkout: the device tool would not send it (the plan says so)
+            rel = str(folder)  # outside the checkout: it would not travel with it (the plan says so)
         items.append({"path": rel, "bytes": _folder_bytes(folder), "inside_repo": not rel.startswith("/")})
     files = [{"name": w.name, "bytes": w.stat().st_size} for w in sorted(wheels.glob("*.whl"))]
     tree = tree_bytes(repo)
@@ -606,7 +606,7 @@ def dry_run(args: argparse.Namespace) -> dict[str, Any]:
                         f"{CARRY_LIMIT_BYTES / 2**20:.0f} MiB")
     outside = [i["path"] for i in carry["items"] if not i["inside_repo"]]
     if outside:
-        problems.append(f"outside the checkout, so the device tool would not send them: {', '.join(outside)}")
+        problems.append(f"outside the checkout, so they would not travel with it: {', '.join(outside)}")
     have = {wheel_project(w) for w in wheels.glob("*.whl")}
     needed = {norm(n) for n in requirement_closure(BASE_ROOTS, image)}
     missing = sorted(needed - have)
@@ -647,7 +647,7 @@ def dry_run(args: argparse.Namespace) -> dict[str, Any]:
     for i, line in enumerate(plan["steps"], 1):
         print(f"  {i}. {line}")
     print("problems: " + ("; ".join(problems) if problems else "none"))
-    print(f"device tool: run(command='bash scripts/gpu_smoke.sh', carry={carry['carry']}, timeout_s=570)")
+    print(f"on the GPU box: bash scripts/gpu_smoke.sh, with {carry['carry']} copied along (allow 570 s)")
     return plan
 
 
