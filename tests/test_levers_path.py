@@ -1,4 +1,4 @@
-"""The reward levers in the reward path (issue 12): Verifier samples, evidence, read-first and the consensus check,
+"""The reward levers in the reward path: Verifier samples, evidence, read-first and the consensus check,
 from a notebook's parameters to the requests a Verifier endpoint receives and the records a run writes.
 
 The judge is faked at one point only, the HTTP endpoint: `RuleJudge` is a small OpenAI-compatible server in a
