@@ -1,4 +1,4 @@
-"""`make bench`'s demo_time: a finished demo batch timed against the 15-minute target (no model, no server)."""
+"""`make bench`'s demo_time: a finished demo batch timed against the 15-minute budget (no model, no server)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`make bench`'s tests_time: the JUnit report of a real pytest run timed against the 20-minute target."""
+"""`make bench`'s tests_time: the JUnit report of a real pytest run timed against the 20-minute budget."""
 
 from __future__ import annotations
 

@@ -76,6 +76,6 @@ def suite_time(junit: str | Path, *, build_s: float | None, target_s: float = TE
         "slowest": cases[:slowest],
         "slowest_share": round(sum(c["s"] for c in cases[:slowest]) / suite_s, 3) if suite_s > 0 else None,
         "suite_plus_build_s": total,
-        # A suite with a failure or an error is not the suite the target is about: no verdict either way.
+        # A suite with a failure or an error is not the suite the budget is about: no verdict either way.
         "target_met": None if total is None or not green else total <= target_s,
     }
