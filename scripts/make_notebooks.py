@@ -347,9 +347,11 @@ tasks_path = "data/arith_easy_test.jsonl"
 n_tasks = 40
 n_rollouts = 8  # one group per task: n_tasks x n_rollouts rollouts in the bank
 seed = 0
-# Reward variants (ropd_kit.fidelity.variants): base, per_answer, read_first, evidence, sc3, sc5, consensus,
-# few_criteria, field=value; "a+b" combines two.
-variants = ["base"]
+# Reward variants (ropd_kit.fidelity.variants): base (RunConfig's defaults), no_result_share, no_consensus,
+# per_answer, read_first, evidence, sc3, sc5, few_criteria, field=value; "a+b" combines two. "base" and
+# "no_result_share" add the default consensus check to "no_consensus" and are derived from its replies: the three
+# cost one judging.
+variants = ["base", "no_result_share", "no_consensus"]
 signals = ["logprob", "judge"]  # reference signals; [] for none
 n_boot = 2000  # bootstrap draws (tasks resampled) per interval"""),
     ("code", FIDELITY_SETUP),
@@ -405,7 +407,8 @@ def build(name: str, cells: list[tuple[str, str]]):
         else:
             nb.cells.append(new_code_cell(source))
     nb.metadata = {
-        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+        # The kernel `make venv` registers: JupyterLab opens the notebooks on the venv that has ropd_kit.
+        "kernelspec": {"name": "ropd-kit", "display_name": "ropd-kit (.venv)", "language": "python"},
         "language_info": {"name": "python"},
     }
     # Stable cell ids keep `git diff` quiet when the script is re-run.

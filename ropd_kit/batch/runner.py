@@ -202,6 +202,8 @@ def run_batch(
     """
     from tqdm.auto import tqdm
 
+    from ..notebook_tools.params import PROJECT_DIR_ENV
+
     spec_dir = Path(spec_or_path).resolve().parent if isinstance(spec_or_path, (str, Path)) else None
     spec = load_spec(spec_or_path)
     notebooks = [notebook_path(n, spec_dir) for n in spec.notebooks]
@@ -235,7 +237,8 @@ def run_batch(
     logging.getLogger("papermill").addFilter(quiet)
     bar = tqdm(total=len(todo), desc=f"batch {spec.name}", unit="run", disable=not progress)
     try:
-        with _env(**{HEADLESS_ENV: "1"}):
+        # The kernels take relative paths (a spec's tasks_path, the reports folder) from where the batch runs.
+        with _env(**{HEADLESS_ENV: "1", PROJECT_DIR_ENV: os.getcwd()}):
             for run in todo:
                 folder = batch_dir / run.name
                 fingerprint = _fingerprint(run.params, notebooks)

@@ -1,5 +1,6 @@
 """A notebook's parameters cell → one RunConfig: the flat parameters (papermill's injected ones included),
-merged with what earlier notebooks of the same run directory were given, secrets refused.
+merged with what earlier notebooks of the same run directory were given, secrets refused, relative paths taken from
+the project folder (not from the folder JupyterLab starts the kernel in).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .. import rundir
-from ..config import PARAMETER_ALIASES, EndpointConfig, RunConfig, canonical_params
+from ..config import PARAMETER_ALIASES, ConfigError, EndpointConfig, RunConfig, canonical_params
 from .servers import ROLES
 
 if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
@@ -18,6 +19,98 @@ if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
 
 
 PARAMS_FILE = "notebook_params.json"  # the flat parameters as given (local endpoints unresolved), merged per notebook
+PROJECT_DIR_ENV = "ROPD_PROJECT_DIR"  # the folder relative paths in notebook parameters are relative to
+OFFLINE_MODEL_ENV = "ROPD_OFFLINE_MODEL"  # an offline model that stands in for the offline default's two
+# RunConfig fields that name files or folders; the task sources may also be hub ids.
+PATH_FIELDS = ("run_dir", "tasks_path", "eval_tasks_path", "prompts_dir", "cache_dir", "ref_index_dir")
+SOURCE_FIELDS = ("tasks_path", "eval_tasks_path")
+# ---------------------------------------------------------------------------------------------------------------
+# Paths
+
+
+def _checkout() -> Path | None:
+    """The ropd-kit checkout this package is imported from (an editable install), or None for an installed wheel."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() and (root / "data").is_dir():
+        return root
+    return None
+
+
+def project_dir() -> Path:
+    """The folder that relative paths in notebook parameters (`run_dir`, `tasks_path`, ...) are relative to.
+
+    `$ROPD_PROJECT_DIR` when set (a batch sets it to the folder it runs in), else the ropd-kit checkout the kit is
+    imported from, else the working directory. JupyterLab starts a notebook's kernel in the notebook's own folder
+    (`notebooks/`), while the parameters' defaults (`data/arith_train.jsonl`, `runs/notebooks`) name the
+    checkout's `data/` and `runs/`: they must mean the same wherever the kernel starts.
+    """
+    given = os.environ.get(PROJECT_DIR_ENV)
+    if given:
+        folder = Path(given).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(f"{PROJECT_DIR_ENV}={given!r}: no such folder")
+        return folder.resolve()
+    return _checkout() or Path.cwd()
+
+
+def project_path(value: str, *, source: bool = False) -> str:
+    """`value` taken from `project_dir()`: an absolute path when the kernel runs elsewhere, the value unchanged when
+    the working directory is the project folder (then they mean the same). With `source`, a relative name that is
+    neither a file under the project folder nor a local file by its look (a data file suffix, ./ or ../) is a hub
+    id and stays as it is."""
+    from ..sources import LOCAL_BUILDERS
+
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    base = project_dir()
+    candidate = base / path
+    if source and not candidate.exists() and path.suffix.lower() not in LOCAL_BUILDERS \
+            and not value.startswith(("./", "../")):
+        return value
+    if base.resolve() == Path.cwd().resolve():
+        return value
+    return os.path.normpath(candidate)
+
+
+def project_paths(params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` (canonical names) with every relative path field taken from `project_dir()` (`project_path`)."""
+    return {k: project_path(v, source=k in SOURCE_FIELDS) if k in PATH_FIELDS and isinstance(v, str) and v else v
+            for k, v in params.items()}
+
+
+def offline_model(config: RunConfig) -> RunConfig:
+    """`config` with `$ROPD_OFFLINE_MODEL` (a registry name, e.g. smollm2-135m-instruct) in place of the offline
+    default's teacher and student wherever the config names them: `local` endpoints, `student_model`,
+    `lopd_teacher_model`. A quick look at every notebook on a small machine; models named otherwise stay."""
+    name = os.environ.get(OFFLINE_MODEL_ENV)
+    if not name:
+        return config
+    from ..config import DEFAULT_STUDENT, DEFAULT_TEACHER
+    from ..offline.models import is_registry_name, spec_for
+
+    if not is_registry_name(name):
+        from ..offline.models import MODELS
+
+        raise ConfigError(f"{OFFLINE_MODEL_ENV}={name!r} is not an offline model (one of {', '.join(MODELS)})")
+    name = spec_for(name).name
+
+    def is_default(model: str) -> bool:
+        return is_registry_name(model) and spec_for(model).name in (DEFAULT_TEACHER, DEFAULT_STUDENT)
+
+    data = config.model_dump()
+    swapped = [role for role in ROLES if config.endpoint(role).is_local and is_default(config.endpoint(role).model)]
+    for role in swapped:
+        data[role]["model"] = name
+    for field in ("student_model", "lopd_teacher_model"):
+        if is_default(getattr(config, field)):
+            data[field] = name
+            swapped.append(field)
+    if swapped:
+        print(f"{OFFLINE_MODEL_ENV}={name}: {name} in place of the offline default for {', '.join(swapped)}")
+    return RunConfig(**data)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Parameters and config
 
@@ -42,12 +135,15 @@ def run_config(params: Mapping[str, Any]) -> RunConfig:
     Notebook 01 sets the tasks and the teacher, 04 the method, and so on: each notebook's parameters win over what
     was saved before — except None, which means "as an earlier notebook set it" (then the RunConfig default) — and
     the merged set is saved again (`notebook_params.json`, and `config.json`), so the next notebook only needs
-    `run_dir` to carry on. Refuses parameters that would write a secret (see redaction.check_secrets).
+    `run_dir` to carry on. Relative paths are taken from the project folder (`project_dir`: the checkout, not
+    the kernel's folder), and `$ROPD_OFFLINE_MODEL` swaps the offline default's models (`offline_model`).
+    Refuses parameters that would write a secret (see redaction.check_secrets).
     """
     from ..redaction import check_secrets
 
     check_secrets(params)
-    run_dir = Path(params.get("run_dir") or RunConfig.model_fields["run_dir"].default)
+    given_dir = canonical_params(dict(params)).get("run_dir") or RunConfig.model_fields["run_dir"].default
+    run_dir = Path(project_path(str(given_dir)))
     saved_path = run_dir / PARAMS_FILE
     saved: dict[str, Any] = {}
     if saved_path.exists():
@@ -58,8 +154,8 @@ def run_config(params: Mapping[str, Any]) -> RunConfig:
     # Every RunConfig field that may be None defaults to None, so "None = inherit, else default" is one rule.
     # Aliases are read under their field's name first, so that tasks_limit given now replaces an earlier n_tasks.
     given = {k: v for k, v in canonical_params(dict(params)).items() if v is not None}
-    merged = {**canonical_params(saved), **given, "run_dir": str(run_dir)}
-    config = RunConfig.from_params(**merged)
+    merged = project_paths({**canonical_params(saved), **given, "run_dir": str(run_dir)})
+    config = offline_model(RunConfig.from_params(**merged))
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = saved_path.with_name(PARAMS_FILE + ".tmp")
     tmp.write_text(json.dumps(merged, indent=2, sort_keys=True, default=str) + "\n")

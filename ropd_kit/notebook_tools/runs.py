@@ -26,9 +26,12 @@ def find_runs(run_dir: str | Path, pattern: str | Sequence[str] | None = None) -
     """The run directories to compare: those matching `pattern` (a glob or a list of paths); by default the runs of
     the same batch (`reports/<batch>/*/run`) or the sibling folders with a config.json, this run included."""
 
+    from .params import project_path
+
     here = Path(run_dir)
     if pattern:
-        patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+        # Relative to the project folder, as the notebooks' other paths (not to the kernel's folder).
+        patterns = [project_path(str(p)) for p in ([pattern] if isinstance(pattern, str) else list(pattern))]
         found = sorted({Path(p) for pat in patterns for p in glob.glob(str(pat))})
     elif here.name == RUN_SUBDIR and (here.parent / STATUS).exists():  # written by the batch runner
         found = sorted(p.parent / RUN_SUBDIR for p in here.parent.parent.glob(f"*/{STATUS}"))
