@@ -16,6 +16,9 @@ In: chat messages plus sampling settings. Out: a `ChatResult` (text, token count
   reply to replay), and neither is the API key nor any header.
 - Structured output: JSON schema where the endpoint accepts it, else JSON mode, else plain text; the mode that works
   is remembered per client (and in the cache directory). Callers always parse the text themselves.
+- Token log-probabilities on request (`top_logprobs=N`, the OpenAI `logprobs` / `top_logprobs` fields): each
+  generated token with its N most likely alternatives comes back in `ChatResult.logprobs` and is cached with the
+  reply; an endpoint that returns none gives `logprobs=None`, and the caller decides what to do without them.
 - API limits (`ropd_kit.limits`, shared per endpoint = base_url + model by every client in the process):
   `requests_per_minute` is charged by the same transport hook, once per real HTTP request (retries included);
   `tokens_per_minute` is charged once per call before it is sent, as an estimate (prompt characters / 4 + a few
@@ -40,6 +43,7 @@ import contextvars
 import hashlib
 import json
 import logging
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +61,7 @@ FAILURE_KINDS = ("rate_limit", "server", "timeout", "connection", "bad_request",
 # Failure kinds that say the endpoint itself is unwell: they count against its circuit breaker.
 BREAKER_KINDS = frozenset({"rate_limit", "server", "timeout", "connection", "empty", "auth"})
 COUNTERS = ("calls", "http_requests", "cache_hits", "retries", "failures", "prompt_tokens", "completion_tokens",
-            "cached_prompt_tokens", "cached_completion_tokens")
+            "cached_prompt_tokens", "cached_completion_tokens", "reused_prompt_tokens")
 ROLES = ("teacher", "rubricator", "verifier", "student")
 STRUCTURED_MODES = ("json_schema", "json_object", "none")
 # Finish reasons whose text is a complete answer to the request (a "length" cut is still what the model wrote).
@@ -98,11 +102,19 @@ def _rebuild_llm_error(message, kind, role, base_url, status, model, attempts) -
 
 @dataclass
 class ChatResult:
+    """One completion. `logprobs`: when asked for (`chat(top_logprobs=N)`) and the endpoint returned them, one entry
+    per generated token, `{"token": str, "logprob": float, "top": [[token, logprob], ...]}` (the N most likely
+    tokens at that position, most likely first); None otherwise. `reused_prompt_tokens`: of `prompt_tokens`, how
+    many the endpoint served from its own prompt cache (OpenAI `prompt_tokens_details.cached_tokens`, llama-server
+    the same), None when it does not say or the reply came from our disk cache."""
+
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None
     cached: bool
+    logprobs: list[dict] | None = None
+    reused_prompt_tokens: int | None = None
 
     @property
     def truncated(self) -> bool:
@@ -138,7 +150,8 @@ class UsageStats:
     cache_hits · retries: requests beyond the first within one call · failures: calls that raised LLMError (also
     by kind) · prompt_tokens / completion_tokens: as reported by the endpoint for real requests (not cache hits) ·
     cached_prompt_tokens / cached_completion_tokens: what the replies answered from the cache cost when they were
-    made (so a replayed pass can still say what its judging costs) ·
+    made (so a replayed pass can still say what its judging costs) · reused_prompt_tokens: of prompt_tokens, those
+    the endpoint said it served from its own prompt cache (APIs bill them at a discount; llama-server skips them) ·
     usd: those tokens at the endpoint's prices (a float; None for a role whose endpoint has no price table).
     """
 
@@ -175,12 +188,16 @@ class UsageStats:
     def record_cache_hit(self, role: str, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
         self.record(role, cache_hits=1, cached_prompt_tokens=prompt_tokens, cached_completion_tokens=completion_tokens)
 
-    def record_tokens(self, role: str, prompt_tokens: int, completion_tokens: int, usd: float | None = None) -> None:
-        """Tokens of one real request, and what they cost (`token_cost_usd`; None when unpriced)."""
+    def record_tokens(
+        self, role: str, prompt_tokens: int, completion_tokens: int, usd: float | None = None, reused: int = 0
+    ) -> None:
+        """Tokens of one real request (`reused`: of the prompt's, those served from the endpoint's prompt cache), and
+        what they cost (`token_cost_usd`; None when unpriced)."""
         with self._lock:
             row = self._rows.setdefault(role, _zero())
             row["prompt_tokens"] += int(prompt_tokens)
             row["completion_tokens"] += int(completion_tokens)
+            row["reused_prompt_tokens"] += int(reused)
             row["usd"] = _add_usd(row["usd"], usd)
 
     def record_failure(self, role: str, kind: str) -> None:
@@ -289,9 +306,11 @@ def cache_identity(base_url: str) -> str:
 class LLMCache:
     """Completed chat responses on disk (diskcache: SQLite, safe across threads and processes).
 
-    Values are {text, prompt_tokens, completion_tokens, finish_reason, rejected}; nothing else (no key, no headers).
-    `rejected` is None, or why the caller's parser refused the reply (kept so that a re-run replays the same retry
-    chain). Only complete, non-empty completions are stored — `LLMClient` never calls `put` for a failure.
+    Values are {text, prompt_tokens, completion_tokens, finish_reason, rejected, logprobs}; nothing else (no key, no
+    headers). `rejected` is None, or why the caller's parser refused the reply (kept so that a re-run replays the
+    same retry chain); `logprobs` is `ChatResult.logprobs` (None unless they were asked for and returned). Only
+    complete completions are stored, non-empty or carrying log-probabilities (a one-token reply may be a blank
+    whose alternatives are what was asked for) — `LLMClient` never calls `put` for a failure.
     """
 
     def __init__(self, directory: str | Path) -> None:
@@ -314,6 +333,7 @@ class LLMCache:
         seed: int | None,
         json_schema: dict | None,
         mode: str | None,
+        top_logprobs: int | None = None,
     ) -> str:
         payload = {
             "base_url": cache_identity(base_url),
@@ -327,6 +347,8 @@ class LLMCache:
             "json_schema": json_schema,
             "mode": mode,
         }
+        if top_logprobs is not None:  # only then: the keys of every other request stay what they were
+            payload["top_logprobs"] = int(top_logprobs)
         return "chat:" + hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
     def get(self, key: str) -> dict | None:
@@ -334,10 +356,10 @@ class LLMCache:
         return value if isinstance(value, dict) else None
 
     def put(self, key: str, value: dict) -> None:
-        if not value.get("text", "").strip():
-            raise ValueError("LLMCache stores only non-empty completions")
+        if not value.get("text", "").strip() and not value.get("logprobs"):
+            raise ValueError("LLMCache stores only non-empty completions (or ones with log-probabilities)")
         stored = {name: value.get(name)
-                  for name in ("text", "prompt_tokens", "completion_tokens", "finish_reason", "rejected")}
+                  for name in ("text", "prompt_tokens", "completion_tokens", "finish_reason", "rejected", "logprobs")}
         self._cache.set(key, stored)
 
     # The structured-output mode an endpoint accepts, so that a new process does not re-probe it.
@@ -521,8 +543,13 @@ class LLMClient:
         schema_name: str = "response",
         seed: int | None = None,
         accept: Callable[[str], Any] | None = None,
+        top_logprobs: int | None = None,
     ) -> ChatResult:
         """One completion. Cached results come back with `cached=True` and make no request.
+
+        `top_logprobs=N` asks for every generated token's log-probability and its N most likely alternatives
+        (`ChatResult.logprobs`; None when the endpoint returns none). A reply that is blank but carries them is a
+        reply, not an empty completion.
 
         `accept(text)` is the caller's validator (a parser): a reply it raises on is returned all the same and cached
         with the rejection (`LLMCache`). The caller's retry sends it back with the problem, so a re-run of the same
@@ -533,6 +560,8 @@ class LLMClient:
         """
         if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
             raise ValueError(f"messages must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}")
+        if top_logprobs is not None and not 0 <= top_logprobs <= 20:
+            raise ValueError(f"top_logprobs must lie in 0-20 (the OpenAI limit), got {top_logprobs}")
         self.stats.record_call(self.role)
         cache_mode = None if json_schema is None else self.endpoint.structured_output
         key = None
@@ -541,7 +570,7 @@ class LLMClient:
                 base_url=self.endpoint.base_url, model=self.endpoint.model, messages=messages,
                 temperature=temperature, top_p=top_p, max_tokens=max_tokens, sample_index=sample_index, seed=seed,
                 json_schema=None if json_schema is None else {"name": schema_name, "schema": json_schema},
-                mode=cache_mode,
+                mode=cache_mode, top_logprobs=top_logprobs,
             )
             hit = self.cache.get(key)
             if hit is not None:
@@ -551,7 +580,7 @@ class LLMClient:
                 return ChatResult(
                     text=hit["text"], prompt_tokens=hit.get("prompt_tokens") or 0,
                     completion_tokens=hit.get("completion_tokens") or 0, finish_reason=hit.get("finish_reason"),
-                    cached=True,
+                    cached=True, logprobs=hit.get("logprobs"),
                 )
 
         request: dict[str, Any] = {
@@ -560,6 +589,9 @@ class LLMClient:
         request_seed = derive_seed(seed, sample_index)
         if request_seed is not None:
             request["seed"] = request_seed
+        if top_logprobs is not None:
+            request["logprobs"] = True
+            request["top_logprobs"] = top_logprobs
 
         breaker = self.guard.breaker
         probe = False
@@ -616,7 +648,7 @@ class LLMClient:
             self.cache.put(key, {
                 "text": result.text, "prompt_tokens": result.prompt_tokens,
                 "completion_tokens": result.completion_tokens, "finish_reason": result.finish_reason,
-                "rejected": _rejection(accept, result.text),
+                "rejected": _rejection(accept, result.text), "logprobs": result.logprobs,
             })
         return result
 
@@ -630,17 +662,20 @@ class LLMClient:
             usage = getattr(response, "usage", None)
             prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
             completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+            reused = reused_prompt_tokens(response)
             usd = token_cost_usd(prompt_tokens, completion_tokens, self.endpoint.usd_per_mtok_input,
                                  self.endpoint.usd_per_mtok_output)
-            self.stats.record_tokens(self.role, prompt_tokens, completion_tokens, usd)
+            self.stats.record_tokens(self.role, prompt_tokens, completion_tokens, usd, reused=reused or 0)
             if spent is not None:
                 spent[0] += prompt_tokens
                 spent[1] += completion_tokens
             choices = getattr(response, "choices", None) or []
             text = (choices[0].message.content or "") if choices else ""
             last_finish = choices[0].finish_reason if choices else None
-            if text.strip():
-                return ChatResult(text, prompt_tokens, completion_tokens, last_finish, cached=False)
+            logprobs = token_logprobs(choices[0]) if choices and "logprobs" in request else None
+            if text.strip() or logprobs:
+                return ChatResult(text, prompt_tokens, completion_tokens, last_finish, cached=False,
+                                  logprobs=logprobs, reused_prompt_tokens=reused)
             if attempt + 1 < self.empty_attempts:
                 # Same backoff shape as the SDK's own retries; an empty answer is often a transient server hiccup.
                 await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
@@ -733,6 +768,42 @@ class LLMClient:
 
     def close(self) -> None:
         run_sync(self.aclose())
+
+
+def token_logprobs(choice: Any) -> list[dict] | None:
+    """A choice's token log-probabilities as plain data (`ChatResult.logprobs`); None when it carries none.
+
+    Read field by field, so an endpoint that leaves out `top_logprobs` or sends nulls gives what it has: a token
+    without alternatives gets `"top": []`, a non-finite or missing log-probability drops that entry.
+    """
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    out: list[dict] = []
+    for item in content:
+        token, logprob = getattr(item, "token", None), getattr(item, "logprob", None)
+        if not isinstance(token, str) or not _finite(logprob):
+            continue
+        top = [[t.token, float(t.logprob)] for t in (getattr(item, "top_logprobs", None) or [])
+               if isinstance(getattr(t, "token", None), str) and _finite(getattr(t, "logprob", None))]
+        out.append({"token": token, "logprob": float(logprob), "top": top})
+    return out or None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def reused_prompt_tokens(response: Any) -> int | None:
+    """Prompt tokens the endpoint served from its own prompt cache: `usage.prompt_tokens_details.cached_tokens`
+    (OpenAI's field; llama-server fills it too), else llama-server's `timings.cache_n`; None when neither is sent."""
+    details = getattr(getattr(response, "usage", None), "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None)
+    if isinstance(cached, int) and not isinstance(cached, bool):
+        return cached
+    timings = (getattr(response, "model_extra", None) or {}).get("timings")
+    cache_n = timings.get("cache_n") if isinstance(timings, dict) else None
+    return cache_n if isinstance(cache_n, int) and not isinstance(cache_n, bool) else None
 
 
 def _error_text(err: Exception) -> str:
