@@ -7,7 +7,9 @@ blind verification, then s_i) that both the stage functions and `reward.RubricRe
 evidence and read-first inside `verify.verify_group_async`; the consensus check (`verify.consensus_check`) here,
 where the teacher refs are at hand. What each lever did is written beside the verdicts (verdicts.jsonl:
 `checked_by_code`, `consensus`, `votes`, `quotes`, `evidence_flipped`, `final_result`; rubrics.jsonl: `consensus`,
-`added_by_code`), and nothing extra is written when every lever is off.
+`added_by_code`), and nothing extra is written when every lever is off. With soft verdicts (`verifier_mode="soft"`)
+each verdict record also says which kind it holds (`verdict_kind`), its `probabilities` (what the score used, a
+criterion decided by code counting 0 or 1) and, where booleans stood, `boolean_criteria` and `fallback_reason`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .config import RunConfig
 from .data import Task, load_tasks, write_tasks
 from .llm import Clients, make_clients, run_sync
 from .rubrics import Rubric, induce_rubric_async
-from .scoring import result_weighted, weighted_pass_rate
+from .scoring import result_weighted, weighted_pass_rate, weighted_score
 from .verify import GroupVerdicts, consensus_check, verify_group_async
 
 
@@ -45,6 +47,8 @@ class GroupJudgement:
     verifier_calls: int = 0
     rubric_s: float = 0.0
     verify_s: float = 0.0
+    soft_cells: int = 0  # soft mode: verdicts read as probabilities ...
+    boolean_cells: int = 0  # ... and verdicts that stood as booleans (no log-probabilities)
 
 
 def _group_seed(config: RunConfig, task_id: str, step: int) -> int:
@@ -53,14 +57,30 @@ def _group_seed(config: RunConfig, task_id: str, step: int) -> int:
     return int(digest[:8], 16)
 
 
-def _score_or_none(points: list[int], judgement: list[bool] | None, config: RunConfig) -> float | None:
+def _score_or_none(
+    points: list[int], judgement: list[bool] | None, config: RunConfig, probabilities: list[float] | None = None
+) -> float | None:
     if judgement is None:
         return None
+    if probabilities is not None:
+        return weighted_score(points, [probabilities], eps=config.score_eps, pitfalls=config.pitfalls)[0]
     return weighted_pass_rate(points, [judgement], eps=config.score_eps, pitfalls=config.pitfalls)[0]
 
 
+def _soft_values(notes: dict | None, judgement: list[bool] | None) -> list[float] | None:
+    """The probabilities a soft verdict is scored with (None: booleans score it). A criterion the consensus check
+    decided, or added, after the Verifier counts as its code verdict, 0 or 1."""
+    probabilities = (notes or {}).get("probabilities")
+    if judgement is None or probabilities is None:
+        return None
+    values = [float(v) for v in probabilities] + [float(v) for v in judgement[len(probabilities):]]
+    for k in (notes or {}).get("checked_by_code", []):
+        values[k] = float(judgement[k])
+    return values
+
+
 # Lever notes that list criteria: indices in `verify`'s notes, criterion ids in verdicts.jsonl.
-CRITERION_NOTES = ("checked_by_code", "flipped_by_code", "evidence_flipped")
+CRITERION_NOTES = ("checked_by_code", "flipped_by_code", "evidence_flipped", "boolean_criteria")
 
 
 def _lever_fields(notes: dict | None, ids: list[str], consensus: Any) -> dict[str, Any]:
@@ -182,7 +202,11 @@ def score_group(
         ("student", verdicts.student, student_scores, verdicts.student_notes),
     ):
         for idx, judgement in enumerate(judgements):
-            score = _score_or_none(points, judgement, config)
+            notes = all_notes[idx] if idx < len(all_notes) else None
+            probabilities = _soft_values(notes, judgement)
+            if probabilities is not None:
+                notes = {**notes, "probabilities": probabilities}
+            score = _score_or_none(points, judgement, config, probabilities)
             if source == "student" and truncated and truncated[idx] and config.truncated_rollouts == "zero":
                 score = 0.0
             scores.append(score)
@@ -196,7 +220,7 @@ def score_group(
                     "position": position.get((source, idx)),
                     "judgements": judgement,
                     "score": score,
-                    **_lever_fields(all_notes[idx] if idx < len(all_notes) else None, ids, consensus),
+                    **_lever_fields(notes, ids, consensus),
                 }
             )
     failed = verdicts.failed or any(s is None for s in student_scores)
@@ -213,6 +237,8 @@ def score_group(
         verifier_calls=verdicts.calls,
         rubric_s=rubric_s,
         verify_s=verify_s,
+        soft_cells=verdicts.soft_cells,
+        boolean_cells=verdicts.boolean_cells,
     )
 
 
@@ -337,6 +363,8 @@ def judge_summary(results: list[GroupJudgement], clients: Clients | None = None)
         "student_score_mean": statistics.fmean(student) if student else None,
         "teacher_score_mean": statistics.fmean(teacher) if teacher else None,
         "verifier_calls": sum(r.verifier_calls for r in results),
+        "soft_cells": sum(r.soft_cells for r in results),
+        "boolean_cells": sum(r.boolean_cells for r in results),
         "failures": {r.task_id: r.error for r in results if r.failed},
     }
     if clients is not None:

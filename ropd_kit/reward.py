@@ -125,6 +125,9 @@ class StepStats:
     refs_s: float = 0.0
     rubric_s: float = 0.0
     verify_s: float = 0.0
+    # Soft verdicts: (answer, criterion) verdicts read as probabilities, and those where booleans stood instead.
+    soft_cells: int = 0
+    boolean_cells: int = 0
 
     def as_record(self) -> dict[str, Any]:
         return {
@@ -137,6 +140,8 @@ class StepStats:
             "refs_s": round(self.refs_s, 3),
             "rubric_s": round(self.rubric_s, 3),
             "verify_s": round(self.verify_s, 3),
+            "judge_soft_cells": self.soft_cells,
+            "judge_boolean_cells": self.boolean_cells,
             "judge_errors": self.errors[:5],
         }
 
@@ -146,7 +151,8 @@ class StepStats:
         lists joined in rank order, wall times (`wall_s`, `refs_s`) the slowest process's."""
         out = cls()
         for part in parts:
-            for name in ("groups", "failed_groups", "rollouts", "failed_rollouts", "rubric_s", "verify_s"):
+            for name in ("groups", "failed_groups", "rollouts", "failed_rollouts", "rubric_s", "verify_s",
+                         "soft_cells", "boolean_cells"):
                 setattr(out, name, getattr(out, name) + getattr(part, name))
             out.rubric_sizes += part.rubric_sizes
             out.teacher_scores += part.teacher_scores
@@ -398,6 +404,8 @@ class RubricReward(_JudgedReward):
         stats.rubric_sizes += [len(r.rubric_record["criteria"]) for r in results if not r.failed]
         stats.teacher_scores += [s for r in results if not r.failed for s in r.teacher_scores if s is not None]
         stats.errors += [f"{r.task_id}: {r.error}" for r in results if r.failed]
+        stats.soft_cells += sum(r.soft_cells for r in results)
+        stats.boolean_cells += sum(r.boolean_cells for r in results)
         self.total_groups += len(results)
         self.total_failed += sum(r.failed for r in results)
         if self.run_dir is None:

@@ -9,6 +9,17 @@ marker lines carry a boundary token, and any marker-like run (`<<<`, `>>>`) or c
 neutralised, so an answer can neither close its own fence nor open a new section; the system prompt tells the
 Verifier that instructions and self-assessments inside answers count for nothing.
 
+Soft verdicts (`verifier_mode="soft"`): instead of the batched matrix, one short request per (answer, criterion)
+with nothing written before the verdict; p(true) is read from the reply's first token's log-probabilities
+(`verdict_probability`) and scored where the boolean stood, the boolean being p >= 0.5. Each request shows the
+instructions, the question and the one fenced answer first and the criterion last, and an answer's criteria are
+asked one after another, so the server's prompt cache reuses what they share. Blindness is as in the batched mode:
+the same fences and neutralising, one boundary for the whole group, answers asked in the seeded blind order. Where a
+verdict cannot be read from log-probabilities the boolean stands: the reply's own word when it is true/false, else
+the batched call for that answer; an endpoint that returns no log-probabilities is named once in the log and gets
+the batched call from then on. Per answer the notes say which kind the verdict holds (`verdict_kind`: "soft",
+"boolean", or "mixed"), its `probabilities`, and why booleans stood (`fallback_reason`).
+
 Failure policy (never raises for model or endpoint misbehaviour):
 1. one call per chunk of `max_answers_per_call` answers, up to `verify_attempts` tries, the parse error fed back;
 2. answers still without a verdict are asked one at a time (`verify_attempts` tries each);
@@ -34,8 +45,11 @@ What the levers did per answer is in `GroupVerdicts.teacher_notes` / `student_no
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import random
 import re
+import threading
 from typing import Any, Sequence
 
 from pydantic import BaseModel, Field
@@ -45,6 +59,8 @@ from . import prompts
 from .rubrics import FATAL_LLM_KINDS, Criterion, Rubric
 
 Key = tuple[str, int]  # ("teacher" | "student", index in its source list)
+
+logger = logging.getLogger(__name__)
 
 
 class VerdictError(ValueError):
@@ -77,6 +93,10 @@ class GroupVerdicts(BaseModel):
     )
     student_notes: list[dict[str, Any]] = Field(
         default_factory=list, description="Per student rollout, what the levers did; [] when the levers are off."
+    )
+    soft_cells: int = Field(default=0, description="Soft mode: (answer, criterion) verdicts read as probabilities.")
+    boolean_cells: int = Field(
+        default=0, description="Soft mode: (answer, criterion) verdicts that stood as booleans (no log-probabilities)."
     )
 
 
@@ -467,6 +487,187 @@ def _feedback(
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Soft verdicts: the probability of "true", read from the endpoint's token log-probabilities
+
+SOFT_TOP_LOGPROBS = 20  # the OpenAI maximum, and llama-server's default
+# The verdict is the reply's first word; two more tokens leave room for a blank or a quote before it. The model's
+# end-of-turn token after the word usually ends the reply first.
+SOFT_MAX_TOKENS = 3
+_YES_WORDS = frozenset({"true", "yes"})
+_NO_WORDS = frozenset({"false", "no"})
+_WORD_EDGES = " \t\r\n\"'`*_.,:;!()[]{}<>"
+NO_LOGPROBS = "the endpoint returned no log-probabilities"
+
+
+def verdict_word(token: str) -> bool | None:
+    """True for a token that spells "true" or "yes", False for "false" or "no", in any case and with blanks, quotes
+    or punctuation around it; None for anything else (part of a word included: "tr" is no verdict).
+
+    >>> verdict_word(" True"), verdict_word('"no'), verdict_word("tr"), verdict_word("\\n")
+    (True, False, None, None)
+    """
+    word = token.strip(_WORD_EDGES).lower()
+    if word in _YES_WORDS:
+        return True
+    if word in _NO_WORDS:
+        return False
+    return None
+
+
+def verdict_probability(logprobs: Sequence[dict] | None) -> float | None:
+    """p(true) of a soft-verdict reply (`ChatResult.logprobs`): P(yes-like) / (P(yes-like) + P(no-like)) over the
+    top log-probabilities of the first generated position that holds any verdict word, every case and spacing
+    variant summed ("true", " True", "yes", ...). None when no position does, or there are no log-probabilities.
+
+    >>> lp = math.log
+    >>> top = [["true", lp(0.6)], [" True", lp(0.1)], ["false", lp(0.2)], ["The", lp(0.1)]]
+    >>> round(verdict_probability([{"token": "true", "logprob": lp(0.6), "top": top}]), 4)
+    0.7778
+    >>> verdict_probability([{"token": "The", "logprob": lp(0.9), "top": [["The", lp(0.9)]]}]) is None
+    True
+    """
+    for position in logprobs or []:
+        yes = no = 0.0
+        seen: set[str] = set()
+        # The generated token too: an endpoint may list fewer alternatives than asked, or none.
+        candidates = [*(position.get("top") or []), [position.get("token"), position.get("logprob")]]
+        for token, logprob in candidates:
+            if not isinstance(token, str) or token in seen or not isinstance(logprob, (int, float)):
+                continue
+            seen.add(token)
+            verdict = verdict_word(token)
+            if verdict is True:
+                yes += math.exp(logprob)
+            elif verdict is False:
+                no += math.exp(logprob)
+        if yes + no > 0:
+            return yes / (yes + no)
+    return None
+
+
+def soft_verifier_messages(
+    question: Any, criterion: str, answer: str, boundary: str, *, prompts_dir: Any = None
+) -> list[dict[str, str]]:
+    """System + user message asking whether one fenced answer meets one criterion, the verdict as the first word.
+
+    Everything before the criterion (instructions, question, fenced answer) is the same for all of an answer's
+    criteria, and the instructions and question for all answers of a group, so a server's prompt cache reuses it.
+    """
+    family = prompts.family_of(question)
+    values = {
+        "boundary": boundary,
+        "question": prompts.question_block(question, boundary),
+        "answer": fence("ANSWER", answer, boundary),
+        "criterion": criterion,
+    }
+    return [
+        {"role": "system", "content": prompts.render("verifier_soft_system.txt", values, family, prompts_dir)},
+        {"role": "user", "content": prompts.render("verifier_soft_user.txt", values, family, prompts_dir)},
+    ]
+
+
+# Endpoints (base_url, model) seen to return no log-probabilities: named once in the log, then asked in batches.
+_NO_LOGPROBS: set[tuple[str, str]] = set()
+_NO_LOGPROBS_LOCK = threading.Lock()
+
+
+def _endpoint_of(client: Any) -> tuple[str, str]:
+    endpoint = getattr(client, "endpoint", None)
+    return str(getattr(endpoint, "base_url", "?")), str(getattr(endpoint, "model", "?"))
+
+
+def _without_logprobs(endpoint: tuple[str, str]) -> None:
+    with _NO_LOGPROBS_LOCK:
+        if endpoint in _NO_LOGPROBS:
+            return
+        _NO_LOGPROBS.add(endpoint)
+    logger.warning("verifier endpoint %s (model %r) returns no token log-probabilities: soft verdicts fall back to "
+                "true/false verdicts there (the batched call), and the verdict records say so", *endpoint)
+
+
+class _SoftCells:
+    """One answer's soft verdicts so far: a probability per criterion, or the boolean that stood and why."""
+
+    def __init__(self, m: int) -> None:
+        self.probabilities: list[float | None] = [None] * m
+        self.booleans: list[bool | None] = [None] * m
+        self.reasons: list[str | None] = [None] * m
+
+    @property
+    def unread(self) -> list[int]:
+        return [k for k, (p, b) in enumerate(zip(self.probabilities, self.booleans)) if p is None and b is None]
+
+
+async def _soft_answer(
+    question: Any, rubric: Rubric, text: str, boundary: str, client: Any, config: Any, record: _Call, fatal: list[str]
+) -> _SoftCells:
+    """One answer's criteria asked one after another (each request then finds the answer in the server's cache)."""
+    from .llm import LLMError
+
+    criteria = _criteria_list(rubric)
+    cells = _SoftCells(len(criteria))
+    endpoint = _endpoint_of(client)
+    prompts_dir = getattr(config, "prompts_dir", None)
+    for k, criterion in enumerate(criteria):
+        if fatal:
+            break
+        if endpoint in _NO_LOGPROBS:
+            cells.reasons[k] = NO_LOGPROBS
+            continue
+        record.calls += 1
+        try:
+            result = await client.chat(
+                soft_verifier_messages(question, criterion, text, boundary, prompts_dir=prompts_dir),
+                temperature=0.0, max_tokens=SOFT_MAX_TOKENS, top_logprobs=SOFT_TOP_LOGPROBS,
+            )
+        except LLMError as exc:
+            kind = getattr(exc, "kind", "error")
+            message = f"soft verdict, criterion {k + 1}: {kind} error: {exc}"
+            record.errors.append(message)
+            if kind in FATAL_LLM_KINDS:
+                fatal.append(message)
+            cells.reasons[k] = f"the call failed ({kind})"
+            continue
+        record.raw.append(result.text)
+        if result.logprobs is None:
+            _without_logprobs(endpoint)
+            reason = NO_LOGPROBS
+        else:
+            p = verdict_probability(result.logprobs)
+            if p is not None:
+                cells.probabilities[k] = p
+                continue
+            reason = f"no true/false token among the top {SOFT_TOP_LOGPROBS} log-probabilities"
+        words = result.text.split()
+        cells.booleans[k] = verdict_word(words[0]) if words else None
+        cells.reasons[k] = reason
+    return cells
+
+
+def soft_result(cells: _SoftCells, batched: Sequence[bool] | None) -> tuple[list[bool] | None, dict[str, Any]]:
+    """One answer's verdicts and notes from its soft reading, the batched call's booleans filling what the reading
+    left open. Notes: `verdict_kind` ("soft": every criterion a probability; "boolean": none; "mixed"),
+    `probabilities` (soft and mixed; a boolean that stood counts 0 or 1), `boolean_criteria` (mixed: the criteria
+    whose boolean stood, as indices) and `fallback_reason`. Verdicts None when a criterion has neither."""
+    booleans = list(cells.booleans)
+    for k in cells.unread:
+        if batched is not None:
+            booleans[k] = bool(batched[k])
+    if any(p is None and b is None for p, b in zip(cells.probabilities, booleans)):
+        return None, {}
+    values = [round(p, 6) if p is not None else float(b) for p, b in zip(cells.probabilities, booleans)]
+    verdicts = [v >= 0.5 for v in values]
+    stood = [k for k, p in enumerate(cells.probabilities) if p is None]
+    if not stood:
+        return verdicts, {"verdict_kind": "soft", "probabilities": values}
+    reason = "; ".join(dict.fromkeys(cells.reasons[k] for k in stood if cells.reasons[k]))
+    if len(stood) == len(values):
+        return verdicts, {"verdict_kind": "boolean", "fallback_reason": reason}
+    return verdicts, {"verdict_kind": "mixed", "probabilities": values, "boolean_criteria": stood,
+                      "fallback_reason": reason}
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Verification of one group
 
 
@@ -660,9 +861,25 @@ async def verify_group_async(
         else:
             shown.append(key)
 
-    size = getattr(config, "max_answers_per_call", 12)
-    chunks = [shown[i : i + size] for i in range(0, len(shown), size)]
     fatal: list[str] = []
+    soft = getattr(config, "verifier_mode", "batched") == "soft"
+    soft_read: dict[Key, _SoftCells] = {}
+    soft_logs: list[_Call] = []
+    batched = shown
+    if soft and shown:
+        # One boundary for the group, so that every answer's requests share the instructions and the question.
+        boundary = make_boundary(seed, prompts.question_text(question), _criteria_list(rubric),
+                                 [texts[k] for k in shown])
+        soft_logs = [_Call() for _ in shown]
+        read = await asyncio.gather(*(
+            _soft_answer(question, rubric, texts[k], boundary, client, config, lg, fatal)
+            for k, lg in zip(shown, soft_logs)
+        ))
+        soft_read = dict(zip(shown, read))
+        batched = [k for k in shown if soft_read[k].unread]
+
+    size = getattr(config, "max_answers_per_call", 12)
+    chunks = [batched[i : i + size] for i in range(0, len(batched), size)]
     jobs = [(c, s) for c in chunks for s in range(n_samples)]
     batch_logs = [_Call() for _ in jobs]
     results = await asyncio.gather(
@@ -678,8 +895,8 @@ async def verify_group_async(
 
     # A batch can fail because of one answer (too long, confusing); asking one at a time isolates it. An answer
     # that some samples judged keeps the majority of those; only one that no sample judged is asked again.
-    missing = [k for k in shown if k not in judged]
-    singles_jobs = [(k, s) for k in missing for s in range(n_samples)] if len(shown) > 1 else []
+    missing = [k for k in batched if k not in judged]
+    singles_jobs = [(k, s) for k in missing for s in range(n_samples)] if len(batched) > 1 else []
     single_logs = [_Call() for _ in singles_jobs]
     if single_logs and not fatal:
         singles = await asyncio.gather(
@@ -694,7 +911,13 @@ async def verify_group_async(
 
     levers_on = n_samples > 1 or evidence or read_first
     notes: dict[Key, dict[str, Any]] = {}
+    for src, i, why in skipped if soft else []:
+        notes[(src, i)] = {"verdict_kind": "boolean", "fallback_reason": f"not judged ({why}): all false"}
     for key in shown:
+        if key in soft_read:
+            entries = judged.get(key)
+            verdicts[key], notes[key] = soft_result(soft_read[key], entries[0]["judgement"] if entries else None)
+            continue
         if key not in judged:
             continue
         if not levers_on:
@@ -705,7 +928,8 @@ async def verify_group_async(
             judged[key], texts[key], evidence=evidence, fenced=neutralise(texts[key], "")
         )
 
-    logs = batch_logs + single_logs
+    logs = soft_logs + batch_logs + single_logs
+    read_cells = [c for k, c in soft_read.items() if verdicts.get(k) is not None]  # answers that got a verdict
     errors = [e for log in logs for e in log.errors]
     teacher = [verdicts.get(("teacher", i)) for i in range(len(teacher_refs))]
     student = [verdicts.get(("student", j)) for j in range(len(rollouts))]
@@ -730,8 +954,10 @@ async def verify_group_async(
         error=error,
         errors=errors,
         skipped=skipped,
-        teacher_notes=[notes.get(("teacher", i), {}) for i in range(len(teacher_refs))] if levers_on else [],
-        student_notes=[notes.get(("student", j), {}) for j in range(len(rollouts))] if levers_on else [],
+        teacher_notes=[notes.get(("teacher", i), {}) for i in range(len(teacher_refs))] if levers_on or soft else [],
+        student_notes=[notes.get(("student", j), {}) for j in range(len(rollouts))] if levers_on or soft else [],
+        soft_cells=sum(p is not None for c in read_cells for p in c.probabilities),
+        boolean_cells=sum(p is None for c in read_cells for p in c.probabilities),
     )
 
 
