@@ -1,5 +1,6 @@
 """What a batch shows a person: the index page over its runs (a table, comparison figures) and each executed
-notebook as a self-contained offline HTML page; stripping outputs from notebooks before they go into git.
+notebook as a self-contained offline HTML page (progress bars as their last frame); stripping outputs from
+notebooks before they go into git.
 
 CLI: `python -m ropd_kit.batch.report strip notebooks/*.ipynb` (clear outputs, keep the `parameters` tag) and
 `python -m ropd_kit.batch.report check notebooks/*.ipynb` (exit 1 if any notebook has outputs).
@@ -117,6 +118,67 @@ th {{ background: #f3f3f3; }}
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # ---------------------------------------------------------------------------------------------------------------
+# Progress bars: what a terminal would show
+
+
+def terminal_text(text: str) -> str:
+    """`text` as a terminal leaves it on screen: on each line, what the last carriage return wrote.
+
+    A text progress bar redraws its line with `\r` at every update; an executed notebook keeps every frame (a model
+    load leaves a hundred of them), while a person wants the bar's end state. Progress bars rewrite the whole line,
+    so a frame replaces the line rather than overtyping its start; an empty frame (a trailing `\r`) erases nothing.
+    """
+    lines = []
+    for line in text.split("\n"):
+        frames = [f for f in line.split("\r") if f]
+        lines.append(frames[-1] if frames else "")
+    return "\n".join(lines)
+
+
+def collapse_progress(nb: Any) -> int:
+    """Merge each cell's consecutive stream outputs of one stream (a kernel sends a bar's frames as separate
+    messages) and keep what a terminal would show (`terminal_text`); drop outputs left empty. In place; returns
+    how many outputs were merged or changed."""
+    changed = 0
+    for cell in nb.cells:
+        outputs = cell.get("outputs")
+        if not outputs:
+            continue
+        merged: list[Any] = []
+        for out in outputs:
+            last = merged[-1] if merged else None
+            if (out.get("output_type") == "stream" and last is not None and last.get("output_type") == "stream"
+                    and last.get("name") == out.get("name")):
+                last["text"] += out.get("text", "")
+                changed += 1
+            else:
+                merged.append(out)
+        kept = []
+        for out in merged:
+            if out.get("output_type") == "stream":
+                text = terminal_text(out.get("text", ""))
+                if text != out.get("text", ""):
+                    out["text"] = text
+                    changed += 1
+                if not text:
+                    continue
+            kept.append(out)
+        cell["outputs"] = kept
+    return changed
+
+
+def collapse_progress_file(path: str | Path) -> int:
+    """`collapse_progress` on an executed notebook file, rewritten only when something changed."""
+    import nbformat
+
+    nb = nbformat.read(Path(path), as_version=4)
+    changed = collapse_progress(nb)
+    if changed:
+        nbformat.write(nb, Path(path))
+    return changed
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Notebook files: offline HTML export, stripping outputs
 
 
@@ -161,6 +223,7 @@ def export_html(notebook: str | Path, target: str | Path | None = None) -> Path:
 
     source = Path(notebook)
     nb = nbformat.read(source, as_version=4)
+    collapse_progress(nb)  # a bar is one line with its end state, also for a notebook executed elsewhere
     nb.metadata.pop("widgets", None)  # widget views are not rendered here (see _static_outputs)
     head = f'<script type="text/javascript">{get_plotlyjs()}</script>' if _static_outputs(nb) else ""
     exporter = HTMLExporter(
