@@ -5,22 +5,19 @@ In:  an experiment spec (YAML or a dict) —
          notebooks: [01_teacher_references, 02_rubric_induction, ...]   # default: all six, in order
          base: {n_tasks: 8, teacher_base_url: local, ...}              # parameters every run gets
          grid: {method: [ropd, lopd, rlvr]}                            # product -> runs ...
-         runs: [{name: big, params: {n_rollouts: 8}}]                  # ... and/or named runs (× the grid),
-         runs: [{name: lopd, params: {method: lopd}, notebooks: [04_grpo_training]}]  # a run's own notebooks
+         runs: [{name: big, params: {n_rollouts: 8}}]                  # ... and/or named runs (× the grid)
          target_accuracy: 0.5                                          # optional, for the index's efficiency table
 Out: `reports/<name>/<run>/NN_*.ipynb` (executed) + `.html` each, the run's directory `reports/<name>/<run>/run`
      (passed to every notebook as `run_dir`), `reports/<name>/<run>/status.json`, and `reports/<name>/index.html`
      summarising all runs (a table, and comparison figures when runs have train/eval logs).
 
 A run whose status says it finished with the same parameters is skipped (resumable); a run that fails is recorded
-(the error and the notebook it failed in) and the next run goes on. While it runs, one progress line
-(`progress.BatchProgress`) says which run and notebook it is in, the cell and the training steps done. Secrets never become papermill parameters,
+(the error and the notebook it failed in) and the next run goes on. Secrets never become papermill parameters,
 since papermill copies parameter values into the output notebooks: a parameter whose name looks like a key holder
 (api_key, token, secret, password) is refused unless it ends in `_env` (the NAME of an environment variable), and so
 is any value equal to the value of such a variable.
 
-CLI: `python -m ropd_kit.batch experiments/<name>.yaml [--reports reports] [--only RUN] [--force]
-[--config configs/<run>.yaml] [--dry-run]` (or `ropd batch ...`).
+CLI: `python -m ropd_kit.batch experiments/<name>.yaml [--reports reports] [--only RUN] [--force]`.
 """
 
 from __future__ import annotations
@@ -37,10 +34,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .spec import BatchError, BatchSpec, HEADLESS_ENV, INDEX, RunSpec, _known_parameters, kernel_name, load_spec, notebook_path
-from ..config import ConfigError
 from ..rundir import RUN_SUBDIR, STATUS
 from ..redaction import check_secrets, redact_file, secret_values
-from .progress import BatchProgress
 from .report import write_index
 from .status import NotebookStatus, RunStatus, _fingerprint, _finished, _now, _write_status, read_status
 
@@ -117,7 +112,7 @@ def _execute_run(
     start_timeout: int,
     execution_timeout: int | None,
     serve_local: bool,
-    progress: BatchProgress,
+    bar: Any,
 ) -> RunStatus:
     import papermill
 
@@ -142,8 +137,8 @@ def _execute_run(
         _write_status(folder / STATUS, status, secrets)
         return status
     for nb in notebooks:
+        bar.set_postfix_str(f"{run.name}: {nb.stem}", refresh=True)
         output = folder / nb.name
-        progress.notebook_started(nb.stem, output)
         t0 = time.perf_counter()
         error: BaseException | None = None
         try:
@@ -167,7 +162,6 @@ def _execute_run(
                 redacted += redact_file(html_path, secrets)
             except Exception as exc:  # noqa: BLE001 - a report that cannot be rendered must not hide the run's result
                 error = error or exc
-        progress.notebook_done()
         status.notebooks.append(
             NotebookStatus(
                 notebook=nb.stem, output=output.name, html=html_path.name if html_path else None,
@@ -198,8 +192,6 @@ def run_batch(
     execution_timeout: int | None = None,
     kernel: str | None = None,
     serve_local: bool = True,
-    config: str | Path | None = None,
-    dry_run: bool = False,
 ) -> list[RunStatus]:
     """Execute every run of the spec (notebooks in order) and write `reports/<name>/index.html`.
 
@@ -208,31 +200,24 @@ def run_batch(
     per model) and the notebooks get their URLs; otherwise each notebook starts its own.
     Returns one RunStatus per run of the spec that was executed or skipped (`skipped=True`), in spec order.
     Raises BatchError (before anything runs) for a bad spec, an unknown parameter or a secret in the parameters.
-    `config`: a run config file every run starts from, in place of the spec's own `config` (batch.spec).
-    `dry_run`: check all that, print each run's plan (plan.run_plan) and return [] without running anything.
     """
+    from tqdm.auto import tqdm
+
     from ..notebook_tools.params import PROJECT_DIR_ENV
 
     spec_dir = Path(spec_or_path).resolve().parent if isinstance(spec_or_path, (str, Path)) else None
     spec = load_spec(spec_or_path)
-    if config is not None:
-        spec = spec.with_config(config)
-    runs = spec.expand()
-    paths = {n: notebook_path(n, spec_dir) for n in dict.fromkeys(
-        [*spec.notebooks, *(n for r in runs for n in r.notebooks or [])])}
-    if not paths:
+    notebooks = [notebook_path(n, spec_dir) for n in spec.notebooks]
+    if not notebooks:
         raise BatchError(f"batch {spec.name!r}: no notebooks to run")
-
-    def run_notebooks(run: RunSpec) -> list[Path]:
-        return [paths[n] for n in (run.notebooks or spec.notebooks)]
-
+    runs = spec.expand()
     names = [r.name for r in runs]
     wanted = [only] if isinstance(only, str) else list(only or [])
     unknown_runs = [n for n in wanted if n not in names]
     if unknown_runs:
         raise BatchError(f"batch {spec.name!r}: no run named {unknown_runs[0]!r} (runs: {', '.join(names)})")
 
-    known = _known_parameters(list(paths.values()))  # the base goes to every run: any notebook may take a name
+    known = _known_parameters(notebooks)
     for run in runs:
         check_secrets(run.params, run=run.name)  # first: a key must not reach even an error message about names
         if "run_dir" in run.params:
@@ -243,42 +228,32 @@ def run_batch(
                 f"run {run.name!r}: unknown parameter(s) {', '.join(unknown)} — neither RunConfig fields nor in a "
                 f"notebook's parameters cell"
             )
-    if dry_run:
-        print(_dry_run_text(spec, [r for r in runs if not wanted or r.name in wanted], run_notebooks, reports_dir))
-        return []
 
     batch_dir = Path(reports_dir) / spec.name
     batch_dir.mkdir(parents=True, exist_ok=True)
     kernel = kernel or kernel_name()
     todo = [r for r in runs if not wanted or r.name in wanted]
-    plan = []  # (run, its notebooks, fingerprint, the finished status to keep or None)
-    for run in todo:
-        notebooks = run_notebooks(run)
-        fingerprint = _fingerprint(run.params, notebooks)
-        previous = read_status(batch_dir / run.name)
-        done = previous if not force and _finished(previous, fingerprint, batch_dir / run.name) else None
-        plan.append((run, notebooks, fingerprint, done))
     results: list[RunStatus] = []
     quiet = _QuietUnknownParameters()
     logging.getLogger("papermill").addFilter(quiet)
-    to_execute = [item for item in plan if item[3] is None]
-    bar = BatchProgress(spec.name, n_runs=len(to_execute), n_notebooks=sum(len(item[1]) for item in to_execute),
-                        enabled=progress)
+    bar = tqdm(total=len(todo), desc=f"batch {spec.name}", unit="run", disable=not progress)
     try:
         # The kernels take relative paths (a spec's tasks_path, the reports folder) from where the batch runs.
         with _env(**{HEADLESS_ENV: "1", PROJECT_DIR_ENV: os.getcwd()}):
-            for run, notebooks, fingerprint, done in plan:
+            for run in todo:
                 folder = batch_dir / run.name
-                if done is not None:
-                    results.append(done.model_copy(update={"skipped": True}))
-                    continue
-                bar.run_started(run.name, folder / RUN_SUBDIR, run.params.get("max_steps"))
-                secrets = secret_values(run.params)
-                results.append(
-                    _execute_run(run, notebooks, folder, fingerprint, secrets, kernel=kernel,
-                                 start_timeout=start_timeout, execution_timeout=execution_timeout,
-                                 serve_local=serve_local, progress=bar)
-                )
+                fingerprint = _fingerprint(run.params, notebooks)
+                previous = read_status(folder)
+                if not force and _finished(previous, fingerprint, folder):
+                    results.append(previous.model_copy(update={"skipped": True}))
+                else:
+                    secrets = secret_values(run.params)
+                    results.append(
+                        _execute_run(run, notebooks, folder, fingerprint, secrets, kernel=kernel,
+                                     start_timeout=start_timeout, execution_timeout=execution_timeout,
+                                     serve_local=serve_local, bar=bar)
+                    )
+                bar.update(1)
     finally:
         bar.close()
         logging.getLogger("papermill").removeFilter(quiet)
@@ -288,26 +263,6 @@ def run_batch(
             stop_servers()
         write_index(batch_dir, spec, runs)
     return results
-
-
-def _dry_run_text(spec: BatchSpec, runs: list[RunSpec], notebooks_of: Any, reports_dir: str | Path) -> str:
-    """What a batch would run: its runs and notebooks, and each run's training plan, from the checked spec."""
-    from ..config import RunConfig
-    from ..notebook_tools.params import config_parameter_names
-    from ..plan import machine, run_plan
-
-    names = set(config_parameter_names())
-    box = machine()
-    lines = [f"batch {spec.name}: {len(runs)} run(s) -> {Path(reports_dir) / spec.name / INDEX}"
-             + (f"; every run starts from {spec.config}" if spec.config else ""), f"kernel: {kernel_name()}"]
-    for run in runs:
-        run_dir = Path(reports_dir) / spec.name / run.name / RUN_SUBDIR
-        config = RunConfig.from_params(**{k: v for k, v in run.params.items() if k in names}, run_dir=str(run_dir))
-        notebooks = [nb.stem for nb in notebooks_of(run)]
-        lines += ["", f"run {run.name}: {' -> '.join(notebooks)}"]
-        samples = any(nb[:2] in ("01", "02", "03") for nb in notebooks)
-        lines.append(run_plan(config, source=f"run {run.name}", box=box, sampler=samples))
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -322,20 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--execution-timeout", type=int, default=None, help="seconds per cell (default: none)")
     parser.add_argument("--no-shared-servers", action="store_true",
                         help="let each notebook start its own local servers instead of one set for the batch")
-    parser.add_argument("--config", metavar="FILE", help="a run config file (configs/*.yaml) every run starts from, "
-                        "under the spec's base (in place of the spec's own `config`)")
-    parser.add_argument("--dry-run", action="store_true", help="check the spec, print each run's plan and exit: "
-                        "nothing runs, no model is loaded, no endpoint called")
     args = parser.parse_args(argv)
     try:
         results = run_batch(args.spec, args.reports, only=args.only, force=args.force,
-                            execution_timeout=args.execution_timeout, serve_local=not args.no_shared_servers,
-                            config=args.config, dry_run=args.dry_run)
-    except (BatchError, ConfigError) as exc:
+                            execution_timeout=args.execution_timeout, serve_local=not args.no_shared_servers)
+    except BatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        return 0
     for st in results:
         state = "skipped (already done)" if st.skipped else st.status
         detail = f" in {st.failed_notebook}: {st.error}" if st.status == "failed" else ""
