@@ -73,6 +73,15 @@ def test_named_runs_times_grid_and_base_overridden_by_run():
     assert [r.name for r in BatchSpec(name="x").expand()] == ["default"]
 
 
+def test_a_named_runs_own_notebooks_go_with_each_of_its_grid_runs():
+    s = BatchSpec(name="x", grid={"seed": [0, 1]},
+                  runs=[{"name": "a", "notebooks": ["04_grpo_training"]}, {"name": "b"}])
+    assert [(r.name, r.notebooks) for r in s.expand()] == [
+        ("a_seed-0", ["04_grpo_training"]), ("a_seed-1", ["04_grpo_training"]), ("b_seed-0", None), ("b_seed-1", None)]
+    with pytest.raises(BatchError, match="runs.0.notebooks: .*empty"):
+        load_spec({"name": "x", "runs": [{"name": "a", "notebooks": []}]})
+
+
 def test_grid_values_that_are_paths_get_names_that_tell_them_apart():
     deep = "/home/someone/projects/ropd/experiments/data/sets"
     s = BatchSpec(name="x", grid={"tasks_path": [f"{deep}/a/train.jsonl", f"{deep}/b/train.jsonl", "openai/gsm8k"]})
@@ -280,6 +289,45 @@ def test_batch_records_failure_goes_on_and_resumes(toy, tmp_path):
 
 
 STATUS = rundir.STATUS
+
+
+def test_a_run_runs_its_own_notebooks_and_the_progress_line_follows_them(toy, tmp_path, capfd):
+    from ropd_kit.batch.progress import BatchProgress, cell_progress
+
+    other = write_toy(tmp_path / "other.ipynb")
+    s = {"name": "own", "notebooks": [str(toy), str(other)], "base": {"n_tasks": 2},
+         "runs": [{"name": "both"}, {"name": "trains", "params": {"fail": True}, "notebooks": [str(other)]}]}
+    results = {r.run: r for r in run_batch(s, tmp_path / "reports", serve_local=False)}
+    assert [nb.notebook for nb in results["both"].notebooks] == ["toy", "other"]
+    assert [nb.notebook for nb in results["trains"].notebooks] == ["other"] and results["trains"].status == "failed"
+    folder = tmp_path / "reports" / "own"
+    assert not (folder / "trains" / "toy.ipynb").exists()
+
+    # The line names the run and notebook as each starts, and counts notebooks over the whole batch.
+    err = capfd.readouterr().err
+    assert "run 1/2 both · toy" in err and "run 1/2 both · other" in err and "run 2/2 trains · other" in err
+    assert "own: 3/3 notebooks" in err
+    # The cell a notebook is at, from the copy papermill saves as it goes: all of them in a finished notebook, the
+    # ones before the failing cell in the failed one.
+    finished, failed = cell_progress(folder / "both" / "toy.ipynb"), cell_progress(folder / "trains" / "other.ipynb")
+    assert finished[0] == finished[1] == 5  # the toy's four cells and the injected parameters
+    assert failed[0] == 3 < failed[1]  # the title, parameters and injected cells (papermill adds its error cells)
+    assert cell_progress(folder / "both" / "not-yet.ipynb") is None
+
+    # Training steps come from the run's train log (a resumed step counts once).
+    run_dir = folder / "both" / "run"
+    progress = BatchProgress("own", n_runs=1, n_notebooks=1, enabled=False)
+    progress.run_started("both", run_dir, max_steps=2)
+    progress.notebook_started("toy", folder / "both" / "toy.ipynb")
+    assert progress.line() == "run 1/1 both · toy 0:00 · cell 5/5"
+    rundir.write_jsonl(run_dir / rundir.TRAIN_LOG, [{"step": 1}, {"step": 1}])
+    assert progress.line().endswith("· steps 1/2")
+    progress.close()
+
+    # On a re-run the finished run is skipped and not counted: only the failed one's notebook is left to do.
+    run_batch(s, tmp_path / "reports", serve_local=False)
+    err = capfd.readouterr().err
+    assert "own: 1/1 notebooks" in err and "run 1/1 trains · other" in err and "both" not in err
 
 
 def test_bad_specs_are_refused_before_anything_runs(toy, tmp_path):

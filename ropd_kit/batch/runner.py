@@ -5,15 +5,17 @@ In:  an experiment spec (YAML or a dict) —
          notebooks: [01_teacher_references, 02_rubric_induction, ...]   # default: all six, in order
          base: {n_tasks: 8, teacher_base_url: local, ...}              # parameters every run gets
          grid: {method: [ropd, lopd, rlvr]}                            # product -> runs ...
-         runs: [{name: big, params: {n_rollouts: 8}}]                  # ... and/or named runs (× the grid)
+         runs: [{name: big, params: {n_rollouts: 8}}]                  # ... and/or named runs (× the grid),
+         runs: [{name: lopd, params: {method: lopd}, notebooks: [04_grpo_training]}]  # a run's own notebooks
          target_accuracy: 0.5                                          # optional, for the index's efficiency table
 Out: `reports/<name>/<run>/NN_*.ipynb` (executed) + `.html` each, the run's directory `reports/<name>/<run>/run`
      (passed to every notebook as `run_dir`), `reports/<name>/<run>/status.json`, and `reports/<name>/index.html`
      summarising all runs (a table, and comparison figures when runs have train/eval logs).
 
 A run whose status says it finished with the same parameters is skipped (resumable); a run that fails is recorded
-(the error and the notebook it failed in) and the next run goes on. Secrets never become papermill parameters,
-since papermill copies parameter values into the output notebooks: a parameter whose name looks like a key holder
+(the error and the notebook it failed in) and the next run goes on. While it runs, one progress line
+(`progress.BatchProgress`) says which run and notebook it is in, the cell and the training steps done. Secrets never
+become papermill parameters, since papermill copies parameter values into the output notebooks: a parameter whose name looks like a key holder
 (api_key, token, secret, password) is refused unless it ends in `_env` (the NAME of an environment variable), and so
 is any value equal to the value of such a variable.
 
@@ -36,6 +38,7 @@ from typing import Any, Iterator, Mapping
 from .spec import BatchError, BatchSpec, HEADLESS_ENV, INDEX, RunSpec, _known_parameters, kernel_name, load_spec, notebook_path
 from ..rundir import RUN_SUBDIR, STATUS
 from ..redaction import check_secrets, redact_file, secret_values
+from .progress import BatchProgress
 from .report import write_index
 from .status import NotebookStatus, RunStatus, _fingerprint, _finished, _now, _write_status, read_status
 
@@ -112,7 +115,7 @@ def _execute_run(
     start_timeout: int,
     execution_timeout: int | None,
     serve_local: bool,
-    bar: Any,
+    progress: BatchProgress,
 ) -> RunStatus:
     import papermill
 
@@ -137,8 +140,8 @@ def _execute_run(
         _write_status(folder / STATUS, status, secrets)
         return status
     for nb in notebooks:
-        bar.set_postfix_str(f"{run.name}: {nb.stem}", refresh=True)
         output = folder / nb.name
+        progress.notebook_started(nb.stem, output)
         t0 = time.perf_counter()
         error: BaseException | None = None
         try:
@@ -162,6 +165,7 @@ def _execute_run(
                 redacted += redact_file(html_path, secrets)
             except Exception as exc:  # noqa: BLE001 - a report that cannot be rendered must not hide the run's result
                 error = error or exc
+        progress.notebook_done()
         status.notebooks.append(
             NotebookStatus(
                 notebook=nb.stem, output=output.name, html=html_path.name if html_path else None,
@@ -201,23 +205,26 @@ def run_batch(
     Returns one RunStatus per run of the spec that was executed or skipped (`skipped=True`), in spec order.
     Raises BatchError (before anything runs) for a bad spec, an unknown parameter or a secret in the parameters.
     """
-    from tqdm.auto import tqdm
-
     from ..notebook_tools.params import PROJECT_DIR_ENV
 
     spec_dir = Path(spec_or_path).resolve().parent if isinstance(spec_or_path, (str, Path)) else None
     spec = load_spec(spec_or_path)
-    notebooks = [notebook_path(n, spec_dir) for n in spec.notebooks]
-    if not notebooks:
-        raise BatchError(f"batch {spec.name!r}: no notebooks to run")
     runs = spec.expand()
+    paths = {n: notebook_path(n, spec_dir) for n in dict.fromkeys(
+        [*spec.notebooks, *(n for r in runs for n in r.notebooks or [])])}
+    if not paths:
+        raise BatchError(f"batch {spec.name!r}: no notebooks to run")
+
+    def run_notebooks(run: RunSpec) -> list[Path]:
+        return [paths[n] for n in (run.notebooks or spec.notebooks)]
+
     names = [r.name for r in runs]
     wanted = [only] if isinstance(only, str) else list(only or [])
     unknown_runs = [n for n in wanted if n not in names]
     if unknown_runs:
         raise BatchError(f"batch {spec.name!r}: no run named {unknown_runs[0]!r} (runs: {', '.join(names)})")
 
-    known = _known_parameters(notebooks)
+    known = _known_parameters(list(paths.values()))  # the base goes to every run: any notebook may take a name
     for run in runs:
         check_secrets(run.params, run=run.name)  # first: a key must not reach even an error message about names
         if "run_dir" in run.params:
@@ -233,27 +240,34 @@ def run_batch(
     batch_dir.mkdir(parents=True, exist_ok=True)
     kernel = kernel or kernel_name()
     todo = [r for r in runs if not wanted or r.name in wanted]
+    plan = []  # (run, its notebooks, fingerprint, the finished status to keep or None)
+    for run in todo:
+        notebooks = run_notebooks(run)
+        fingerprint = _fingerprint(run.params, notebooks)
+        previous = read_status(batch_dir / run.name)
+        done = previous if not force and _finished(previous, fingerprint, batch_dir / run.name) else None
+        plan.append((run, notebooks, fingerprint, done))
     results: list[RunStatus] = []
     quiet = _QuietUnknownParameters()
     logging.getLogger("papermill").addFilter(quiet)
-    bar = tqdm(total=len(todo), desc=f"batch {spec.name}", unit="run", disable=not progress)
+    to_execute = [item for item in plan if item[3] is None]
+    bar = BatchProgress(spec.name, n_runs=len(to_execute), n_notebooks=sum(len(item[1]) for item in to_execute),
+                        enabled=progress)
     try:
         # The kernels take relative paths (a spec's tasks_path, the reports folder) from where the batch runs.
         with _env(**{HEADLESS_ENV: "1", PROJECT_DIR_ENV: os.getcwd()}):
-            for run in todo:
+            for run, notebooks, fingerprint, done in plan:
                 folder = batch_dir / run.name
-                fingerprint = _fingerprint(run.params, notebooks)
-                previous = read_status(folder)
-                if not force and _finished(previous, fingerprint, folder):
-                    results.append(previous.model_copy(update={"skipped": True}))
-                else:
-                    secrets = secret_values(run.params)
-                    results.append(
-                        _execute_run(run, notebooks, folder, fingerprint, secrets, kernel=kernel,
-                                     start_timeout=start_timeout, execution_timeout=execution_timeout,
-                                     serve_local=serve_local, bar=bar)
-                    )
-                bar.update(1)
+                if done is not None:
+                    results.append(done.model_copy(update={"skipped": True}))
+                    continue
+                bar.run_started(run.name, folder / RUN_SUBDIR, run.params.get("max_steps"))
+                secrets = secret_values(run.params)
+                results.append(
+                    _execute_run(run, notebooks, folder, fingerprint, secrets, kernel=kernel,
+                                 start_timeout=start_timeout, execution_timeout=execution_timeout,
+                                 serve_local=serve_local, progress=bar)
+                )
     finally:
         bar.close()
         logging.getLogger("papermill").removeFilter(quiet)

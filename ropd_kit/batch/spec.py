@@ -36,12 +36,21 @@ class RunSpec(BaseModel):
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+    # The notebooks of this run when it needs fewer than the batch's (a baseline that only trains); None: the batch's.
+    notebooks: list[str] | None = None
 
     @field_validator("name")
     @classmethod
     def _folder_name(cls, v: str) -> str:
         if not _SAFE_NAME.match(v):
             raise ValueError(f"run name {v!r} must be a folder name: letters, digits, '.', '_', '-'")
+        return v
+
+    @field_validator("notebooks")
+    @classmethod
+    def _some_notebooks(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("a run's notebooks list is empty; leave it out to run the batch's notebooks")
         return v
 
 
@@ -73,7 +82,8 @@ class BatchSpec(BaseModel):
         return v
 
     def expand(self) -> list[RunSpec]:
-        """The runs: each named run (or one unnamed) × the product of the grid, named after the grid values."""
+        """The runs: each named run (or one unnamed) × the product of the grid, named after the grid values; a
+        named run's own `notebooks` go with each of its grid runs."""
         named = self.runs or [RunSpec(name="default")]
         keys = list(self.grid)
         combos = list(itertools.product(*(range(len(self.grid[k])) for k in keys))) if keys else [()]
@@ -84,7 +94,8 @@ class BatchSpec(BaseModel):
                 combo = [self.grid[k][i] for k, i in zip(keys, picks)]
                 parts = [f"{k}-{labels[k][i]}" for k, i in zip(keys, picks)]
                 name = "_".join(([run.name] if self.runs or not parts else []) + parts)
-                out.append(RunSpec(name=name, params={**self.base, **run.params, **dict(zip(keys, combo))}))
+                out.append(RunSpec(name=name, params={**self.base, **run.params, **dict(zip(keys, combo))},
+                                   notebooks=run.notebooks))
         seen: set[str] = set()
         for run in out:
             if run.name in seen:
