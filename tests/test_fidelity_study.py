@@ -264,6 +264,51 @@ def test_a_post_verification_lever_is_derived_from_the_judged_replies_without_a_
     assert competent["auc"] == 1.0
 
 
+def test_soft_verdicts_flow_through_derivation_and_the_decided_parts(tmp_path, monkeypatch):
+    """A soft parent's probabilities score the derived consensus variant, the code-decided result counting 0 or 1;
+    the report splits that reward into the Verifier's part and the check's."""
+    study = make_study(tmp_path, variants=(GOOD,))
+    soft = study.variant_path("soft")
+    soft.mkdir(parents=True)
+    for name in (rundir.RUBRICS, fs.USAGE_FILE):
+        (soft / name).write_bytes((study.variant_path(GOOD) / name).read_bytes())
+    records = []
+    for v in rundir.read_jsonl(study.variant_path(GOOD) / rundir.VERDICTS):
+        if v["judgements"] is not None:  # p(true): 0.7 for a true verdict, 0.4 for a false one
+            probabilities = [0.7 if j else 0.4 for j in v["judgements"]]
+            v = {**v, "verdict_kind": "soft", "probabilities": probabilities,
+                 "score": (3 * probabilities[0] + probabilities[1]) / 4}
+        records.append(v)
+    rundir.write_jsonl(soft / rundir.VERDICTS, records)
+    monkeypatch.setattr(fs, "judge_variant", lambda study, bank, name, config=None, *, progress=True:
+                        fs.Judged.read(study.variant_path(name), name))
+    study = study.model_copy(update={"variants": ["soft", "soft+consensus"]})
+    out = fs.judge_variants(study, fs.Bank.read(study.bank_path))
+    derived = [v for v in out["soft+consensus"].verdicts if v["source"] == "student" and v["task_id"] == "t0"]
+    for v in derived:
+        right = is_right(0, v["rollout_idx"])  # task 0: the teacher's majority is the answer
+        assert v["checked_by_code"] == ["c1"] and v["verdict_kind"] == "soft"
+        assert v["probabilities"] == [float(right), 0.7]  # the result decided by code; c2 stays the Verifier's p
+        assert v["score"] == pytest.approx((3 * right + 0.7) / 4, abs=1e-5)
+
+    result = fs.summarise_study(study)
+    assert result["variants"]["soft"]["levers"]["verdict_kinds"] == {"soft": 23}
+    assert "verifier_part:soft" not in result["signals"]  # nothing decided by code in the parent
+    decided = result["variants"]["soft+consensus"]["decided"]
+    assert decided["answers"] == decided["answers_checked"] == 23  # every teacher has a strict majority here
+    parts = ["rubric:soft+consensus", "verifier_part:soft+consensus", "check:soft+consensus"]
+    assert all(p in result["signals"] for p in parts)
+    # c2 (the Verifier's part) is 0.7 for every answer: no order at all; the check alone orders as the reward does
+    verifier = result["signals"]["verifier_part:soft+consensus"]["within_group_auc"]["all"]
+    assert verifier["auc"] == 0.5 and verifier["n_ties"] == verifier["n_pairs"]
+    check = result["signals"]["check:soft+consensus"]["within_group_auc"]["all"]
+    reward = result["signals"]["rubric:soft+consensus"]["within_group_auc"]["all"]
+    assert check["auc"] == reward["auc"] and check["n_pairs"] == reward["n_pairs"]
+    assert result["signal_names"]["check:soft+consensus"] == "consensus check alone (soft+consensus)"
+    # Task 5's rollouts are all wrong, so all its verdicts (and rewards) are the same: 1 of 6 groups teaches nothing.
+    assert result["variants"]["soft"]["zero_spread"]["frac_reward_zero_std"] == pytest.approx(1 / 6)
+
+
 def test_notebook_tables_of_a_bank(tmp_path):
     from ropd_kit import notebook_tools
 

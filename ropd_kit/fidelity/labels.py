@@ -11,7 +11,7 @@ study splits every number by `teacher_competent` (see `stats.split_by`). Pure an
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
@@ -104,3 +104,60 @@ def teacher_competence(
     for column in ("n_right", "teacher_competent"):  # None stays None (not NaN)
         frame[column] = pd.Series([r[column] for r in rows], index=frame.index, dtype=object)
     return frame
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A second, independent label
+
+
+def independent_check() -> Callable[[Any, str | None], bool | None] | None:
+    """The kit's second answer check, independent of the one that gives the primary label and that the consensus
+    check shares (`answers.independent_correctness(task, text)`), or None in a version of the kit without one."""
+    from .. import answers
+
+    return getattr(answers, "independent_correctness", None)
+
+
+def label_agreement(
+    frame: pd.DataFrame,
+    tasks: Mapping[str, Any],
+    check: Callable[[Any, str | None], bool | None] | None = None,
+    *,
+    label: str = "correct",
+    text: str = "text",
+    task: str = "task_id",
+    n_examples: int = 5,
+) -> dict[str, Any]:
+    """How often a second check of each checkable answer disagrees with its primary label.
+
+    The primary label (`label`: ground truth read by the family's extractor, or the label a bank came with) and the
+    consensus check can share a blind spot when they read answers the same way; an independent check shows it as
+    disagreement. `tasks`: task_id -> Task; `check(task, text)` -> bool or None (default `independent_check()`).
+    Answers of tasks the check cannot decide (open-ended, no answer) or with no primary label are not counted.
+
+    Returns: check (its name, or None when there is none), n_checked, n_disagree, disagreement_rate, and up to
+    `n_examples` disagreements (task_id, the row's keys, primary, independent, the start of the text).
+    """
+    check = check if check is not None else independent_check()
+    if check is None:
+        return {"check": None, "n_checked": 0, "n_disagree": 0, "disagreement_rate": None,
+                "note": "no independent answer check in this version of the kit", "examples": []}
+    keys = [k for k in ("step", "rollout_idx") if k in frame.columns]
+    n_checked = n_disagree = 0
+    examples: list[dict[str, Any]] = []
+    for row in frame.to_dict("records"):
+        primary = row.get(label)
+        the_task = tasks.get(row[task])
+        if the_task is None or _missing(primary) or not checkable(the_task):
+            continue
+        second = check(the_task, None if _missing(row.get(text)) else str(row[text]))
+        if second is None:
+            continue
+        n_checked += 1
+        if bool(second) != bool(primary):
+            n_disagree += 1
+            if len(examples) < n_examples:
+                examples.append({task: row[task], **{k: row[k] for k in keys}, "primary": bool(primary),
+                                 "independent": bool(second), "text": str(row.get(text) or "")[:200]})
+    return {"check": getattr(check, "__name__", str(check)), "n_checked": n_checked, "n_disagree": n_disagree,
+            "disagreement_rate": n_disagree / n_checked if n_checked else None, "examples": examples}

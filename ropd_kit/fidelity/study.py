@@ -1,12 +1,20 @@
 """The reward-fidelity study: does the rubric reward rank right student rollouts above wrong ones, per reward variant?
 
+The bank is either student rollouts of tasks with ground truth (`tasks`), or a labelled bank (`bank`: prompts with
+answers whose labels someone gave, `fidelity.banks`), whose answers take the rollouts' place: each prompt's answers
+are judged as one group, blind, beside the configured teacher's references, exactly as training judges rollouts.
+
 A study folder `DIR` holds:
 
     DIR/bank/                 a run directory: tasks, teacher refs and student rollouts (stages 0-2 of pipeline.py),
-                              plus the reference signals logprob.jsonl and judge_signal.jsonl
+                              plus the reference signals logprob.jsonl and judge_signal.jsonl; for a labelled bank
+                              the answers are the rollouts (with their label and kind) and labelled_bank.json
+                              describes the bank
     DIR/variants/<name>/      one run directory per reward variant: the bank's files copied, and the variant's own
                               config.json, rubrics.jsonl, verdicts.jsonl, judge_raw.jsonl, usage.json
                               (`RubricInspector("DIR/variants/base")` opens it)
+    DIR/reference/<name>/     labelled banks whose prompts carry a reference rubric: the same answers and teacher
+                              refs judged by the variant's Verifier under the reference rubric (the Verifier alone)
     DIR/study.json            the StudyConfig;  DIR/timings.json  wall seconds per stage
     DIR/fidelity.json         the numbers;      DIR/fidelity.html  the figure (self-contained)
 
@@ -21,11 +29,15 @@ alone:
    replay the same rubrics from the cache and differ only in verification. A variant that only adds a lever acting
    after the Verifier's replies (the consensus check) to one judged before it is derived from that one's records
    (`derive_variant`), with no call.
+   `judge_references`: a labelled bank's prompts with a reference rubric judged under it (`judge_reference`).
 3. `reference_signals`: the teacher's mean token log-prob of each rollout (white-box, transformers) and the
    teacher-as-judge grade (`reward.JudgeReward`, no rubric).
-4. `summarise` (pure): labels (ground truth, teacher competence), then per signal pooled and within-group AUC with
-   task-cluster bootstrap intervals, per criterion category agreement and discrimination, the result-criterion value
-   check, verifier failures and judge tokens per scored rollout, every number also per teacher-competence stratum.
+4. `summarise` (pure): labels (ground truth or the bank's, teacher competence, a second independent label), then
+   per signal pooled and within-group AUC with task-cluster bootstrap intervals and tied pairs — the reward, and
+   beside it its Verifier-decided part and the consensus check alone (`decided`) —, per flaw kind, the share of
+   groups with zero reward spread, per criterion category agreement and discrimination, the result-criterion value
+   check, verifier failures, judge time and tokens per scored answer, every number also per teacher-competence
+   stratum; for reference rubrics, the loss split between teacher, Rubricator and Verifier (`links`).
 
 `run_study` chains them with local servers started for the roles whose base_url is "local"; the CLI is
 `python -m ropd_kit.fidelity` and notebook 07 runs the same steps cell by cell (`notebook_tools.fidelity`).
@@ -50,7 +62,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .. import rundir
 from ..config import RunConfig
 from .criteria import agreement_table, criterion_verdicts, result_value_check, result_value_summary, verdict_coverage
-from .labels import label_correct, teacher_competence
+from .decided import decided_summary, reward_parts, zero_spread
+from .labels import label_agreement, label_correct, teacher_competence
+from .links import kind_auc, loss_split
 from .stats import json_records, signal_summary, split_by
 from .variants import apply_variant, parse_variant, parse_variants
 
@@ -59,6 +73,8 @@ if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
 
 BANK = "bank"
 VARIANTS_DIR = "variants"
+REFERENCE_DIR = "reference"
+LABELLED_BANK_FILE = "labelled_bank.json"
 STUDY_FILE = "study.json"
 TIMINGS_FILE = "timings.json"
 FIDELITY_JSON = "fidelity.json"
@@ -74,6 +90,10 @@ STRATUM = "teacher_competent"
 STUDY_FIELDS = ("run_dir", "tasks_path", "n_tasks", "tasks_limit", "n_rollouts", "seed")
 KEYS = ["task_id", "step", "rollout_idx"]
 SIGNAL_LABELS = {"logprob": "teacher log-prob", "judge": "teacher-as-judge"}
+# Signals of one variant: the reward, its Verifier-decided part and the consensus check alone, and the Verifier's
+# score under the reference rubric.
+SIGNAL_KINDS = {"rubric": "rubric reward ({})", "verifier_part": "Verifier-decided part ({})",
+                "check": "consensus check alone ({})", "reference": "Verifier, reference rubric ({})"}
 STRATUM_LABELS = {"all": "all tasks", f"{STRATUM}=True": "teacher competent",
                   f"{STRATUM}=False": "teacher not competent",
                   f"{STRATUM}=missing": "no ground truth"}
@@ -85,8 +105,9 @@ def rubric_signal(variant: str) -> str:
 
 
 def signal_label(signal: str) -> str:
-    if signal.startswith("rubric:"):
-        return f"rubric reward ({signal.split(':', 1)[1]})"
+    kind, _, variant = signal.partition(":")
+    if variant and kind in SIGNAL_KINDS:
+        return SIGNAL_KINDS[kind].format(variant)
     return SIGNAL_LABELS.get(signal, signal)
 
 
@@ -100,8 +121,12 @@ class StudyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tasks: str = Field(description="A task file or data set: what data.load_tasks / sources.load_task_source read "
-                       "(its split, subset, field_map, sample: params tasks_split, tasks_subset, ...).")
+    tasks: str | None = Field(default=None, description="A task file or data set: what data.load_tasks / "
+                              "sources.load_task_source read (its split, subset, field_map, sample: params "
+                              "tasks_split, tasks_subset, ...). Student rollouts of them are the bank.")
+    bank: str | None = Field(default=None, description="A labelled bank instead of tasks (fidelity.banks: ours, "
+                             "pairs or sets; params tasks_split/tasks_subset for a data set): its answers, with "
+                             "their labels, are judged in place of student rollouts.")
     out: str = Field(description="The study folder (bank/, variants/, fidelity.json, fidelity.html).")
     n_tasks: int | None = Field(default=40, ge=1, description="The first n tasks (None: all).")
     n_rollouts: int = Field(default=8, ge=2, le=256, description="Student rollouts per task (one group).")
@@ -130,6 +155,10 @@ class StudyConfig(BaseModel):
     def _params(self) -> "StudyConfig":
         from ..redaction import check_secrets
 
+        if (self.tasks is None) == (self.bank is None):
+            raise ValueError("give either tasks (student rollouts are judged) or bank (a labelled bank's answers "
+                             f"are), not {'both' if self.tasks else 'neither'}")
+
         check_secrets(self.params)
         own = sorted(set(self.params) & set(STUDY_FIELDS))
         if own:
@@ -145,12 +174,20 @@ class StudyConfig(BaseModel):
     def bank_path(self) -> Path:
         return self.path / BANK
 
+    @property
+    def labelled(self) -> bool:
+        """Whether the bank is a labelled bank's answers (not student rollouts)."""
+        return self.bank is not None
+
+    def reference_path(self, name: str) -> Path:
+        return self.path / REFERENCE_DIR / name
+
     def variant_path(self, name: str) -> Path:
         return self.path / VARIANTS_DIR / name
 
     def run_config(self) -> RunConfig:
         """The bank's RunConfig: the study's sizes and seed on top of `params`, run_dir DIR/bank."""
-        return RunConfig.from_params(**self.params, run_dir=str(self.bank_path), tasks_path=self.tasks,
+        return RunConfig.from_params(**self.params, run_dir=str(self.bank_path), tasks_path=self.tasks or self.bank,
                                      n_tasks=self.n_tasks, n_rollouts=self.n_rollouts, seed=self.seed)
 
     def variant_config(self, config: RunConfig, name: str) -> RunConfig:
@@ -168,17 +205,18 @@ class StudyConfig(BaseModel):
         path = Path(out) / STUDY_FILE
         if not path.exists():
             raise FileNotFoundError(
-                f"{path}: no study here (run `python -m ropd_kit.fidelity --tasks ... --out {out}`)")
+                f"{path}: no study here (run `python -m ropd_kit.fidelity --tasks ... --out {out}`, or --bank ...)")
         return cls(**json.loads(path.read_text()))
 
     @classmethod
-    def from_run_config(cls, config: RunConfig, **options: Any) -> "StudyConfig":
+    def from_run_config(cls, config: RunConfig, *, bank: str | None = None, **options: Any) -> "StudyConfig":
         """A study whose folder is `config.run_dir` and whose tasks, sizes and seed are the config's (notebook 07);
-        the config's other non-default fields become `params`. `options`: variants, signals, n_boot, ..."""
+        the config's other non-default fields become `params`. `bank`: a labelled bank judged instead of rollouts
+        of the config's tasks. `options`: variants, signals, n_boot, ..."""
         default = RunConfig().model_dump()
         params = {k: v for k, v in config.model_dump().items() if k not in STUDY_FIELDS and v != default.get(k)}
-        return cls(tasks=config.tasks_path, out=config.run_dir, n_tasks=config.n_tasks, n_rollouts=config.n_rollouts,
-                   seed=config.seed, params=params, **options)
+        return cls(tasks=None if bank else config.tasks_path, bank=bank, out=config.run_dir, n_tasks=config.n_tasks,
+                   n_rollouts=config.n_rollouts, seed=config.seed, params=params, **options)
 
 
 def record_timing(out: str | Path, stage: str, seconds: float) -> None:
@@ -219,9 +257,28 @@ class Bank:
             raise FileNotFoundError(f"{path}: no bank here (tasks.jsonl and rollouts.jsonl are needed)")
         return cls(path, tasks, rundir.read_jsonl(path / rundir.TEACHER_REFS), rollouts)
 
+    @property
+    def labelled(self) -> bool:
+        """Whether the rollouts are a labelled bank's answers (they carry a `label`)."""
+        return any(r.get("label") is not None for r in self.rollouts)
+
+    @property
+    def graded(self) -> bool:
+        """Whether a labelled bank's labels are graded (any label other than 0 and 1)."""
+        return any(r.get("label") not in (None, 0, 1) for r in self.rollouts)
+
+    def description(self) -> dict[str, Any] | None:
+        """What `banks.describe` said of a labelled bank when it was read (labelled_bank.json), else None."""
+        path = self.path / LABELLED_BANK_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
     def frame(self) -> pd.DataFrame:
         """One row per student rollout with a text: task_id, step, rollout_idx, prompt, text, truncated, correct
-        (ground truth; None without one) and teacher_competent (a strict majority of the task's refs right)."""
+        (ground truth; None without one), label (correct as 1/0, or a labelled bank's label), kind (a labelled
+        bank's flaw kind, else None) and teacher_competent (a strict majority of the task's refs right).
+
+        A labelled bank's label decides `correct`: 1/0 labels as they are; graded labels mark the answers with
+        their prompt's highest label right and the others wrong (None where a prompt's answers share one label)."""
         return rollout_frame(self.tasks, self.teacher_refs, self.rollouts)
 
     def groups(self) -> dict[tuple[str, int], list[dict]]:
@@ -253,6 +310,7 @@ def rollout_frame(
     if "truncated" not in frame.columns:
         frame["truncated"] = False
     frame = label_correct(frame, task_frame)
+    frame = _bank_labels(frame)
     refs = pd.DataFrame(list(teacher_refs), columns=["task_id", "ref_idx", "text"]) if teacher_refs else None
     if refs is not None and len(refs):
         competence = teacher_competence(refs, task_frame)[["task_id", STRATUM]]
@@ -261,18 +319,75 @@ def rollout_frame(
                                    dtype=object)
     else:
         frame[STRATUM] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    columns = KEYS + ["prompt", "text", "truncated", "correct", STRATUM]
+    columns = KEYS + ["prompt", "text", "truncated", "correct", "label", "kind", STRATUM]
     return frame[columns].sort_values(KEYS, kind="stable").reset_index(drop=True)
 
 
+def _bank_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """`label` and `kind` columns; where rollouts carry a labelled bank's label, `correct` follows it."""
+    if "kind" not in frame.columns:
+        frame["kind"] = None
+    frame["kind"] = pd.Series([k if isinstance(k, str) and k else None for k in frame["kind"]], index=frame.index,
+                              dtype=object)
+    given = pd.to_numeric(frame["label"], errors="coerce") if "label" in frame.columns else None
+    if given is None or not given.notna().any():
+        frame["label"] = pd.Series([None if c is None else float(bool(c)) for c in frame["correct"]],
+                                   index=frame.index, dtype=object)
+        return frame
+    frame["label"] = given.astype(float)
+    if set(given.dropna().unique()) <= {0.0, 1.0}:
+        correct = [None if pd.isna(v) else bool(v) for v in given]
+    else:
+        top = given.groupby([frame["task_id"], frame["step"]]).transform("max")
+        levels = given.groupby([frame["task_id"], frame["step"]]).transform("nunique")
+        correct = [None if pd.isna(v) or n < 2 else bool(v == t) for v, t, n in zip(given, top, levels)]
+    frame["correct"] = pd.Series(correct, index=frame.index, dtype=object)
+    return frame
+
+
+def read_labelled_bank(study: StudyConfig, config: RunConfig | None = None) -> Any:
+    """The study's labelled bank, read and validated whole (`banks.load_bank`: the first n_tasks prompts; a data
+    set's split and subset from tasks_split / tasks_subset). A bad row raises a BankError naming it."""
+    from .banks import load_bank
+
+    config = config or study.run_config()
+    return load_bank(study.bank, limit=study.n_tasks, split=config.tasks_split or "train",
+                     subset=config.tasks_subset)
+
+
+def build_labelled_bank(study: StudyConfig, config: RunConfig | None = None) -> Bank:
+    """A labelled bank into DIR/bank: its prompts as tasks, its answers (label and kind kept) in the rollouts' place,
+    and K teacher refs per prompt from the configured teacher (replayed from the reference index when run again)."""
+    from ..data import write_tasks
+    from ..pipeline import teacher_refs_stage
+    from .banks import bank_answer_records, describe
+
+    config = (config or study.run_config()).model_copy(update={"run_dir": str(study.bank_path)})
+    study.save()
+    started = time.perf_counter()
+    labelled = read_labelled_bank(study, config)
+    write_tasks(study.bank_path / rundir.TASKS, labelled.tasks)
+    rundir.write_jsonl(study.bank_path / rundir.ROLLOUTS, bank_answer_records(labelled))
+    (study.bank_path / LABELLED_BANK_FILE).write_text(json.dumps(describe(labelled), indent=2) + "\n")
+    config.save()
+    record_timing(study.path, "tasks_s", time.perf_counter() - started)
+    started = time.perf_counter()
+    teacher_refs_stage(config)
+    record_timing(study.path, "teacher_refs_s", time.perf_counter() - started)
+    return Bank.read(study.bank_path)
+
+
 def build_bank(study: StudyConfig, config: RunConfig | None = None, *, progress: bool = True) -> Bank:
-    """Stages 0-2 into DIR/bank: the tasks, K teacher refs per task, one group of student rollouts per task.
+    """Stages 0-2 into DIR/bank: the tasks, K teacher refs per task, one group of student rollouts per task (for a
+    labelled bank: its answers in the rollouts' place, `build_labelled_bank`).
 
     `config`: the bank's RunConfig with endpoints resolved (default `study.run_config()`, whose "local" endpoints
     must then already point at servers). Replayed from the reference index and the LLM cache when run again.
     """
     from ..pipeline import rollouts_stage, stage_tasks, teacher_refs_stage
 
+    if study.labelled:
+        return build_labelled_bank(study, config)
     config = config or study.run_config()
     config = config.model_copy(update={"run_dir": str(study.bank_path)})
     study.save()
@@ -596,6 +711,144 @@ def read_judged(study: StudyConfig | str | Path, variants: Iterable[str] | None 
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# 2b. A labelled bank under its reference rubrics: the Verifier alone
+
+# What a variant sets that only the Rubricator or the steps after the Verifier read: variants that differ only there
+# judge alike under a reference rubric, so the second is a copy of the first.
+_NOT_REFERENCE = frozenset(POST_VERIFY_LEVERS) | {
+    "rubricator", "min_criteria", "max_criteria", "rubricator_temperature", "rubricator_max_tokens",
+    "rubric_attempts", "rubric_student_samples", "pitfalls"}
+
+
+def reference_overrides(name: str) -> dict[str, Any]:
+    """The part of a variant's overrides that judging under a reference rubric reads (the Verifier's settings)."""
+    return {k: v for k, v in parse_variant(name).items() if k not in _NOT_REFERENCE}
+
+
+def _reference_tasks(bank: Bank) -> dict[str, Any]:
+    from ..data import task_from_record
+
+    tasks = {t["id"]: task_from_record(t, f"{bank.path / rundir.TASKS}:{t['id']}") for t in bank.tasks}
+    return {task_id: task for task_id, task in tasks.items() if task.rubric}
+
+
+async def judge_reference_async(bank: Bank, config: RunConfig, clients: Any, *, progress: bool = True) -> list[Any]:
+    """Every group of the bank whose task carries a reference rubric, judged by the Verifier under that rubric:
+    blind, the teacher refs beside the answers in the order training shows them, no consensus check. Scores use the
+    reference points (HealthBench's score: met points over positive points, a met pitfall subtracting;
+    probabilities of soft verdicts in place of booleans). Returns GroupJudgements as `judge_bank_async` does."""
+    from tqdm.auto import tqdm
+
+    from ..pipeline import _group_seed, score_group
+    from ..scoring import weighted_score
+    from ..train.evaluate import reference_rubric
+    from ..verify import verify_group_async
+    from .decided import verdict_values
+
+    tasks = _reference_tasks(bank)
+    refs = _refs_by_task(bank)
+    groups = {k: v for k, v in bank.groups().items() if k[0] in tasks}
+    # The reference rubric is the whole rubric: nothing is decided by code, and its pitfalls count.
+    plain = config.model_copy(update={"consensus_check": False, "result_weight_share": 0.0, "pitfalls": True})
+    bar = tqdm(total=len(groups), desc=f"reference rubric ({Path(config.run_dir).name})", disable=not progress)
+
+    async def one(task_id: str, step: int, group: list[dict]):
+        task, task_refs = tasks[task_id], refs.get(task_id, [])
+        rubric, points = reference_rubric(task)
+        ref_texts, texts = [r["text"] for r in task_refs], [r["text"] for r in group]
+        truncated = [bool(r.get("truncated")) for r in group]
+        record = {"task_id": task_id, "step": step, "criteria": [c.model_dump() for c in rubric.criteria],
+                  "reference_points": points, "model": clients.verifier.endpoint.model, "n_teacher": len(ref_texts),
+                  "n_student": len(texts), "source": "reference"}
+        started = time.perf_counter()
+        verdicts = await verify_group_async(task, rubric, ref_texts, texts, clients.verifier, plain,
+                                            seed=_group_seed(plain, task_id, step), truncated=truncated)
+        result = score_group(task, step, record, rubric, verdicts, ref_texts, texts, plain, truncated=truncated,
+                             verify_s=time.perf_counter() - started)
+        for v in result.verdict_records:
+            values = verdict_values(v)
+            v["score"] = None if values is None else weighted_score(points, [values], eps=0.0, pitfalls=True)[0]
+        result.teacher_scores = [v["score"] for v in result.verdict_records if v["source"] == "teacher"]
+        student = [v["score"] for v in result.verdict_records if v["source"] == "student"]
+        result.scores = None if result.failed else student
+        _add_bank_keys(result.verdict_records, task_refs, group)
+        bar.update(1)
+        return result
+
+    try:
+        return list(await asyncio.gather(*(one(t, s, g) for (t, s), g in groups.items())))
+    finally:
+        bar.close()
+
+
+def judge_reference(study: StudyConfig, bank: Bank, name: str, config: RunConfig | None = None, *,
+                    progress: bool = True) -> Judged | None:
+    """Variant `name`'s Verifier settings under the reference rubrics, into DIR/reference/<name>/ (a run directory
+    whose rubrics.jsonl holds the reference rubrics, `reference_points` beside the criteria). None when no task of
+    the bank carries a reference rubric."""
+    from ..llm import make_clients, run_sync
+    from ..pipeline import write_judgements
+
+    if not _reference_tasks(bank):
+        return None
+    vconfig = study.variant_config(config or study.run_config(), name)
+    target = study.reference_path(name)
+    vconfig = vconfig.model_copy(update={"run_dir": str(target)})
+    _copy_bank(bank, target)
+    vconfig.save()
+
+    async def go():
+        async with make_clients(vconfig) as clients:
+            before = clients.stats.snapshot()
+            results = await judge_reference_async(bank, vconfig, clients, progress=progress)
+            return results, clients.stats.since(before)
+
+    started = time.perf_counter()
+    results, usage = run_sync(go())
+    wall = time.perf_counter() - started
+    write_judgements(target, results, replace=True)
+    _write_usage(target, name, results, wall, dict(usage), rubric="reference")
+    record_timing(study.path, f"reference:{name}_s", wall)
+    return Judged.read(target, name)
+
+
+def judge_references(study: StudyConfig, bank: Bank, config: RunConfig | None = None, *,
+                     progress: bool = True) -> dict[str, Judged]:
+    """`judge_reference` for each variant of a labelled bank's study (none for a rollout bank, whose open-ended
+    tasks have no labels to measure against). A variant whose Verifier settings were already judged under the
+    reference rubrics (`reference_overrides`) gets a copy of that judging, usage.json naming it (`same_as`)."""
+    import shutil
+
+    if not study.labelled or not _reference_tasks(bank):
+        return {}
+    done: dict[str, str] = {}
+    out: dict[str, Judged] = {}
+    for name in study.variants:
+        key = json.dumps(reference_overrides(name), sort_keys=True, default=str)
+        if key in done:
+            source, target = study.reference_path(done[key]), study.reference_path(name)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(source, target)
+            usage = json.loads((target / USAGE_FILE).read_text())
+            (target / USAGE_FILE).write_text(json.dumps({**usage, "variant": name, "same_as": done[key]}, indent=2,
+                                                        default=str) + "\n")
+            out[name] = Judged.read(target, name)
+            continue
+        judged = judge_reference(study, bank, name, config, progress=progress)
+        if judged is not None:
+            out[name], done[key] = judged, name
+    return out
+
+
+def read_references(study: StudyConfig | str | Path, variants: Iterable[str] | None = None) -> dict[str, Judged]:
+    """The judgings under the reference rubrics already in DIR/reference (those of `variants`, when given)."""
+    out = Path(study.out if isinstance(study, StudyConfig) else study) / REFERENCE_DIR
+    names = sorted(p.name for p in out.glob("*") if (p / rundir.RUBRICS).exists())
+    wanted = names if variants is None else [n for n in variants if n in names]
+    return {name: Judged.read(out / name, name) for name in wanted}
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # 3. Reference signals
 
 
@@ -698,34 +951,61 @@ def read_signals(study: StudyConfig | str | Path) -> dict[str, list[dict]]:
 # 4. The summary (pure: records in, a JSON-ready dict out)
 
 
-def student_scores(bank: Bank, judged: Judged) -> pd.DataFrame:
-    """(task_id, step, rollout_idx, score) of each judged student rollout. A verdict record without rollout_idx
-    (a hand-written one) is placed by answer_idx among the group's rollouts that have a text."""
+def _placed(bank: Bank, records: Iterable[Mapping], fields: Sequence[str]) -> pd.DataFrame:
+    """KEYS and `fields` of each student record, placed on its rollout. A record without rollout_idx (a
+    hand-written one) is placed by answer_idx among the group's rollouts that have a text."""
     groups = bank.groups()
     rows = []
-    for v in judged.verdicts:
+    for v in records:
         if v.get("source", "student") != "student":
             continue
         step = int(v.get("step", 0))
         idx = v.get("rollout_idx")
-        if idx is None:
+        if idx is None or (isinstance(idx, float) and pd.isna(idx)):
             group = groups.get((v["task_id"], step), [])
             a = v.get("answer_idx")
-            if a is None or a >= len(group):
+            if a is None or pd.isna(a) or int(a) >= len(group):
                 continue
-            idx = group[a]["rollout_idx"]
-        rows.append({"task_id": v["task_id"], "step": step, "rollout_idx": int(idx), "score": v.get("score")})
-    frame = pd.DataFrame(rows, columns=KEYS + ["score"]).drop_duplicates(subset=KEYS, keep="last")
-    frame["score"] = pd.to_numeric(frame["score"], errors="coerce").astype(float)
+            idx = group[int(a)]["rollout_idx"]
+        rows.append({"task_id": v["task_id"], "step": step, "rollout_idx": int(idx), **{f: v.get(f) for f in fields}})
+    frame = pd.DataFrame(rows, columns=KEYS + list(fields)).drop_duplicates(subset=KEYS, keep="last")
+    for f in fields:
+        frame[f] = pd.to_numeric(frame[f], errors="coerce").astype(float)
     return frame
 
 
-def signal_frame(bank: Bank, judged: Mapping[str, Judged], signals: Mapping[str, Sequence[Mapping]]) -> pd.DataFrame:
-    """The labelled bank with one column per signal: `rubric:<variant>` for each variant, then logprob / judge.
+def student_scores(bank: Bank, judged: Judged) -> pd.DataFrame:
+    """(task_id, step, rollout_idx, score) of each judged student rollout. A verdict record without rollout_idx
+    (a hand-written one) is placed by answer_idx among the group's rollouts that have a text."""
+    return _placed(bank, judged.verdicts, ["score"])
+
+
+def judged_parts(judged: Judged) -> pd.DataFrame:
+    """`decided.reward_parts` of a variant's student answers: reward, Verifier-decided part, consensus check."""
+    return reward_parts(judged.rubrics, judged.verdicts)
+
+
+def _checked_anything(parts: pd.DataFrame) -> bool:
+    return bool(len(parts)) and bool(parts["checked"].any())
+
+
+def signal_frame(bank: Bank, judged: Mapping[str, Judged], signals: Mapping[str, Sequence[Mapping]],
+                 references: Mapping[str, Judged] | None = None) -> pd.DataFrame:
+    """The labelled bank with one column per signal: for each variant `rubric:<variant>` (the reward) and, where
+    the consensus check decided some answer, `verifier_part:<variant>` and `check:<variant>`; then
+    `reference:<variant>` for each judging under the reference rubrics; then logprob / judge.
     A rollout a variant could not score keeps NaN there (counted as missing, never as 0)."""
     frame = bank.frame()
     for name, result in judged.items():
         scores = student_scores(bank, result).rename(columns={"score": rubric_signal(name)})
+        frame = frame.merge(scores, on=KEYS, how="left")
+        parts = judged_parts(result)
+        if _checked_anything(parts):
+            placed = _placed(bank, parts.to_dict("records"), ["verifier_part", "check"])
+            frame = frame.merge(placed.rename(columns={"verifier_part": f"verifier_part:{name}",
+                                                       "check": f"check:{name}"}), on=KEYS, how="left")
+    for name, result in (references or {}).items():
+        scores = student_scores(bank, result).rename(columns={"score": f"reference:{name}"})
         frame = frame.merge(scores, on=KEYS, how="left")
     for name, records in signals.items():
         extra = pd.DataFrame(list(records), columns=KEYS + [name])
@@ -773,7 +1053,30 @@ def bank_summary(bank: Bank, frame: pd.DataFrame | None = None) -> dict[str, Any
         "n_tasks_teacher_competent": int(competence[STRATUM].map(lambda v: v is True).sum()),
         "n_tasks_teacher_not_competent": int(competence[STRATUM].map(lambda v: v is False).sum()),
         "by_stratum": _by_stratum(frame, _bank_counts),
+        "labelled": bank.description(),
+        **_second_labels(bank, frame),
     }
+
+
+def _task_objects(bank: Bank) -> dict[str, Any]:
+    from ..data import task_from_record
+
+    return {t["id"]: task_from_record(t, f"{bank.path / rundir.TASKS}:{t['id']}") for t in bank.tasks}
+
+
+def _second_labels(bank: Bank, frame: pd.DataFrame) -> dict[str, Any]:
+    """A second label for each checkable answer beside its primary one: the kit's independent answer check
+    (`labels.independent_check`); for a labelled bank also the kit's own answer check against the bank's labels."""
+    from ..answers import correctness
+
+    if bank.graded:
+        note = {"note": "graded labels: no right/wrong to compare a second check with"}
+        return {"independent_label": note, "answer_check_vs_labels": note}
+    tasks = _task_objects(bank)
+    out = {"independent_label": label_agreement(frame, tasks)}
+    if bank.labelled:
+        out["answer_check_vs_labels"] = label_agreement(frame, tasks, correctness)
+    return out
 
 
 def _labelled_verdicts(judged: Judged, frame: pd.DataFrame) -> list[dict]:
@@ -824,15 +1127,20 @@ def _group_failures(judged: Judged, frame: pd.DataFrame) -> dict[str, Any]:
     return split_by(table, STRATUM, counts)
 
 
-def _lever_counts(verdicts: Sequence[Mapping]) -> dict[str, int]:
-    """What the levers did to student answers: verdicts turned false for want of a quote, criteria decided by code."""
-    out = {"answers": 0, "evidence_flipped": 0, "checked_by_code": 0, "flipped_by_code": 0}
+def _lever_counts(verdicts: Sequence[Mapping]) -> dict[str, Any]:
+    """What the levers did to student answers: verdicts turned false for want of a quote, criteria decided by code,
+    and with soft verdicts how many answers were scored from probabilities (`verdict_kinds`: soft, boolean where
+    the endpoint gave none, mixed)."""
+    out: dict[str, Any] = {"answers": 0, "evidence_flipped": 0, "checked_by_code": 0, "flipped_by_code": 0,
+                           "verdict_kinds": {}}
     for v in verdicts:
         if v.get("source", "student") != "student":
             continue
         out["answers"] += 1
         for key in ("evidence_flipped", "checked_by_code", "flipped_by_code"):
             out[key] += len(v.get(key) or [])
+        if v.get("verdict_kind"):
+            out["verdict_kinds"][v["verdict_kind"]] = out["verdict_kinds"].get(v["verdict_kind"], 0) + 1
     return out
 
 
@@ -864,9 +1172,12 @@ def _records_by_stratum(split: Mapping[str, pd.DataFrame]) -> dict[str, list[dic
     return {stratum: json_records(table) for stratum, table in split.items()}
 
 
-def variant_summary(bank: Bank, judged: Judged, frame: pd.DataFrame) -> dict[str, Any]:
-    """Everything fidelity.json says about one variant besides its AUCs."""
+def variant_summary(bank: Bank, judged: Judged, frame: pd.DataFrame,
+                    judge_wall_s: float | None = None) -> dict[str, Any]:
+    """Everything fidelity.json says about one variant besides its AUCs. `judge_wall_s`: the seconds its judging
+    took (default its usage.json's; a derived variant's judging is its parent's)."""
     verdicts = _labelled_verdicts(judged, frame)
+    parts = judged_parts(judged)
     long = criterion_verdicts(judged.rubrics, verdicts)
     results = result_value_check(judged.rubrics, _tasks_frame(bank.tasks))
     results[STRATUM] = results["task_id"].map(dict(zip(frame["task_id"], frame[STRATUM])))
@@ -887,9 +1198,23 @@ def variant_summary(bank: Bank, judged: Judged, frame: pd.DataFrame) -> dict[str
             "errors": judged.usage.get("errors", {}),
         },
         "levers": _lever_counts(judged.verdicts),
+        "decided": decided_summary(parts),
+        "zero_spread": zero_spread(parts),
         "judge_tokens": judge_tokens(judged, n_scored, bank.teacher_refs),
         "wall_s": judged.usage.get("wall_s"),
+        "judge_wall_s": judge_wall_s,
+        "judge_s_per_scored_answer": judge_wall_s / n_scored if judge_wall_s is not None and n_scored else None,
     }
+
+
+def _judge_walls(judged: Mapping[str, Judged]) -> dict[str, float | None]:
+    """Seconds each variant's judging took: its own, or for a derived variant its parent's (the same calls)."""
+    own = {name: result.usage.get("wall_s") for name, result in judged.items()}
+    out = {}
+    for name, result in judged.items():
+        parent = result.usage.get("derived_from")
+        out[name] = own.get(parent) if parent else own[name]
+    return out
 
 
 def _safe_overrides(name: str) -> dict[str, Any] | None:
@@ -930,50 +1255,82 @@ def summarise(
     judged: Mapping[str, Judged],
     signals: Mapping[str, Sequence[Mapping]] | None = None,
     *,
+    references: Mapping[str, Judged] | None = None,
     config: RunConfig | None = None,
     machine: Mapping[str, Any] | None = None,
     timings: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The body of fidelity.json, from records only (no model, no I/O).
 
-    Keys: study, config (the bank's RunConfig: key variable names only), machine, timings, bank (sizes, n_pos /
-    n_neg, groups with both, teacher competence), signals (per signal: pooled `auc` and `within_group_auc`, each
-    per stratum "all" / "teacher_competent=True|False", with 95% task-cluster bootstrap interval and n/n_pos/n_neg;
-    `stats.signal_summary`), variants (per variant: criteria by category and result-vs-rest, result value check,
-    verifier failures, lever counts, judge tokens per scored rollout), signal_names (figure labels).
+    Keys: study, config (the bank's RunConfig: key variable names only), machine, timings, labels ("ground truth",
+    "binary" or "graded": what `correct` / `label` hold), bank (sizes, n_pos / n_neg, groups with both, teacher
+    competence, a labelled bank's description, the independent label's disagreement), signals (per signal: pooled
+    `auc` and `within_group_auc` with tied pairs, each per stratum "all" / "teacher_competent=True|False", with 95%
+    task-cluster bootstrap interval and n/n_pos/n_neg/n_pairs; `stats.signal_summary`; graded labels: the
+    within-prompt order only), signal_names (figure labels), by_kind (per signal and flaw kind: that kind against
+    the good answers of the same prompt), variants (per variant: criteria by category and result-vs-rest, result
+    value check, verifier failures, lever counts, what the consensus check decided, zero reward spread, judge time
+    and tokens per scored answer), references (the same for the judgings under the reference rubrics) and
+    loss_split (per variant judged under both: `links.loss_split`).
     """
     signals = dict(signals or {})
-    frame = signal_frame(bank, judged, signals)
-    names = [rubric_signal(v) for v in judged] + [s for s in SIGNALS if s in signals]
+    references = dict(references or {})
+    frame = signal_frame(bank, judged, signals, references)
+    names = []
+    for variant in judged:
+        names += [rubric_signal(variant)] + [f"{kind}:{variant}" for kind in ("verifier_part", "check")
+                                             if f"{kind}:{variant}" in frame.columns]
+    names += [f"reference:{variant}" for variant in references] + [s for s in SIGNALS if s in signals]
+    graded = bank.graded
+    options = {"n_boot": study.n_boot, "seed": study.seed, "level": study.level}
+    walls = _judge_walls(judged)
+    by_kind = {name: kind_auc(frame, name, **options) for name in names} if frame["kind"].notna().any() else {}
+    splits = {
+        variant: loss_split(frame, variant, rubric_signal(variant), f"reference:{variant}",
+                            chain_records=(judged[variant].rubrics, judged[variant].verdicts),
+                            reference_records=(references[variant].rubrics, references[variant].verdicts),
+                            graded=graded, **options)
+        for variant in judged if variant in references
+    }
     return {
         "study": study.model_dump(),
         "config": (config or study.run_config()).model_dump(),
         "machine": dict(machine) if machine is not None else None,
         "timings": dict(timings or {}),
+        "labels": "graded" if graded else "binary" if bank.labelled else "ground truth",
         "bank": bank_summary(bank, frame),
-        "signals": signal_summary(frame, names, by=STRATUM, n_boot=study.n_boot, seed=study.seed, level=study.level),
+        "signals": signal_summary(frame, names, by=STRATUM, label="label" if graded else "correct", graded=graded,
+                                  **options),
         "signal_names": {s: signal_label(s) for s in names},
-        "variants": {name: variant_summary(bank, result, frame) for name, result in judged.items()},
+        "by_kind": {name: kinds for name, kinds in by_kind.items() if kinds},
+        "variants": {name: variant_summary(bank, result, frame, walls[name]) for name, result in judged.items()},
+        "references": {name: variant_summary(bank, result, frame, result.usage.get("wall_s"))
+                       for name, result in references.items()},
+        "loss_split": splits,
     }
+
+
+def _auc_cell(numbers: Mapping[str, Any] | None) -> str:
+    if not numbers or numbers.get("auc") is None:
+        return (numbers or {}).get("note") or "-"
+    low, high = numbers.get("low"), numbers.get("high")
+    interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
+    return f"{numbers['auc']:.2f}{interval}"
 
 
 def summary_table(result: Mapping[str, Any]) -> pd.DataFrame:
     """One row per signal: pooled and within-group AUC with intervals, overall and per teacher-competence stratum,
     and the counts behind them (what the CLI prints at the end)."""
-    def cell(numbers: Mapping[str, Any] | None) -> str:
-        if not numbers or numbers.get("auc") is None:
-            return (numbers or {}).get("note") or "-"
-        low, high = numbers.get("low"), numbers.get("high")
-        interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
-        return f"{numbers['auc']:.2f}{interval}"
-
+    cell = _auc_cell
     rows = []
     for signal, measures in result["signals"].items():
         pooled, within = measures["auc"], measures["within_group_auc"]
         everything = pooled.get("all", {})
+        inside = within.get("all") or {}
         row = {"signal": result.get("signal_names", {}).get(signal, signal),
                "n": everything.get("n"), "n_pos": everything.get("n_pos"), "n_neg": everything.get("n_neg"),
-               "pooled AUC": cell(everything), "within-group AUC": cell(within.get("all"))}
+               "pooled AUC": cell(everything), "within-group AUC": cell(inside),
+               "pairs": inside.get("n_pairs"), "tied pairs": inside.get("n_ties")}
         for stratum in (f"{STRATUM}=True", f"{STRATUM}=False"):
             label = STRATUM_LABELS[stratum]
             row[f"pooled, {label}"] = cell(pooled.get(stratum))
@@ -985,21 +1342,63 @@ def summary_table(result: Mapping[str, Any]) -> pd.DataFrame:
 def variant_table(result: Mapping[str, Any]) -> pd.DataFrame:
     """One row per variant: its overrides, failures, judge tokens per scored rollout, and its result criterion."""
     rows = []
-    for name, v in result["variants"].items():
+    judgings = [(name, "induced", v) for name, v in result["variants"].items()]
+    judgings += [(name, "reference", v) for name, v in (result.get("references") or {}).items()]
+    for name, rubric, v in judgings:
         failures = v["verifier_failures"]["groups"].get("all", {})
         tokens = v["judge_tokens"]
         value = v["result_value"].get("all", {})
+        decided = v.get("decided") or {}
+        spread = v.get("zero_spread") or {}
+        per_answer = v.get("judge_s_per_scored_answer")
         rows.append({
             "variant": name,
+            "rubric": rubric,
             "overrides": json.dumps(v.get("overrides") or {}, sort_keys=True),
             "groups": failures.get("groups"),
             "groups_failed": failures.get("groups_failed"),
+            "zero-spread groups": spread.get("frac_reward_zero_std"),
+            "answers checked by code": decided.get("share_checked"),
             "judge tokens / scored rollout": round(tokens["per_scored_rollout"]) if tokens.get("per_scored_rollout")
             else None,
             "teacher-side tokens / scored rollout": round(tokens["teacher_side_per_scored_rollout"])
             if tokens.get("teacher_side_per_scored_rollout") else None,
+            "judge s / scored answer": round(per_answer, 3) if per_answer is not None else None,
             "rubrics naming the right result": value.get("share_right"),
             "judge wall s": v.get("wall_s"),
+        })
+    return pd.DataFrame(rows)
+
+
+def kind_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per (signal, flaw kind): that kind against the good answers of the same prompt — within-prompt AUC
+    with its interval, pairs and tied pairs. Empty when the bank names no kinds."""
+    names = result.get("signal_names", {})
+    rows = [{"signal": names.get(signal, signal), "kind": kind, "within-prompt AUC": _auc_cell(numbers),
+             "pairs": numbers.get("n_pairs"), "tied pairs": numbers.get("n_ties")}
+            for signal, kinds in (result.get("by_kind") or {}).items() for kind, numbers in kinds.items()]
+    return pd.DataFrame(rows, columns=["signal", "kind", "within-prompt AUC", "pairs", "tied pairs"])
+
+
+def loss_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per variant judged under the reference rubrics too: where the labels' order is lost. The Verifier
+    alone (reference rubric) against the whole chain (induced rubric), the teacher's references against the good
+    and the flawed answers under the reference rubric, and the share of criteria that separate good from flawed."""
+    rows = []
+    for name, split in (result.get("loss_split") or {}).items():
+        teacher = split["teacher_under_reference"]
+        rows.append({
+            "variant": name,
+            "prompts": split["n_prompts"],
+            "Verifier, reference rubric": _auc_cell(split["verifier_under_reference"]),
+            "whole chain, induced rubric": _auc_cell(split["whole_chain"]),
+            "teacher refs score (reference)": teacher["refs_score"],
+            "good answers score (reference)": teacher["good_score"],
+            "flawed answers score (reference)": teacher["flawed_score"],
+            "P(ref > good)": _auc_cell(teacher["refs_vs_good"]),
+            "P(ref > flawed)": _auc_cell(teacher["refs_vs_flawed"]),
+            "induced criteria separating": split["induced_criteria"]["share_separating"],
+            "reference criteria separating": split["reference_criteria"]["share_separating"],
         })
     return pd.DataFrame(rows)
 
@@ -1088,7 +1487,8 @@ def summarise_study(study: StudyConfig, *, variants: Iterable[str] | None = None
     bank = Bank.read(study.bank_path)
     judged = read_judged(study, variants if variants is not None else study.variants)
     signals = {name: records for name, records in read_signals(study).items() if name in study.signals}
-    result = summarise(study, bank, judged, signals, config=config, machine=machine_facts(),
+    references = read_references(study, list(judged)) if study.labelled else {}
+    result = summarise(study, bank, judged, signals, references=references, config=config, machine=machine_facts(),
                        timings=read_timings(study.path))
     result["timings"]["summarise_s"] = round(time.perf_counter() - started, 3)
     write_result(study, result)
@@ -1101,6 +1501,9 @@ def serving_config(study: StudyConfig, config: RunConfig | None = None) -> RunCo
     from ..offline.serve import server_ctx_size
 
     config = config or study.run_config()
+    if study.labelled:
+        # No student samples a labelled bank: its endpoint is pointed at the Verifier's, so no server loads it.
+        config = config.model_copy(update={"student": config.endpoint("verifier")})
     if config.server_ctx_size is not None:
         return config
     need = max(server_ctx_size(study.variant_config(config, name)) for name in study.variants)
@@ -1119,6 +1522,7 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
     with local_endpoints(serving_config(study, config)) as served:
         bank = build_bank(study, served, progress=progress)
         judge_variants(study, bank, served, progress=progress)
+        judge_references(study, bank, served, progress=progress)
         if "judge" in study.signals:
             judge_signal(study, bank, served, progress=progress)
     if "logprob" in study.signals:  # in-process model: after the servers have let go of their memory

@@ -42,6 +42,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_result_share": {"result_weight_share": 0.0},
     # Fewer, coarser criteria: less room for criteria about form.
     "few_criteria": {"max_criteria": 6},
+    # Soft verdicts: per (answer, criterion) the probability of "true" from the endpoint's log-probabilities.
+    "soft": {"verifier_mode": "soft"},
 }
 
 

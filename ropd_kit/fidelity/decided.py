@@ -1,0 +1,131 @@
+"""What decided a reward: the Verifier's part, the code check's part, and groups whose rewards do not differ at all.
+
+With the consensus check on, the rubric's final-result criterion of a checkable task is decided by code (the
+answer against the teacher references' majority answer), and the result share can give it most of the weight. A
+reward that ranks answers well may then be ranking them by code alone. This module splits each scored answer's
+reward into what the Verifier decided and what the code decided, from the records the judging wrote:
+
+- `reward_parts`: per answer, the reward (`score`), the Verifier-decided part (the answer's score over the criteria
+  the code did not decide, with the rubric's own points: `scoring.weighted_score`, so probabilities of soft
+  verdicts count as they do in the reward) and the consensus check alone (the code's verdict on the result
+  criterion, 1 or 0; 0.5 where the check decided nothing for that answer: alone, it cannot rank those).
+- `decided_summary`: how many answers and groups the check decided, and the mean of each part.
+- `zero_spread`: the share of groups whose rewards are all equal (TRL logs it as `frac_reward_zero_std`): such a
+  group has zero advantage everywhere and teaches nothing, whatever the reward's AUC.
+
+Pure and synchronous: records in, DataFrames and dicts out.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..scoring import weighted_score
+
+NO_DECISION = 0.5  # the check's value for an answer it did not decide: it neither raises nor lowers it
+PART_COLUMNS = ["task_id", "step", "answer_idx", "rollout_idx", "reward", "verifier_part", "check", "checked"]
+
+
+def verdict_values(record: Mapping[str, Any]) -> list | None:
+    """The per-criterion values an answer's score was computed from: the probabilities of a soft verdict when the
+    record holds them, else its booleans; None when it has no verdict."""
+    values = record.get("probabilities")
+    if values is None:
+        values = record.get("judgements")
+    if values is None or (isinstance(values, float) and math.isnan(values)):
+        return None
+    return list(values)
+
+
+def _latest(rubrics: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int], Mapping[str, Any]]:
+    return {(r["task_id"], int(r.get("step", 0))): r for r in rubrics}
+
+
+def _part(points: Sequence[float], values: Sequence[Any]) -> float | None:
+    if not any(p > 0 for p in points):
+        return None
+    return weighted_score(list(points), [list(values)], eps=0.0, pitfalls=True)[0]
+
+
+def reward_parts(rubrics: Iterable[Mapping[str, Any]], verdicts: Iterable[Mapping[str, Any]], *,
+                 source: str | None = "student") -> pd.DataFrame:
+    """One row per answer of `source` (None: every answer): task_id, step, answer_idx, rollout_idx, reward (the
+    record's score), verifier_part, check and checked (whether code decided a criterion of this answer).
+
+    The rubric is the group's record in rubrics.jsonl (with the criterion code added, if it added one); the
+    criteria the code decided are the record's `checked_by_code` ids. An answer without a verdict has None
+    everywhere; a Verifier-decided part over no positive points (the rubric held only the result) is None.
+    """
+    table = _latest(rubrics)
+    rows = []
+    for record in verdicts:
+        if source is not None and record.get("source", "student") != source:
+            continue
+        key = (record["task_id"], int(record.get("step", 0)))
+        row = {"task_id": key[0], "step": key[1], "answer_idx": record.get("answer_idx"),
+               "rollout_idx": record.get("rollout_idx"), "reward": record.get("score"), "verifier_part": None,
+               "check": None, "checked": False}
+        values = verdict_values(record)
+        criteria = (table.get(key) or {}).get("criteria") or []
+        if values is not None and len(values) == len(criteria):
+            checked = set(record.get("checked_by_code") or ())
+            decided = [k for k, c in enumerate(criteria) if c["id"] in checked]
+            rest = [k for k in range(len(criteria)) if k not in decided]
+            row["verifier_part"] = _part([criteria[k]["points"] for k in rest], [values[k] for k in rest])
+            row["checked"] = bool(decided)
+            row["check"] = float(values[decided[0]]) if decided else NO_DECISION
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=PART_COLUMNS)
+    for column in ("reward", "verifier_part", "check"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    frame["checked"] = frame["checked"].astype(bool)
+    return frame
+
+
+def _mean(values: pd.Series) -> float | None:
+    values = values.dropna()
+    return float(values.mean()) if len(values) else None
+
+
+def decided_summary(parts: pd.DataFrame) -> dict[str, Any]:
+    """How much of the reward code decided: answers and groups with a code-decided criterion, and the mean reward,
+    Verifier-decided part and check (the check's mean over the answers it decided)."""
+    scored = parts[parts["reward"].notna()]
+    groups = scored.groupby(["task_id", "step"])["checked"].any() if len(scored) else pd.Series(dtype=bool)
+    return {
+        "answers": int(len(scored)),
+        "answers_checked": int(scored["checked"].sum()),
+        "share_checked": float(scored["checked"].mean()) if len(scored) else None,
+        "groups": int(len(groups)),
+        "groups_checked": int(groups.sum()),
+        "mean_reward": _mean(scored["reward"]),
+        "mean_verifier_part": _mean(scored["verifier_part"]),
+        "mean_check": _mean(scored.loc[scored["checked"], "check"]),
+    }
+
+
+def zero_spread(scores: pd.DataFrame, score: str = "reward", group: Sequence[str] = ("task_id", "step")) -> dict:
+    """The share of groups whose scores are all equal (TRL's `frac_reward_zero_std`: the group's std is close to 0),
+    over the groups with at least two scored answers; groups with fewer (judging failed) are counted apart.
+
+    >>> f = pd.DataFrame({"task_id": list("aabbc"), "step": 0, "reward": [0.5, 0.5, 0.2, 0.9, None]})
+    >>> zero_spread(f)["frac_reward_zero_std"], zero_spread(f)["n_groups_unscored"]
+    (0.5, 1)
+    """
+    if not len(scores):
+        return {"n_groups": 0, "n_zero_std": 0, "frac_reward_zero_std": None, "n_groups_unscored": 0}
+    values = pd.to_numeric(scores[score], errors="coerce")
+    stds, unscored = [], 0
+    for _, part in values.groupby([scores[g] for g in group], sort=False):
+        part = part.dropna()
+        if len(part) < 2:
+            unscored += 1
+            continue
+        stds.append(float(part.std(ddof=1)))
+    zero = int(np.isclose(np.array(stds), 0.0, rtol=1e-5, atol=1e-8).sum()) if stds else 0
+    return {"n_groups": len(stds), "n_zero_std": zero, "frac_reward_zero_std": zero / len(stds) if stds else None,
+            "n_groups_unscored": unscored}
