@@ -9,7 +9,7 @@ HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev
 CONSTRAINTS := $(if $(HAS_CUDA),,-c constraints/cpu.txt)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv models server chromium demo test test-fast bench gpu gpu-smoke clean-venv strip-notebooks
+.PHONY: venv models server chromium demo demo-full test test-fast bench gpu gpu-smoke clean-venv strip-notebooks
 
 venv: $(STAMP)
 
@@ -36,8 +36,13 @@ server: venv
 chromium:
 	bash scripts/install_chromium.sh
 
+# ropd against lopd, one training step each, and the reward signals' AUCs: the paper's two claims in the least time.
 demo: venv server models
 	$(PY) -m ropd_kit.demo
+
+# The three methods (ropd, lopd, rlvr), two steps each, through notebooks 01-06.
+demo-full: venv server models
+	$(PY) -m ropd_kit.demo --full
 
 # The JUnit report is what `make bench` (tests_time) holds against the suite's 20-minute budget on 2 cores.
 test: venv server chromium

@@ -291,6 +291,21 @@ def test_batch_records_failure_goes_on_and_resumes(toy, tmp_path):
 STATUS = rundir.STATUS
 
 
+def test_a_run_that_calls_no_endpoint_needs_no_server():
+    from ropd_kit.batch.runner import needs_servers
+
+    def nbs(*names: str) -> list[Path]:
+        return [Path(f"/notebooks/{n}.ipynb") for n in names]
+
+    assert not needs_servers(nbs("04_grpo_training"), {"method": "lopd"})
+    assert not needs_servers(nbs("03_verification_and_rewards", "04_grpo_training", "06_efficiency"),
+                             {"method": "rlvr"})
+    assert needs_servers(nbs("04_grpo_training"), {"method": "ropd"})
+    assert needs_servers(nbs("04_grpo_training"), {})  # the notebook's own default method judges
+    assert needs_servers(nbs("01_teacher_references", "04_grpo_training"), {"method": "lopd"})
+    assert needs_servers(nbs("my_own_notebook"), {"method": "lopd"})  # a notebook we do not know may call one
+
+
 def test_a_run_runs_its_own_notebooks_and_the_progress_line_follows_them(toy, tmp_path, capfd):
     from ropd_kit.batch.progress import BatchProgress, cell_progress
 

@@ -6,14 +6,30 @@ from pathlib import Path
 
 from ropd_kit import rundir
 from ropd_kit.batch.spec import load_spec
-from ropd_kit.demo import DEFAULT_SPEC, run_summary
+from ropd_kit.batch.runner import needs_servers
+from ropd_kit.batch.spec import notebook_path
+from ropd_kit.demo import DEFAULT_SPEC, FULL_SPEC, run_summary
 
 
-def test_demo_spec_compares_the_three_methods_on_all_six_notebooks():
+def test_the_demo_is_ropd_against_lopd_one_step_each_with_the_signals_notebook():
     spec = load_spec(DEFAULT_SPEC)
+    runs = {r.params["method"]: r for r in spec.expand()}
+    assert list(runs) == ["ropd", "lopd"]
+    assert spec.base["max_steps"] == 1 and spec.base["eval_steps"] == 1  # pass@1 before and after the one step
+    ropd_notebooks = runs["ropd"].notebooks or spec.notebooks
+    assert "05_signal_alignment_auc" in ropd_notebooks and {"score", "logprob"} <= set(spec.base["signals"])
+    # lopd only trains: no judging notebook, and no llama-server beside its student and white-box teacher.
+    assert runs["lopd"].notebooks == ["04_grpo_training"]
+    assert not needs_servers([notebook_path(n) for n in runs["lopd"].notebooks], runs["lopd"].params)
+    assert needs_servers([notebook_path(n) for n in ropd_notebooks], runs["ropd"].params)
+
+
+def test_the_full_demo_compares_the_three_methods_on_all_six_notebooks():
+    spec = load_spec(FULL_SPEC)
     assert [r.params["method"] for r in spec.expand()] == ["ropd", "lopd", "rlvr"]
-    assert len(spec.notebooks) == 6
+    assert len(spec.notebooks) == 6 and spec.base["max_steps"] == 2
     assert spec.base["eval_steps"] <= spec.base["max_steps"]  # pass@1 is measured before and after training
+    assert spec.name != load_spec(DEFAULT_SPEC).name  # its own reports folder
 
 
 def test_run_summary_reads_pass_rates_step_time_and_auc(tmp_path: Path):
@@ -45,3 +61,28 @@ def test_the_summary_prints_each_auc_with_its_interval_n_and_within_group_rankin
 
 def test_run_summary_of_an_unfinished_run_is_empty_not_an_error(tmp_path: Path):
     assert run_summary(tmp_path / "nothing-yet") == {}
+
+
+def test_the_closing_table_has_one_row_per_run_with_time_accuracy_and_auc(tmp_path: Path):
+    from ropd_kit.batch.status import RunStatus
+    from ropd_kit.demo import summary_rows, table_text
+
+    ropd, lopd = tmp_path / "ropd" / "run", tmp_path / "lopd" / "run"
+    for run, correct in ((ropd, [False, True, True, True]), (lopd, [False, True, False, True])):
+        rundir.append_jsonl(run / rundir.EVAL,
+                            [{"step": s, "correct": c} for s in (0, 1) for c in correct[2 * s:2 * s + 2]])
+    rundir.write_jsonl(ropd / "signal_auc.jsonl", [{"signal": "score", "auc": 0.9, "low": 0.8, "high": 1.0, "n": 16},
+                                                   {"signal": "logprob", "auc": float("nan"), "n": 16}])
+    results = [
+        RunStatus(run="ropd", status="done", params={"method": "ropd"}, fingerprint="f", run_dir=str(ropd),
+                  wall_s=601.4),
+        RunStatus(run="lopd", status="failed", params={"method": "lopd"}, fingerprint="f", run_dir=str(lopd),
+                  wall_s=59.6, failed_notebook="04_grpo_training"),
+    ]
+    rows = summary_rows(results)
+    assert rows[0] == {"run": "ropd", "method": "ropd", "time": "10:01", "pass@1": "0.50 -> 1.00 (step 1)",
+                       "AUC": "rubric reward 0.90"}  # an undefined AUC is left out, not printed as a number
+    assert rows[1]["run"] == "lopd (failed)" and rows[1]["time"] == "1:00" and rows[1]["AUC"] == "—"
+    lines = table_text(rows).splitlines()
+    assert lines[0].split() == ["run", "method", "time", "pass@1", "AUC"] and len(lines) == 3
+    assert lines[1].index("ropd", 5) == lines[0].index("method")  # columns line up

@@ -80,6 +80,21 @@ def _served_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Notebooks that call no endpoint (they read the run directory, or load models in this kernel), and the methods whose
+# training calls none. A run made only of these gets no llama-server, and the batch's servers are stopped before it:
+# a baseline training beside its white-box teacher then has the machine's memory to itself. Any other notebook, or
+# a training notebook without a method, keeps them.
+NO_ENDPOINT_NOTEBOOKS = frozenset({"03_verification_and_rewards", "06_efficiency"})
+NO_JUDGE_METHODS = frozenset({"lopd", "rlvr"})
+
+
+def needs_servers(notebooks: list[Path], params: Mapping[str, Any]) -> bool:
+    """Whether a run of these notebooks with these parameters calls an endpoint (and so a local server)."""
+    return any(nb.stem not in NO_ENDPOINT_NOTEBOOKS
+               and not (nb.stem == "04_grpo_training" and params.get("method") in NO_JUDGE_METHODS)
+               for nb in notebooks)
+
+
 class _QuietUnknownParameters(logging.Filter):
     # Every run passes the batch's whole parameter set to every notebook (each takes what it declares, and
     # run_config reads RunConfig fields from the injected cell), so papermill's per-name warning is noise here.
@@ -201,7 +216,8 @@ def run_batch(
 
     Finished runs with unchanged parameters are skipped unless `force`; `only` limits the batch to some run names.
     With `serve_local`, endpoints whose base_url is "local" are served once for the whole batch (llama-server, one
-    per model) and the notebooks get their URLs; otherwise each notebook starts its own.
+    per model) and the notebooks get their URLs; otherwise each notebook starts its own. A run that calls no endpoint
+    (`needs_servers`) gets none, and the servers started for earlier runs are stopped before it.
     Returns one RunStatus per run of the spec that was executed or skipped (`skipped=True`), in spec order.
     Raises BatchError (before anything runs) for a bad spec, an unknown parameter or a secret in the parameters.
     """
@@ -262,11 +278,16 @@ def run_batch(
                     results.append(done.model_copy(update={"skipped": True}))
                     continue
                 bar.run_started(run.name, folder / RUN_SUBDIR, run.params.get("max_steps"))
+                served = serve_local and needs_servers(notebooks, run.params)
+                if serve_local and not served:
+                    from ..notebook_tools.servers import stop_servers
+
+                    stop_servers()  # started for an earlier run; the next run that calls a model starts them again
                 secrets = secret_values(run.params)
                 results.append(
                     _execute_run(run, notebooks, folder, fingerprint, secrets, kernel=kernel,
                                  start_timeout=start_timeout, execution_timeout=execution_timeout,
-                                 serve_local=serve_local, progress=bar)
+                                 serve_local=served, progress=bar)
                 )
     finally:
         bar.close()
