@@ -1,9 +1,13 @@
-"""`python -m ropd_kit.train CONFIG`: one training run, `train(config)`, from a JSON or YAML file of RunConfig fields.
+"""`python -m ropd_kit.train --config FILE` (or `ropd train --config FILE`): one training run, `train(config)`.
 
-The file holds what a notebook's `parameters` cell would (flat endpoint fields such as `verifier_base_url` work, and
-so do nested `teacher: {...}` blocks); `--set FIELD=VALUE` overrides one field (VALUE is read as YAML). The config
-is checked in full (trainer_overrides against TRL's config class included) before anything starts; `--print-config`
-stops there. Exit status: 0 done, 2 a config or set-up error (said in one line), 3 stopped by the judge failure gate.
+FILE is a run config (configs/*.yaml; config_file): the RunConfig fields a notebook's `parameters` cell would hold,
+flat (`verifier_base_url: ...`) or as a block per role (`verifier: {base_url: ..., model: ...}`), TRL's names where
+they have ours. `--set FIELD=VALUE` overrides one field (VALUE is read as YAML). The config is checked in full
+(trainer_overrides against TRL's config class included) before anything starts; `--dry-run` then prints the plan
+(plan.run_plan: the method, the student and where it trains, where each judge runs and whether its key's variable
+is set, the sizes, the limits) and stops without importing torch, loading a model or calling an endpoint;
+`--print-config` prints the checked config as JSON and stops. The file may also be given without `--config`.
+Exit status: 0 done, 2 a config or set-up error (said in one line), 3 stopped by the judge failure gate.
 """
 
 from __future__ import annotations
@@ -11,34 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
-from typing import Any
 
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The RunConfig fields in a .json, .yaml or .yml file (a mapping at the top level)."""
-    path = Path(path)
-    text = path.read_text()
-    if path.suffix.lower() == ".json":
-        data = json.loads(text)
-    else:
-        import yaml
-
-        data = yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of RunConfig fields at the top level, got {type(data).__name__}")
-    return data
-
-
-def _one_line(exc: Exception) -> str:
-    from pydantic import ValidationError
-
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-    return str(exc)
+from ..config_file import error_text, read_config_file  # noqa: F401 - read_config_file: this module's old home
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,31 +24,48 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m ropd_kit.train", description="Train the student with one method (ropd, lopd, rlvr, judge, sft) "
         "from a config file of RunConfig fields.",
     )
-    parser.add_argument("config", metavar="CONFIG", help="a .json or .yaml file of RunConfig fields")
+    parser.add_argument("config_file", nargs="?", metavar="FILE", help="the run config (the same as --config)")
+    parser.add_argument("--config", metavar="FILE", help="a .yaml or .json file of RunConfig fields, e.g. "
+                        "configs/gpu.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a field; VALUE is read as YAML (--set max_steps=20 --set resume=true "
                         "--set 'trainer_overrides={gradient_accumulation_steps: 4}'); repeatable")
     parser.add_argument("--print-config", action="store_true",
                         help="check the config, print it as JSON and exit without training")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the config, print the plan (where each role runs, sizes, limits) and exit: "
+                        "no model is loaded, no endpoint called, torch is not imported")
     args = parser.parse_args(argv)
+    if (args.config is None) == (args.config_file is None):
+        parser.error("give the run config once: --config FILE (or FILE)")
+    path = args.config or args.config_file
 
-    from ..config import RunConfig
+    import yaml
 
-    try:
-        params = read_config_file(args.config)
-        for item in args.set:
-            field, sep, value = item.partition("=")
+    from ..config_file import load_config
+
+    overrides = {}
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        try:
             if not sep or not field.strip():
-                raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
-            import yaml
-
-            params[field.strip()] = yaml.safe_load(value)
-        config = RunConfig.from_params(**params)
-    except (OSError, ValueError) as exc:  # pydantic's ValidationError and our ConfigError are ValueErrors
-        print(f"ropd_kit.train: {args.config}: {_one_line(exc)}", file=sys.stderr)
+                raise ValueError("expected FIELD=VALUE")
+            overrides[field.strip()] = yaml.safe_load(value)
+        except (ValueError, yaml.YAMLError) as exc:
+            print(f"ropd_kit.train: --set {item!r}: {exc}", file=sys.stderr)
+            return 2
+    try:
+        config = load_config(path, overrides)
+    except ValueError as exc:  # ConfigError: the message names the file and the field
+        print(f"ropd_kit.train: {exc}", file=sys.stderr)
         return 2
     if args.print_config:
         print(json.dumps(config.model_dump(), indent=2))
+        return 0
+    if args.dry_run:
+        from ..plan import run_plan
+
+        print(run_plan(config, source=str(path)))
         return 0
 
     from .methods import train
@@ -83,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ropd_kit.train: {exc}", file=sys.stderr)
         return 3
     except (TrainError, ConnectionError, ValueError) as exc:  # set-up errors: a setting, an endpoint, a model spec
-        print(f"ropd_kit.train: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        print(f"ropd_kit.train: {type(exc).__name__}: {error_text(exc)}", file=sys.stderr)
         return 2
     from .distributed import is_main
 
