@@ -5,7 +5,8 @@
 - `status`: the per-run `status.json`.
 - `report`: the index page, the offline HTML export of executed notebooks, stripping outputs for git.
 
-CLI: `python -m ropd_kit.batch experiments/<name>.yaml [--reports reports] [--only RUN] [--force]`.
+CLI: `python -m ropd_kit.batch experiments/<name>.yaml [--reports reports] [--only RUN] [--force]
+[--config configs/<run>.yaml] [--dry-run]` (or `ropd batch ...`).
 """
 
 from .report import export_html, strip, write_index

@@ -19,7 +19,8 @@ become papermill parameters, since papermill copies parameter values into the ou
 (api_key, token, secret, password) is refused unless it ends in `_env` (the NAME of an environment variable), and so
 is any value equal to the value of such a variable.
 
-CLI: `python -m ropd_kit.batch experiments/<name>.yaml [--reports reports] [--only RUN] [--force]`.
+CLI: `python -m ropd_kit.batch experiments/<name>.yaml [--reports reports] [--only RUN] [--force]
+[--config configs/<run>.yaml] [--dry-run]` (or `ropd batch ...`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .spec import BatchError, BatchSpec, HEADLESS_ENV, INDEX, RunSpec, _known_parameters, kernel_name, load_spec, notebook_path
+from ..config import ConfigError
 from ..rundir import RUN_SUBDIR, STATUS
 from ..redaction import check_secrets, redact_file, secret_values
 from .progress import BatchProgress
@@ -211,6 +213,8 @@ def run_batch(
     execution_timeout: int | None = None,
     kernel: str | None = None,
     serve_local: bool = True,
+    config: str | Path | None = None,
+    dry_run: bool = False,
 ) -> list[RunStatus]:
     """Execute every run of the spec (notebooks in order) and write `reports/<name>/index.html`.
 
@@ -220,11 +224,15 @@ def run_batch(
     (`needs_servers`) gets none, and the servers started for earlier runs are stopped before it.
     Returns one RunStatus per run of the spec that was executed or skipped (`skipped=True`), in spec order.
     Raises BatchError (before anything runs) for a bad spec, an unknown parameter or a secret in the parameters.
+    `config`: a run config file every run starts from, in place of the spec's own `config` (batch.spec).
+    `dry_run`: check all that, print each run's plan (plan.run_plan) and return [] without running anything.
     """
     from ..notebook_tools.params import PROJECT_DIR_ENV
 
     spec_dir = Path(spec_or_path).resolve().parent if isinstance(spec_or_path, (str, Path)) else None
     spec = load_spec(spec_or_path)
+    if config is not None:
+        spec = spec.with_config(config)
     runs = spec.expand()
     paths = {n: notebook_path(n, spec_dir) for n in dict.fromkeys(
         [*spec.notebooks, *(n for r in runs for n in r.notebooks or [])])}
@@ -251,6 +259,9 @@ def run_batch(
                 f"run {run.name!r}: unknown parameter(s) {', '.join(unknown)} — neither RunConfig fields nor in a "
                 f"notebook's parameters cell"
             )
+    if dry_run:
+        print(_dry_run_text(spec, [r for r in runs if not wanted or r.name in wanted], run_notebooks, reports_dir))
+        return []
 
     batch_dir = Path(reports_dir) / spec.name
     batch_dir.mkdir(parents=True, exist_ok=True)
@@ -300,6 +311,26 @@ def run_batch(
     return results
 
 
+def _dry_run_text(spec: BatchSpec, runs: list[RunSpec], notebooks_of: Any, reports_dir: str | Path) -> str:
+    """What a batch would run: its runs and notebooks, and each run's training plan, from the checked spec."""
+    from ..config import RunConfig
+    from ..notebook_tools.params import config_parameter_names
+    from ..plan import machine, run_plan
+
+    names = set(config_parameter_names())
+    box = machine()
+    lines = [f"batch {spec.name}: {len(runs)} run(s) -> {Path(reports_dir) / spec.name / INDEX}"
+             + (f"; every run starts from {spec.config}" if spec.config else ""), f"kernel: {kernel_name()}"]
+    for run in runs:
+        run_dir = Path(reports_dir) / spec.name / run.name / RUN_SUBDIR
+        config = RunConfig.from_params(**{k: v for k, v in run.params.items() if k in names}, run_dir=str(run_dir))
+        notebooks = [nb.stem for nb in notebooks_of(run)]
+        lines += ["", f"run {run.name}: {' -> '.join(notebooks)}"]
+        samples = any(nb[:2] in ("01", "02", "03") for nb in notebooks)
+        lines.append(run_plan(config, source=f"run {run.name}", box=box, sampler=samples))
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -312,13 +343,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--execution-timeout", type=int, default=None, help="seconds per cell (default: none)")
     parser.add_argument("--no-shared-servers", action="store_true",
                         help="let each notebook start its own local servers instead of one set for the batch")
+    parser.add_argument("--config", metavar="FILE", help="a run config file (configs/*.yaml) every run starts from, "
+                        "under the spec's base (in place of the spec's own `config`)")
+    parser.add_argument("--dry-run", action="store_true", help="check the spec, print each run's plan and exit: "
+                        "nothing runs, no model is loaded, no endpoint called")
     args = parser.parse_args(argv)
     try:
         results = run_batch(args.spec, args.reports, only=args.only, force=args.force,
-                            execution_timeout=args.execution_timeout, serve_local=not args.no_shared_servers)
-    except BatchError as exc:
+                            execution_timeout=args.execution_timeout, serve_local=not args.no_shared_servers,
+                            config=args.config, dry_run=args.dry_run)
+    except (BatchError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        return 0
     for st in results:
         state = "skipped (already done)" if st.skipped else st.status
         detail = f" in {st.failed_notebook}: {st.error}" if st.status == "failed" else ""

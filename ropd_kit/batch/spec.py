@@ -1,5 +1,16 @@
 """What a batch is: the experiment spec (a grid of parameters × notebooks), the notebooks it names and the
 kernel that runs them. In: a YAML file or a dict. Out: a validated `BatchSpec`, notebook paths and parameters.
+
+A spec may start from a run config file, the kind `python -m ropd_kit.train --config` takes:
+
+    name: gpu_methods
+    config: ../configs/gpu.yaml       # every run starts from it (relative to this file, or to the working folder)
+    base: {max_steps: 50}             # ... base, a run's params and the grid override it, in that order
+    grid: {method: [ropd, lopd]}
+
+(`python -m ropd_kit.batch SPEC --config FILE` names one from the command line instead.) The file's run_dir is left
+out: the batch puts each run in reports/<name>/<run>/run. Every layer may use a role's block (`teacher: {...}`) and
+TRL's names (`num_generations`); the runs' parameters are flat and in our names, which is what the notebooks take.
 """
 
 from __future__ import annotations
@@ -11,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -65,6 +76,27 @@ class BatchSpec(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     runs: list[RunSpec] = Field(default_factory=list)
     target_accuracy: float | None = Field(default=None, ge=0, le=1)
+    config: str | None = Field(default=None, description="A run config file every run starts from (configs/*.yaml).")
+    _config_params: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _read_config(self) -> "BatchSpec":
+        # Checked as a whole run config here, so that a bad field is named with its file before any run starts.
+        if self.config is not None:
+            from ..config_file import load_config, read_config_file
+
+            load_config(self.config)
+            params = read_config_file(self.config)
+            params.pop("run_dir", None)
+            self._config_params = params
+        return self
+
+    def with_config(self, path: str | Path) -> "BatchSpec":
+        """This spec with `path` as its run config file (replacing the one it names, if any)."""
+        try:
+            return BatchSpec(**{**self.model_dump(), "config": str(path)})
+        except ValidationError as exc:
+            raise BatchError(f"batch {self.name!r}: {_problems(exc)}") from exc
 
     @field_validator("name")
     @classmethod
@@ -94,7 +126,10 @@ class BatchSpec(BaseModel):
                 combo = [self.grid[k][i] for k, i in zip(keys, picks)]
                 parts = [f"{k}-{labels[k][i]}" for k, i in zip(keys, picks)]
                 name = "_".join(([run.name] if self.runs or not parts else []) + parts)
-                out.append(RunSpec(name=name, params={**self.base, **run.params, **dict(zip(keys, combo))},
+                layers = [(self._config_params, "config"), (self.base, "base"), (run.params, f"run {run.name!r}"),
+                          (dict(zip(keys, combo)), f"grid of run {name!r}")]
+                out.append(RunSpec(name=name, params={k: v for layer, where in layers
+                                                      for k, v in _flat(layer, where).items()},
                                    notebooks=run.notebooks))
         seen: set[str] = set()
         for run in out:
@@ -102,6 +137,17 @@ class BatchSpec(BaseModel):
                 raise BatchError(f"batch {self.name!r}: two runs are both named {run.name!r}; give runs distinct names")
             seen.add(run.name)
         return out
+
+
+def _flat(params: dict[str, Any], where: str) -> dict[str, Any]:
+    """One layer of a run's parameters, flat and in our names (config_file.flat_params)."""
+    from ..config import ConfigError
+    from ..config_file import flat_params
+
+    try:
+        return flat_params(params, source=where)
+    except ConfigError as exc:
+        raise BatchError(str(exc)) from exc
 
 
 def _slug(value: Any) -> str:
@@ -125,6 +171,13 @@ def _axis_labels(values: list[Any]) -> list[str]:
     return labels  # values that are the same path: expand() names the clash
 
 
+def _config_path(name: str, spec_dir: Path) -> str:
+    """A spec's `config` as found: relative to the spec's folder first, then to the working folder."""
+    given = Path(name).expanduser()
+    beside = spec_dir / given
+    return str(beside) if not given.is_absolute() and beside.is_file() else str(given)
+
+
 def load_spec(spec_or_path: BatchSpec | Mapping[str, Any] | str | Path) -> BatchSpec:
     """A BatchSpec from itself, a dict, or a YAML file; errors name the file and the field."""
     import yaml
@@ -144,13 +197,20 @@ def load_spec(spec_or_path: BatchSpec | Mapping[str, Any] | str | Path) -> Batch
         if not isinstance(data, dict):
             raise BatchError(f"{path}: expected a mapping with name/notebooks/base/grid/runs, got {type(data).__name__}")
         data.setdefault("name", path.stem)
+        if isinstance(data.get("config"), str):
+            data["config"] = _config_path(data["config"], path.parent)
     else:
         data = dict(spec_or_path)
     try:
         return BatchSpec(**data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise BatchError(f"{source}: {problems}") from exc
+        raise BatchError(f"{source}: {_problems(exc)}") from exc
+
+
+def _problems(exc: ValidationError) -> str:
+    # A model-level error has no field of its own: the run config file is the only model-level check.
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in exc.errors())
 
 
 # ---------------------------------------------------------------------------------------------------------------
