@@ -324,7 +324,7 @@ from ropd_kit.fidelity import study as fidelity
 notebook_tools.init_notebook()
 params = notebook_tools.parameters(globals())
 config = notebook_tools.run_config(params)  # run_dir is the study's folder
-study = notebook_tools.fidelity_study(config, variants=variants, signals=signals, n_boot=n_boot)
+study = notebook_tools.fidelity_study(config, bank=bank_file, variants=variants, signals=signals, n_boot=n_boot)
 notebook_tools.endpoint_table(study.run_config())"""
 
 NOTEBOOKS["07_reward_fidelity"] = [
@@ -336,6 +336,13 @@ per answer, read-first, evidence quotes, self-consistency, the consensus check, 
 the teacher's log-prob of the rollout (what logit distillation follows) and the teacher's own grade
 (teacher-as-judge). It runs the same steps as `python -m ropd_kit.fidelity --tasks ... --out ...`.
 
+With `bank_file` set, the bank is a **labelled bank** instead: prompts with answers someone labelled (1/0, or a
+graded score; our JSONL with flaw kinds, preference pairs, or sets with scores — `ropd_kit.fidelity.banks`). Each
+prompt's answers are judged as one group beside the teacher's references, exactly as training judges rollouts, and
+prompts with a reference rubric are judged under it too, so the loss can be split between the teacher, the
+Rubricator and the Verifier. This is the check to run before trusting a judge on your own tasks
+(`python -m ropd_kit.fidelity --bank ... --out ...`).
+
 Out, in `run_dir`: `bank/` (tasks, teacher refs, rollouts: a run directory), `variants/<name>/` (each variant's
 rubrics and verdicts: a run directory the inspector opens), `fidelity.json` and `fidelity.html`.
 Any RunConfig field can be passed as a parameter too (endpoints, token budgets); it applies to every variant.
@@ -344,11 +351,14 @@ Ground truth measures the reward here; it never enters it."""),
 run_dir = "runs/fidelity"
 # Tasks with ground truth (a JSONL file, or anything ropd_kit.sources.load_task_source reads); the first n_tasks.
 tasks_path = "data/arith_easy_test.jsonl"
+# Or a labelled bank judged instead of student rollouts (its first n_tasks prompts), e.g.
+# "data/open_contrast_test.jsonl"; None: rollouts of tasks_path.
+bank_file = None
 n_tasks = 40
 n_rollouts = 8  # one group per task: n_tasks x n_rollouts rollouts in the bank
 seed = 0
 # Reward variants (ropd_kit.fidelity.variants): base (RunConfig's defaults), no_result_share, no_consensus,
-# per_answer, read_first, evidence, sc3, sc5, few_criteria, field=value; "a+b" combines two. "base" and
+# per_answer, read_first, evidence, sc3, sc5, few_criteria, soft, field=value; "a+b" combines two. "base" and
 # "no_result_share" add the default consensus check to "no_consensus" and are derived from its replies: the three
 # cost one judging.
 variants = ["base", "no_result_share", "no_consensus"]
@@ -365,7 +375,9 @@ notebook_tools.bank_table(bank)"""),
     ("md", """## Judging the bank under each variant
 Every group is judged as training judges it: one rubric from the teacher refs and the group, then blind verdicts.
 Variants with the same rubric settings replay the same rubrics from the cache and differ only in verification.
-**Look at:** the progress bars' failures; each variant's folder under `variants/` is a run directory."""),
+A labelled bank's prompts with a reference rubric are judged again under it by each variant's Verifier
+(`reference/<name>/`). **Look at:** the progress bars' failures; each variant's folder under `variants/` is a run
+directory."""),
     ("code", """judged = notebook_tools.fidelity_judge(study, bank)"""),
     ("md", """## Reference signals
 The teacher-as-judge grade (through the `judge_role` endpoint, the Verifier's by default) and the mean token
@@ -374,15 +386,31 @@ log-prob under the white-box teacher `lopd_teacher_model` (transformers, in this
     ("md", """## ROC AUC with task-bootstrap intervals
 Per signal: the **pooled** AUC (right vs wrong rollouts of all tasks) and the **within-group** AUC (right vs wrong
 rollouts of the same prompt: what GRPO's group-centred advantages see), with 95% intervals that resample tasks, and
-the same per teacher-competence stratum. **Look at:** `n_pos`/`n_neg`, intervals that include 0.5, and a pooled AUC
-far above the within-group one (the signal tells easy tasks from hard ones, not right from wrong)."""),
+the same per teacher-competence stratum. Beside each variant's reward, where the consensus check decided answers:
+its **Verifier-decided part** (the score without the criterion code decided) and the **check alone**. **Look at:**
+`n_pos`/`n_neg`, intervals that include 0.5, `tied pairs` (a judge that gives a whole group the same score ranks
+nothing), a pooled AUC far above the within-group one (the signal tells easy tasks from hard ones, not right from
+wrong), and a reward whose ranking is the check's while its Verifier part sits at 0.5."""),
     ("code", """result = notebook_tools.fidelity_result(study)
 fidelity.summary_table(result)"""),
     ("code", """fidelity.fidelity_figure(result)"""),
     ("md", """## Variants: cost and failures
-**Look at:** groups that could not be judged, judge tokens per scored rollout (Rubricator + Verifier, replayed
-calls included) and how often the rubric's final-result criterion names the right value."""),
+**Look at:** groups that could not be judged, `zero-spread groups` (TRL's `frac_reward_zero_std`: groups whose
+rewards are all equal teach nothing), the share of answers the consensus check decided, judge time and tokens per
+scored answer (Rubricator + Verifier, replayed calls included) and how often the rubric's final-result criterion
+names the right value. `rubric: reference` rows are the judgings under the reference rubrics."""),
     ("code", """fidelity.variant_table(result)"""),
+    ("md", """## Per flaw kind (labelled banks that name kinds)
+Each kind of flawed answer against the good answers of the same prompt. **Look at:** the kinds near 0.5 — a judge
+can catch harmful advice and still miss a flipped key statement of the same length."""),
+    ("code", """fidelity.kind_table(result)"""),
+    ("md", """## Which link loses it: teacher, Rubricator or Verifier (prompts with a reference rubric)
+The Verifier alone under the reference rubric against the whole chain under the induced one; the teacher's
+references scored under the reference rubric beside the good and the flawed answers (`P(ref > good)` well below
+0.5: the rubric is induced from answers weaker than the good ones); the share of criteria whose verdicts separate
+good from flawed answers, induced and reference. **Look at:** a high Verifier AUC with a low chain AUC (the rubric
+loses it), or a low Verifier AUC (the Verifier does)."""),
+    ("code", """fidelity.loss_table(result)"""),
     ("md", """## Where the link is lost: criteria by category
 For the first variant: per criterion category, how often the verdict equals correctness (`agreement`) and the pass
 rate on right minus on wrong rollouts (`discrimination`; negative rewards wrong answers). `fidelity.json` has the

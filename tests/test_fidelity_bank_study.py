@@ -275,3 +275,35 @@ def test_bank_study_config_and_variants():
     assert served.student == served.verifier  # no student model is loaded for a labelled bank
     assert fs.reference_overrides("consensus+sc3+few_criteria") == {"verifier_samples": 3}
     assert parse_variant("verifier_mode=soft") == {"verifier_mode": "soft"}
+
+
+def test_notebook_07_takes_a_labelled_bank_and_its_spec_loads(tmp_path, monkeypatch):
+    import ast
+
+    import nbformat
+
+    from ropd_kit import notebook_tools
+    from ropd_kit.batch.spec import _known_parameters, load_spec, notebook_path
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    cells = [c for c in nbformat.read(root / "notebooks" / "07_reward_fidelity.ipynb", as_version=4).cells
+             if c.cell_type == "code"]
+    assert "bank_file" in [node.targets[0].id for node in ast.parse(cells[0].source).body]
+    namespace: dict = {}
+    exec(cells[0].source, namespace)
+    namespace.update({"run_dir": str(tmp_path / "study"), "bank_file": "data/some_bank.jsonl", "n_tasks": 5,
+                      "variants": ["base", "soft"], "signals": []})
+    exec(cells[1].source, namespace)
+    study = namespace["study"]
+    assert study.labelled and study.bank == "data/some_bank.jsonl" and study.tasks is None
+    assert study.variant_config(study.run_config(), "soft").verifier_mode == "soft"
+
+    spec = load_spec(root / "experiments" / "fidelity_open.yaml")
+    (run,) = spec.expand()
+    assert run.params["bank_file"] == "data/open_contrast_test.jsonl" and run.params["variants"] == ["base", "soft"]
+    assert set(run.params) <= _known_parameters([notebook_path(n) for n in spec.notebooks])
+
+    table = notebook_tools.bank_table(fs.Bank.read(make_bank_study(tmp_path).bank_path)).set_index("task_id")
+    assert table.loc["p0", "kinds"] == "good, harmful, flipped, vague" and table.loc["p0", "right"] == 1
+    assert bool(table.loc["p0", "reference_rubric"]) and not bool(table.loc["p2", "reference_rubric"])
