@@ -30,6 +30,16 @@ def flat_params(data: Mapping[str, Any], *, source: str = "config") -> dict[str,
     TRL's names become ours. Flat is what every consumer takes: RunConfig.from_params, a batch's notebooks (whose
     parameters are flat names), a `--set` on top that overrides one field of a block."""
     out: dict[str, Any] = {}
+    written_as: dict[str, str] = {}
+
+    def put(name: str, value: Any, as_written: str) -> None:
+        # `student: {model: a}` and `student_model: b` are one parameter written twice (student_model names the
+        # served and the trained student at once): different values cannot both hold.
+        if name in out and out[name] != value:
+            raise ConfigError(f"{source}: {written_as[name]}={out[name]!r} and {as_written}={value!r} set the same "
+                              "parameter: give one")
+        out[name], written_as[name] = value, as_written
+
     for key, value in data.items():
         if not isinstance(key, str):
             raise ConfigError(f"{source}: {key!r} is not a field name")
@@ -41,9 +51,10 @@ def flat_params(data: Mapping[str, Any], *, source: str = "config") -> dict[str,
             if unknown:
                 raise ConfigError(f"{source}: {key}.{unknown[0]}: not an endpoint field "
                                   f"({', '.join(EndpointConfig.model_fields)})")
-            out.update({f"{key}_{field}": v for field, v in value.items()})
+            for field, v in value.items():
+                put(f"{key}_{field}", v, f"{key}.{field}")
         else:
-            out[key] = value
+            put(key, value, key)
     try:
         return canonical_params(out)
     except ConfigError as exc:

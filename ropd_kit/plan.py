@@ -160,7 +160,7 @@ def _student_text(config: "RunConfig", box: Machine, todo: list[str]) -> list[st
             f"alpha={config.lora_alpha}, dtype {dtype}, learning rate {config.learning_rate:g}"]
 
 
-def _tasks_text(config: "RunConfig", which: str) -> str:
+def _tasks_text(config: "RunConfig", which: str, todo: list[str]) -> str:
     prefix = "" if which == "train" else "eval_"
     path = getattr(config, f"{prefix}tasks_path")
     extra = [f"{prefix}{name}={getattr(config, prefix + name)!r}" for name in ("tasks_split", "tasks_subset",
@@ -173,6 +173,8 @@ def _tasks_text(config: "RunConfig", which: str) -> str:
     if not local.exists() and (path.startswith((".", "/", "~")) or local.suffix in (".jsonl", ".json", ".csv",
                                                                                     ".parquet")):
         extra.append("NOT FOUND from here")
+        todo.append(f"{prefix}tasks_path {path}: no such file from {Path.cwd()} (a relative path is read from the "
+                    "working folder)")
     return f"{path} ({', '.join(extra)})"
 
 
@@ -212,9 +214,9 @@ def run_plan(config: "RunConfig", *, source: str | None = None, box: Machine | N
         rows.append(("rollouts", [f"up to {config.rollout_max_tokens} tokens, temperature "
                                   f"{config.rollout_temperature:g}, top_p {config.rollout_top_p:g}; prompts up to "
                                   f"{config.max_prompt_tokens} tokens; KL beta {config.kl_beta:g}"]))
-    rows.append(("tasks", [_tasks_text(config, "train")]))
+    rows.append(("tasks", [_tasks_text(config, "train", todo)]))
     rows.append(("evaluation", [f"pass@{config.eval_k} every {config.eval_steps} steps on "
-                                f"{_tasks_text(config, 'eval')}" if config.eval_steps
+                                f"{_tasks_text(config, 'eval', todo)}" if config.eval_steps
                                 else "none during training (eval_steps is not set)"]))
     limits = [f"stop when more than {config.max_judge_failure_rate:g} of the groups fail to be judged"]
     if config.reward_deadline_s:

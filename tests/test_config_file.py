@@ -116,6 +116,7 @@ def test_set_overrides_a_field_in_either_vocabulary_and_the_positional_file_stil
     ("n_rollouts: 4\nnum_generations: 8\n", ["n_rollouts=4", "num_generations=8"]),
     ("report_to: tensorbord\n", ["report_to", "tensorbord"]),
     ("run_dir: [runs\n", ["not valid YAML", "line 2"]),
+    ("student_model: a\nstudent: {model: b}\n", ["student_model='a'", "student.model='b'"]),
     ("- a list\n", ["expected a mapping of RunConfig fields"]),
 ])
 def test_a_bad_config_is_named_with_its_file_and_field(tmp_path, text, fragments):
