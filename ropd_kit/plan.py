@@ -92,7 +92,7 @@ def _local_model(model: str, todo: list[str]) -> str:
     return model if Path(model).expanduser().is_file() else f"{model} (no such GGUF file)"
 
 
-def endpoint_text(endpoint: "EndpointConfig", todo: list[str], role: str) -> list[str]:
+def endpoint_text(endpoint: "EndpointConfig", todo: list[str]) -> list[str]:
     """Where one endpoint is and how it is called; what is missing goes to `todo`."""
     if endpoint.is_local:
         from .offline.serve import is_built
@@ -193,14 +193,14 @@ def run_plan(config: "RunConfig", *, source: str | None = None, box: Machine | N
     for role, job in roles.items():
         endpoint = config.endpoint(role)
         same = shown.setdefault(endpoint.model_dump_json(), role)
-        rows.append((role, [job] + (endpoint_text(endpoint, todo, role) if same == role
+        rows.append((role, [job] + (endpoint_text(endpoint, todo) if same == role
                                     else [f"the same endpoint as the {same}"])))
     if not roles:
         rows.append(("judges", ["none: " + ("the reward is the ground truth" if config.method == "rlvr"
                                            else "the white-box teacher's log-probabilities are the signal")]))
     if sampler:
         student = config.endpoint("student")
-        lines = endpoint_text(student, todo, "student")
+        lines = endpoint_text(student, todo)
         if student.is_local and not _serves_locally(student.model):
             todo.append(f"the local llama-server serves GGUF files and offline model names, not {student.model}: "
                         "point the student endpoint at a server of it (e.g. vLLM)")
