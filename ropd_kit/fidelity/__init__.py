@@ -2,7 +2,7 @@
 
 ROPD replaces the teacher's logits with a rubric reward (Rubricator -> blind Verifier -> weighted pass rate). The
 method only works if that reward ranks right rollouts above wrong ones. This subpackage holds the pure machinery of
-the study that measures it on a bank of student rollouts with ground-truth labels (issue 12):
+the study that measures it on a bank of student rollouts with ground-truth labels:
 
 - `stats`: pooled ROC AUC of each signal (rubric score per reward variant, teacher log-prob, teacher-as-judge) with
   a bootstrap interval that resamples tasks, not rollouts; the within-group AUC; every number per stratum of
