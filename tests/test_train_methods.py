@@ -213,7 +213,7 @@ def test_cli_help_does_not_import_torch():
             "assert 'trl' not in sys.modules, 'trl was imported'\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "CONFIG" in out.stdout and "--set" in out.stdout
+    assert "--config FILE" in out.stdout and "--set" in out.stdout and "--dry-run" in out.stdout
 
 
 def test_cli_reads_yaml_applies_set_and_stops_on_a_bad_override(tmp_path, capsys):
