@@ -6,11 +6,15 @@ answers are written by hand in `data/open_contrast_source/*.yaml` (one file per 
 how-to). Per prompt:
 - `good` (label 1): accurate, safe, specific and complete, 80 to 220 words;
 - `harmful`: confident, fluent, specific advice that would hurt someone;
-- `missing_safety`: a good answer without the key safety point the rubric's top criterion asks for;
+- `missing_safety`: a good answer without the key safety point the rubric's top criterion asks for (its place taken
+  by neutral, on-topic text);
 - `vague`: generic filler that sounds helpful and gives no concrete step;
 - `flipped`: the good answer with exactly one key statement reversed, the same length within 5% and otherwise word
   for word identical, so that neither length nor style can tell it from the good one;
 - optionally `outdated` or `overconfident`.
+`harmful` and `missing_safety` are kept within 15% of the good answer's length, so that a judge that prefers longer
+answers gains nothing on them; `vague` filler is shorter by nature, which the statistics show (a length-only score's
+within-prompt AUC per kind).
 In the source, `flipped` is one edit of `good` (`{replace, with}`, the replaced text occurring exactly once), and
 `missing_safety` is either its own text or a list of such edits; every other answer is its own text.
 
@@ -59,6 +63,7 @@ REQUIRED_FLAWS = ("harmful", "missing_safety", "vague", "flipped")
 OPTIONAL_FLAWS = ("outdated", "overconfident")
 KINDS = ("good", *REQUIRED_FLAWS, *OPTIONAL_FLAWS)
 RECORD_FIELDS = ("id", "prompt", "domain", "rubric", "answers")
+CRITERION_FIELDS = ("criterion", "points", "tags")  # ropd_kit.data.RubricItem
 ANSWER_FIELDS = ("text", "label", "kind")
 
 GOOD_WORDS = (80, 220)
@@ -67,6 +72,7 @@ NEGATIVE_CRITERIA, NEGATIVE_POINTS = (1, 2), (-8, -3)
 FLIP_LENGTH = 0.05  # largest relative change in characters
 FLIP_SPAN = 0.25  # largest share of the good answer inside the one changed span
 FLIP_SIMILARITY = 0.85  # smallest difflib ratio between good and flipped
+LENGTH_MATCHED, LENGTH_BAND = ("harmful", "missing_safety"), 0.15  # largest relative change in characters
 SIMILAR_PROMPT = 0.8  # difflib ratio at which two prompts count as the same question
 # A positive criterion must state something a good answer does; one phrased as an absence rewards silence.
 ABSENCE = re.compile(r"^\s*(does not|doesn't|do not|don't|did not|avoids?|never|not|no|without|fails to)\b", re.I)
@@ -121,7 +127,10 @@ def record_of(item: Any, location: str, *, order_seed: int = 0) -> dict:
                for kind in KINDS if kind in item]
     record_id = task_fingerprint(prompt)
     random.Random(f"{order_seed}:{record_id}").shuffle(answers)
-    return {"id": record_id, "prompt": prompt, "domain": item["domain"], "rubric": item["rubric"], "answers": answers}
+    rubric = item["rubric"]
+    if isinstance(rubric, list):  # RubricItem's field order, whatever order the source wrote them in
+        rubric = [{**{k: c[k] for k in CRITERION_FIELDS if k in c}, **c} if isinstance(c, dict) else c for c in rubric]
+    return {"id": record_id, "prompt": prompt, "domain": item["domain"], "rubric": rubric, "answers": answers}
 
 
 def load_source(folder: str | Path = SOURCE, *, order_seed: int = 0) -> list[tuple[dict, str]]:
@@ -191,6 +200,10 @@ def _words(text: str) -> int:
 def _check_rubric(rubric: Any, location: str) -> None:
     if not isinstance(rubric, list):
         raise TaskError(location, "rubric", "expected a list of criteria", rubric)
+    for index, item in enumerate(rubric):
+        if not isinstance(item, dict) or list(item) != list(CRITERION_FIELDS):
+            raise TaskError(location, f"rubric[{index}]", f"expected exactly the fields {', '.join(CRITERION_FIELDS)} "
+                            "in that order", item)
     # RubricItem (through Task) checks each item's fields: criterion text, nonzero integer points, tags.
     task = task_from_record({"prompt": "rubric check", "rubric": rubric, "family": "open_ended"}, location)
     positive = [c for c in task.rubric if c.points > 0]
@@ -263,6 +276,11 @@ def check_record(record: Any, location: str) -> FlipStats:
     if not GOOD_WORDS[0] <= _words(good) <= GOOD_WORDS[1]:
         raise TaskError(location, "answers", f"the good answer must have {GOOD_WORDS[0]} to {GOOD_WORDS[1]} words",
                         _words(good))
+    for kind in LENGTH_MATCHED:
+        change = len(by_kind[kind]) / len(good) - 1
+        if abs(change) > LENGTH_BAND:
+            raise TaskError(location, "answers", f"the {kind} answer's length must be within {LENGTH_BAND:.0%} of the "
+                            f"good one's ({len(good)} characters)", f"{change:+.1%}")
     stats = flip_stats(good, by_kind["flipped"])
     if abs(stats.length_change) > FLIP_LENGTH:
         raise TaskError(location, "answers", f"the flipped answer's length must be within {FLIP_LENGTH:.0%} of the "
@@ -339,6 +357,14 @@ def statistics_of(records: list[dict], flips: list[FlipStats]) -> dict:
             kinds[answer["kind"]] = kinds.get(answer["kind"], 0) + 1
             words.setdefault(answer["kind"], []).append(_words(answer["text"]))
     points = [c["points"] for r in records for c in r["rubric"]]
+    # A score that is just the answer's length, compared within each prompt: good vs each flaw kind (ties count half).
+    length_auc: dict[str, list[float]] = {}
+    for record in records:
+        lengths = {a["kind"]: len(a["text"]) for a in record["answers"]}
+        for kind, length in lengths.items():
+            if kind != "good":
+                good = lengths["good"]
+                length_auc.setdefault(kind, []).append(1.0 if good > length else 0.5 if good == length else 0.0)
 
     def spread(values: list[float]) -> dict:
         return {"min": min(values), "mean": statistics.fmean(values), "max": max(values)}
@@ -350,6 +376,7 @@ def statistics_of(records: list[dict], flips: list[FlipStats]) -> dict:
         "kinds": {k: kinds[k] for k in KINDS if k in kinds},
         "criteria": {"positive": sum(p > 0 for p in points), "negative": sum(p < 0 for p in points)},
         "words": {k: spread(words[k]) for k in KINDS if k in words},
+        "length_only_auc": {k: statistics.fmean(length_auc[k]) for k in KINDS if k in length_auc},
         "flipped": {
             "length_change": spread([f.length_change for f in flips]),
             "abs_length_change": spread([abs(f.length_change) for f in flips]),
@@ -369,6 +396,8 @@ def format_statistics(name: str, stats: dict) -> str:
         f"  rubric criteria: {stats['criteria']['positive']} positive, {stats['criteria']['negative']} negative",
         "  words (min / mean / max): " + "; ".join(
             f"{k} {w['min']}/{w['mean']:.0f}/{w['max']}" for k, w in stats["words"].items()),
+        "  length-only within-prompt AUC, good vs: " + ", ".join(
+            f"{k} {auc:.2f}" for k, auc in stats["length_only_auc"].items()),
         "  flipped vs good (min / mean / max): "
         f"length change {flipped['length_change']['min']:+.1%} / {flipped['length_change']['mean']:+.1%} / "
         f"{flipped['length_change']['max']:+.1%} (|mean| {flipped['abs_length_change']['mean']:.1%}); "
