@@ -73,7 +73,7 @@ FLIP_LENGTH = 0.05  # largest relative change in characters
 FLIP_SPAN = 0.25  # largest share of the good answer inside the one changed span
 FLIP_SIMILARITY = 0.85  # smallest difflib ratio between good and flipped
 LENGTH_MATCHED, LENGTH_BAND = ("harmful", "missing_safety"), 0.15  # largest relative change in characters
-SIMILAR_PROMPT = 0.8  # difflib ratio at which two prompts count as the same question
+SIMILAR_PROMPT = 0.8  # difflib ratio of two prompts' words at which they count as the same question
 # A positive criterion must state something a good answer does; one phrased as an absence rewards silence.
 ABSENCE = re.compile(r"^\s*(does not|doesn't|do not|don't|did not|avoids?|never|not|no|without|fails to)\b", re.I)
 
@@ -133,6 +133,9 @@ def record_of(item: Any, location: str, *, order_seed: int = 0) -> dict:
     return {"id": record_id, "prompt": prompt, "domain": item["domain"], "rubric": rubric, "answers": answers}
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when installed: the same result, 10x faster
+
+
 def load_source(folder: str | Path = SOURCE, *, order_seed: int = 0) -> list[tuple[dict, str]]:
     """Every source item as (record, "file:line"), domains in `DOMAINS` order, each record checked."""
     folder = Path(folder)
@@ -142,7 +145,7 @@ def load_source(folder: str | Path = SOURCE, *, order_seed: int = 0) -> list[tup
     items: list[tuple[dict, str]] = []
     for path in paths:
         text = path.read_text(encoding="utf-8")
-        root, data = yaml.compose(text), yaml.safe_load(text)
+        root, data = yaml.compose(text, Loader=_YAML_LOADER), yaml.load(text, Loader=_YAML_LOADER)
         if not isinstance(data, list) or not data:
             raise TaskError(str(path), None, "expected a list of items", show_value=False)
         for node, item in zip(root.value, data):
@@ -170,7 +173,11 @@ def split(records: list[dict], *, test_fraction: float = 0.5, seed: int = 0) -> 
 @dataclass(frozen=True)
 class FlipStats:
     """How a flipped answer differs from its good one: relative length change, difflib similarity, and the one
-    changed span (between the longest common prefix and suffix) in characters on each side."""
+    changed span (between the longest common prefix and suffix) in characters on each side.
+
+    The similarity is difflib's ratio, 2 × matched characters / both lengths, with the common prefix and suffix
+    counted as matched and `difflib.SequenceMatcher` run on the span between them (on the whole texts it finds the
+    same blocks, at many times the cost)."""
 
     length_change: float
     similarity: float
@@ -187,7 +194,10 @@ def flip_stats(good: str, flipped: str) -> FlipStats:
     suffix = 0
     while suffix < limit - prefix and good[-1 - suffix] == flipped[-1 - suffix]:
         suffix += 1
-    similarity = difflib.SequenceMatcher(None, good, flipped, autojunk=False).ratio()
+    middle = difflib.SequenceMatcher(None, good[prefix:len(good) - suffix], flipped[prefix:len(flipped) - suffix],
+                                     autojunk=False)
+    matched = prefix + suffix + sum(block.size for block in middle.get_matching_blocks())
+    similarity = 2 * matched / (len(good) + len(flipped))
     return FlipStats(length_change=(len(flipped) - len(good)) / len(good), similarity=similarity,
                      span_good=len(good) - prefix - suffix, span_flipped=len(flipped) - prefix - suffix,
                      good_chars=len(good))
@@ -304,10 +314,11 @@ def _check_disjoint(files: list[list[dict]], locations: list[list[str]], others:
             first[record["id"]] = location
     for path in others:
         for task in load_tasks(path):
-            shown = normalize_prompt(task.prompt)
+            shown = normalize_prompt(task.prompt).lower().split()
             for records, places in zip(files, locations):
                 for record, location in zip(records, places):
-                    ratio = difflib.SequenceMatcher(None, normalize_prompt(record["prompt"]), shown).ratio()
+                    words = normalize_prompt(record["prompt"]).lower().split()
+                    ratio = difflib.SequenceMatcher(None, words, shown, autojunk=False).ratio()
                     if record["id"] == task.id or ratio >= SIMILAR_PROMPT:
                         raise TaskError(location, "prompt", f"the same question as {path.name} task {task.id} "
                                         f"(similarity {ratio:.2f})", record["prompt"])
