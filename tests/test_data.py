@@ -214,6 +214,29 @@ def test_shipped_easy_sets_are_one_step_valid_and_disjoint_from_everything(tmp_p
     assert out.read_bytes() == (ROOT / "data" / "arith_easy_train.jsonl").read_bytes()
 
 
+def test_fresh_test_splits_share_nothing_with_the_other_arithmetic_files(tmp_path):
+    data = ROOT / "data"
+    earlier = [data / f"arith_{name}.jsonl" for name in ("train", "test", "easy_train", "easy_test")]
+    earlier_ids = {t.id for path in earlier for t in load_tasks(path)}
+    # The GSM8K-shaped files hold make_arith stories too; a task's id there is the fingerprint of its question.
+    gsm8k_like = {task_fingerprint(json.loads(line)["question"]) for s in ("train", "test")
+                  for line in (data / "shapes" / f"gsm8k_like_{s}.jsonl").read_text(encoding="utf-8").splitlines()}
+    excludes = [arg for path in earlier for arg in ("--exclude", str(path))]
+    for name, steps, max_number, seed, extra in (("arith_easy_fresh_test", 1, 50, 11, []),
+                                                 ("arith_fresh_test", 2, 99, 12,
+                                                  ["--exclude", str(data / "arith_easy_fresh_test.jsonl")])):
+        shipped = load_tasks(data / f"{name}.jsonl", require_answers=True)
+        assert len(shipped) == 100
+        assert not {t.id for t in shipped} & (earlier_ids | gsm8k_like)
+        # the file is what the command in data/README.md writes, byte for byte
+        out = tmp_path / f"{name}.jsonl"
+        make_arith.main(["--n", "100", "--steps", str(steps), "--max-number", str(max_number), "--seed", str(seed),
+                         *excludes, *extra, "--out", str(out)])
+        assert out.read_bytes() == (data / f"{name}.jsonl").read_bytes()
+    easy = {t.id for t in load_tasks(data / "arith_easy_fresh_test.jsonl")}
+    assert not easy & {t.id for t in load_tasks(data / "arith_fresh_test.jsonl")}
+
+
 # --- answer extraction --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
