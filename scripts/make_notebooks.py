@@ -229,6 +229,16 @@ methods)."""),
     ("code", """from ropd_kit.train.evaluate import eval_curve
 
 eval_curve(config.run_dir)"""),
+    ("md", """## After training: the trained student
+The LoRA adapter is the run's last checkpoint, `<run_dir>/checkpoints/checkpoint-<step>/` (`adapter_config.json`
+names the base model it belongs to). `after.load_trained` loads it onto that base and merges it into the weights
+(`step=` picks an earlier checkpoint); `after.chat` asks it anything (a Task gets the prompt it was trained with).
+To ship it without peft, `after.save_merged(student, f"{config.run_dir}/merged")` writes a plain transformers folder
+(safetensors, config, tokenizer). **Look at:** whether it answers the way its training rewarded."""),
+    ("code", """from ropd_kit.train import after
+
+student = after.load_trained(config.run_dir)
+after.chat(student, "A shop sells pens at 3 dollars each. How much do 4 pens cost?", max_new_tokens=128)"""),
 ]
 
 NOTEBOOKS["05_signal_alignment_auc"] = [

@@ -4,6 +4,7 @@
 - `student`:  `load_student(...)` — Unsloth on a GPU, transformers + peft LoRA on a CPU; checkpoints.
 - `progress`: what a run writes while it runs — the train log, step timings, the judge failure gate.
 - `evaluate`: pass@k against ground truth with the student's own prompt.
+- `after`:    the trained student — `load_trained` (LoRA merged onto its base), `chat`, `save_merged`.
 
 `python -m ropd_kit.train --config FILE` (`ropd train`) runs one training run from a config file.
 
