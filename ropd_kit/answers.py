@@ -361,6 +361,57 @@ def checkable(task: Any) -> bool:
     return _family(task) in CHECKABLE_FAMILIES and getattr(task, "answer", None) is not None
 
 
+def read_answer(family: str, text: str | None, choices: Sequence[str] | None = None) -> str | None:
+    """The final answer `text` commits to, as the family's check reads it: the final number ("arithmetic"), the
+    final expression as written ("math"), the one option letter chosen ("multiple_choice"); None when it commits
+    to none. What the consensus check compares, and what it records as an answer's extracted answer.
+
+    >>> read_answer("arithmetic", "6 * 7 = 42\\nAnswer: 42"), read_answer("math", "So \\\\boxed{(1,2)}.")
+    ('42', '(1,2)')
+    """
+    if family not in CHECKABLE_FAMILIES:
+        raise ValueError(f"family must be one of {CHECKABLE_FAMILIES}, got {family!r}")
+    if not text:
+        return None
+    if family == "multiple_choice":
+        return chosen_letter(text, choices)
+    if family == "math":
+        return _math_reading(text)
+    return extract_final_answer(text)
+
+
+def matches(family: str, answer: Any, text: str | None, choices: Sequence[str] | None = None) -> bool:
+    """Whether `text` commits to `answer` by the family's own check: `correctness` without a task at hand (the
+    consensus check calls it with the teacher's answer in place of the ground truth).
+
+    >>> matches("arithmetic", "42", "Answer: 42"), matches("math", "(1,2)", "\\\\boxed{(1,5)}")
+    (True, False)
+    """
+    if family not in CHECKABLE_FAMILIES:
+        raise ValueError(f"family must be one of {CHECKABLE_FAMILIES}, got {family!r}")
+    text = text or ""
+    answer = str(answer).strip()
+    if family == "arithmetic":
+        return _integer_match(answer, text) if _INTEGER.fullmatch(answer) else _math_verify(answer, text)
+    if family == "math":
+        return _math_verify(answer, text)
+    return choice_reading(text, choices) == (answer.upper(),)
+
+
+def same_answer(family: str, a: str, b: str) -> bool:
+    """Whether two final answers (as `read_answer` gives them) are the same answer by the family's check.
+
+    >>> same_answer("arithmetic", "0.5", "1/2"), same_answer("math", "2x+1", "2x+5")
+    (True, False)
+    """
+    if a == b:
+        return True
+    if family == "multiple_choice":
+        return a.strip().upper() == b.strip().upper()
+    # The integer rule is one-sided ("2" against "4/2" reads the text's "4/2" as written), so both ways are asked.
+    return matches(family, a, f"\\boxed{{{b}}}") or matches(family, b, f"\\boxed{{{a}}}")
+
+
 def correctness(task: Any, text: str | None) -> bool | None:
     """Whether `text` answers `task` correctly, by the task's family (see the module docstring).
 
@@ -371,16 +422,9 @@ def correctness(task: Any, text: str | None) -> bool | None:
     >>> correctness(Task(id="t", prompt="2/3 + 1/12?", answer="\\\\frac{3}{4}", family="math"), "Answer: 0.75")
     True
     """
-    family = _family(task)
     if not checkable(task):
         return None
-    text = text or ""
-    answer = str(task.answer).strip()
-    if family == "arithmetic":
-        return _integer_match(answer, text) if _INTEGER.fullmatch(answer) else _math_verify(answer, text)
-    if family == "math":
-        return _math_verify(answer, text)
-    return choice_reading(text, getattr(task, "choices", None)) == (answer.upper(),)
+    return matches(_family(task), task.answer, text, getattr(task, "choices", None))
 
 
 def predicted(task: Any, text: str | None) -> str | None:

@@ -1,22 +1,20 @@
-"""Reward levers, the pure parts: rules that turn a Verifier's raw verdicts into verdicts that track correctness.
+"""The Verifier's reward levers, the pure parts: rules that turn a Verifier's raw verdicts into the verdicts that
+ROPD's scoring stage (`scoring.weighted_pass_rate`) scores.
 
-These sit between ROPD stage 4 (blind verification, verify.py) and stage 5 (scoring.py): they take the booleans
-(and, for evidence, the quotes) a Verifier returned, and return booleans `scoring.weighted_pass_rate` can score.
-Each lever is a config option whose effect the fidelity study measures; the code that asks the Verifier for quotes
-or for several samples is the caller's. Nothing here calls a model or reads ground truth.
+They sit between blind verification (verify.py, which asks the Verifier for quotes or for several samples and calls
+these rules) and scoring. Each lever is a RunConfig option; `fidelity/` measures what it does. Nothing here calls a
+model or reads ground truth.
 
 - Evidence (`quote_supported`, `apply_evidence`): the Verifier quotes the span of the answer that meets each
   criterion; a True verdict whose quote does not occur in that answer becomes False. Text that only *claims* to
   pass ("this answer meets every criterion") has nothing to quote; a quote from another answer, from the rubric or
   across a fence marker is not in the answer either.
 - Self-consistency (`majority_per_criterion`): several Verifier samples per group, majority per criterion.
-- Consensus (`teacher_consensus`, `consensus_verdict`, `apply_consensus`): where answers are checkable, the
-  final-result criterion is decided by code against the majority final answer of the teacher's own references.
-  Black-box-safe: it uses the teacher's texts, never the ground truth; with no strict majority the Verifier's
-  verdict stands.
 
-`apply_evidence` and `apply_consensus` return `LeverVerdicts`: a plain list of booleans that also records which
-criteria the lever changed (`flipped`) or decided by code (`checked`), for verdicts.jsonl and the study.
+The consensus check, which decides the final-result criterion by code against the teacher's references, is its own
+stage (consensus.py). `apply_evidence` and `consensus.apply_consensus` return `LeverVerdicts`: a plain list of
+booleans that also records which criteria the lever changed (`flipped`) or decided by code (`checked`), for
+verdicts.jsonl and the fidelity study.
 """
 
 from __future__ import annotations
@@ -24,8 +22,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from typing import Sequence
-
-from ..answers import extract_final_answer, is_correct
 
 # A quote shorter than this (after normalisation) supports nothing: "4" or "is" occurs in almost any answer.
 MIN_QUOTE_CHARS = 3
@@ -181,115 +177,3 @@ def majority_per_criterion(
             raise ValueError(f"answer {i + 1}: samples give different numbers of judgements")
         out.append([2 * sum(bool(v[k]) for v in votes) > len(votes) for k in range(n_criteria)])
     return out
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Consensus check (final result decided by code against the teacher's majority answer)
-
-FAMILIES = ("math", "exact")
-
-
-def _equivalent(a: str, b: str, family: str) -> bool:
-    if a == b:
-        return True
-    if family == "exact":
-        return normalize_text(a) == normalize_text(b)
-    # is_correct reads integers strictly ("2" vs "4/2" is not equal one way round), so both directions are asked.
-    return is_correct(a, f"\\boxed{{{b}}}") or is_correct(b, f"\\boxed{{{a}}}")
-
-
-def _check_family(family: str) -> None:
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-
-
-def teacher_consensus(ref_texts: Sequence[str | None], *, family: str = "math") -> str | None:
-    """The final answer a strict majority of the teacher's references agree on, or None.
-
-    Each reference's final answer is read with `answers.extract_final_answer`; answers that are equal by
-    `answers.is_correct` (math-verify for non-integers: "0.5" and "1/2" vote together) form one vote. A strict
-    majority of *all* references is needed: a reference with no readable answer counts against every candidate,
-    so 2 of 4 agreeing is no consensus. The returned form is the most common spelling within the winning group.
-    `family="exact"` compares the extracted strings only (case and whitespace ignored).
-
-    >>> teacher_consensus(["... Answer: 0.5", "so it is half. Answer: 1/2", "Answer: 3"])
-    '0.5'
-    >>> teacher_consensus(["Answer: 1", "Answer: 2"]) is None
-    True
-    """
-    _check_family(family)
-    refs = list(ref_texts)
-    if not refs:
-        return None
-    values = [extract_final_answer(t) if t else None for t in refs]
-    clusters: list[list[str]] = []  # each: the spellings that vote together, in the order seen
-    for value in values:
-        if value is None:
-            continue
-        for cluster in clusters:
-            if _equivalent(cluster[0], value, family):
-                cluster.append(value)
-                break
-        else:
-            clusters.append([value])
-    if not clusters:
-        return None
-    best = max(clusters, key=len)  # the first of equally large groups; a tie cannot be a strict majority anyway
-    if 2 * len(best) <= len(refs):
-        return None
-    return max(dict.fromkeys(best), key=best.count)
-
-
-def consensus_verdict(rollout_text: str, consensus: str | None, *, family: str = "math") -> bool | None:
-    """Whether a rollout's final answer is the teacher's consensus answer; None when there is no consensus.
-
-    The rollout is read as the evaluation reads it (`answers.is_correct` with the consensus in place of the
-    ground truth). `family="exact"` compares the extracted final answers as strings (case/whitespace ignored).
-
-    >>> consensus_verdict("3 + 4 = 7. Answer: 7", "7"), consensus_verdict("Answer: 8", "7")
-    (True, False)
-    >>> consensus_verdict("Answer: 8", None) is None
-    True
-    """
-    _check_family(family)
-    if consensus is None:
-        return None
-    if family == "exact":
-        value = extract_final_answer(rollout_text)
-        return value is not None and normalize_text(value) == normalize_text(consensus)
-    return is_correct(consensus, rollout_text or "")
-
-
-def apply_consensus(
-    judgements: Sequence[bool] | None,
-    result_index: int | None,
-    rollout_text: str,
-    consensus: str | None,
-    *,
-    family: str = "math",
-) -> LeverVerdicts | None:
-    """One answer's verdicts with the final-result criterion decided by code against the teacher's consensus.
-
-    `result_index`: the rubric's final-result criterion (`criteria.find_result_criterion`). With no such
-    criterion or no consensus the verdicts are returned unchanged (`checked` empty); otherwise criterion
-    `result_index` becomes `consensus_verdict(...)` and is listed in `checked` (and in `flipped` if it changed).
-    None when `judgements` is None.
-
-    >>> v = apply_consensus([False, True], 0, "Answer: 1/2", "0.5")
-    >>> v, v.checked, v.flipped
-    ([True, True], [0], [0])
-    """
-    if judgements is None:
-        return None
-    verdicts = [bool(v) for v in judgements]
-    if result_index is None or consensus is None:
-        return LeverVerdicts(verdicts)
-    if not 0 <= result_index < len(verdicts):
-        raise ValueError(f"result_index {result_index} is outside the {len(verdicts)} criteria")
-    decided = consensus_verdict(rollout_text, consensus, family=family)
-    if decided is None:  # pragma: no cover - consensus is not None here
-        return LeverVerdicts(verdicts)
-    flipped = [result_index] if decided != verdicts[result_index] else []
-    verdicts[result_index] = decided
-    return LeverVerdicts(verdicts, flipped=flipped, checked=[result_index])
-

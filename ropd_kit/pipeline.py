@@ -4,7 +4,7 @@ Each stage is a function that reads the previous stage's JSONL file from the run
 notebook can run (and re-run) one stage per cell. `judge_group_async` is the per-group chain (rubric induction, then
 blind verification, then s_i) that both the stage functions and `reward.RubricReward` call: one rubric per
 (task, step), shared by every rollout of the group. The reward levers of RunConfig act there too: Verifier samples,
-evidence and read-first inside `verify.verify_group_async`; the consensus check (`verify.consensus_check`) here,
+evidence and read-first inside `verify.verify_group_async`; the consensus check (`consensus.consensus_check`) here,
 where the teacher refs are at hand. What each lever did is written beside the verdicts (verdicts.jsonl:
 `checked_by_code`, `consensus`, `votes`, `quotes`, `evidence_flipped`, `final_result`; rubrics.jsonl: `consensus`,
 `added_by_code`), and nothing extra is written when every lever is off. With soft verdicts (`verifier_mode="soft"`)
@@ -28,7 +28,8 @@ from .data import Task, load_tasks, write_tasks
 from .llm import Clients, make_clients, run_sync
 from .rubrics import Rubric, induce_rubric_async
 from .scoring import result_weighted, weighted_pass_rate, weighted_score
-from .verify import GroupVerdicts, consensus_check, verify_group_async
+from .consensus import consensus_check
+from .verify import GroupVerdicts, verify_group_async
 
 
 @dataclass

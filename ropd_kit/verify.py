@@ -33,12 +33,12 @@ Reward levers (RunConfig; all but `consensus_check` off by default; with the Ver
 and replies are DESIGN.md's):
 - `verifier_samples` > 1: every chunk is judged that many times (the first sample as without the lever, the others
   at `verifier_sample_temperature`), and each answer gets the majority per criterion of the samples that judged it
-  (`fidelity.majority_per_criterion`: ties False, failed samples left out).
+  (`levers.majority_per_criterion`: ties False, failed samples left out).
 - `verifier_evidence`: per criterion the Verifier writes a quote of the answer, then `met`; a True whose quote is not
-  in the answer as shown (`fidelity.quote_supported`) becomes False before the vote.
+  in the answer as shown (`levers.quote_supported`) becomes False before the vote.
 - `verifier_read_first`: the Verifier first writes the final result each answer commits to, then judges.
-- `consensus_check` (`consensus_check` below, called where the teacher refs are at hand): the final-result criterion
-  is decided by code against the teacher's majority final answer.
+- `consensus_check` (`consensus.consensus_check`, applied after this stage where the teacher refs are at hand): the
+  final-result criterion is decided by code against the teacher's majority final answer.
 What the levers did per answer is in `GroupVerdicts.teacher_notes` / `student_notes`.
 """
 
@@ -48,7 +48,6 @@ import asyncio
 import logging
 import math
 import random
-import re
 import threading
 from typing import Any, Sequence
 
@@ -56,7 +55,7 @@ from pydantic import BaseModel, Field
 
 from .judge_text import clean_answer, fence, find_json, make_boundary, neutralise, strip_thinking
 from . import prompts
-from .rubrics import FATAL_LLM_KINDS, Criterion, Rubric
+from .rubrics import FATAL_LLM_KINDS, Rubric
 
 Key = tuple[str, int]  # ("teacher" | "student", index in its source list)
 
@@ -770,7 +769,7 @@ async def _judge(
 
 def _supported(judgement: list[bool], quotes: list | None, shown: str, boundary_free: str) -> list[bool]:
     """Evidence on one sample's verdicts: a True stays True only when its quote occurs in the answer as shown."""
-    from .fidelity.levers import LeverVerdicts, apply_evidence
+    from .levers import LeverVerdicts, apply_evidence
 
     plain = apply_evidence(judgement, quotes, shown)
     if not plain.flipped or boundary_free == shown:
@@ -793,7 +792,7 @@ def combine_samples(
     `final_result` (of the first sample), `evidence_flipped` (criteria the evidence rule turned False, compared
     with the same majority without it).
     """
-    from .fidelity.levers import majority_per_criterion
+    from .levers import majority_per_criterion
 
     if not entries:
         return None, {"n_samples": 0}
@@ -978,174 +977,3 @@ def verify_group(
     return run_sync(
         verify_group_async(question, rubric, teacher_refs, rollouts, client, config, seed=seed, truncated=truncated)
     )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Consensus check: the final-result criterion decided by code (no ground truth)
-
-CONSENSUS_CRITERION_ID = "final_result"
-CONSENSUS_POINTS = 5
-_NUMERIC = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
-_FORM_CATEGORIES = frozenset({"format", "formatting", "presentation", "style", "clarity", "layout"})
-
-
-class ConsensusOutcome(BaseModel):
-    """What the consensus check did to one group (rubrics.jsonl `consensus`).
-
-    `kind`: "math" (final answers compared by math-verify / exact integers), "choice" (option letters), or None
-    when the check does not apply (`reason` says why). `value`: the teacher's majority final answer, None without a
-    strict majority (the Verifier's verdict then stands). `result_id`: the criterion decided by code; `added` when
-    the rubric had no final-result criterion and code added one. `named_value`: the value the rubric's own result
-    criterion names (None when added or when it names none), to see where the Rubricator stated a wrong value.
-    """
-
-    applied: bool = False
-    kind: str | None = None
-    value: str | None = None
-    result_id: str | None = None
-    added: bool = False
-    named_value: str | None = None
-    n_refs: int = 0
-    reason: str | None = None
-    # Set by scoring (pipeline.score_group) when RunConfig.result_weight_share raised the result criterion's weight.
-    result_share: float | None = None
-
-
-def choice_letter(text: str | None, choices: Sequence[str] | None = None, n_choices: int | None = None) -> str | None:
-    """The option letter a multiple-choice answer commits to, or None: the evaluation's own reading
-    (`answers.chosen_letter`), so that the consensus and the correctness labels read an answer the same way.
-
-    >>> choice_letter("75% of 60 is 45.\\nAnswer: D"), choice_letter("So the answer is (b).")
-    ('D', 'B')
-    >>> choice_letter("Answer: 45", choices=["450", "120", "15", "45"])
-    'D'
-    """
-    from .answers import chosen_letter
-
-    return chosen_letter(text, choices, n_choices)
-
-
-def _choice_consensus(refs: Sequence[str], choices: Sequence[str] | None) -> str | None:
-    letters = [choice_letter(t, choices) for t in refs]
-    counts: dict[str, int] = {}
-    for letter in letters:
-        if letter is not None:
-            counts[letter] = counts.get(letter, 0) + 1
-    if not counts:
-        return None
-    best = max(counts, key=counts.get)  # type: ignore[arg-type]
-    return best if 2 * counts[best] > len(refs) else None
-
-
-def _consensus_kind(family: str | None, choices: Sequence[str] | None) -> tuple[str | None, str | None]:
-    """(kind, reason it does not apply)."""
-    if family in ("arithmetic", "math"):
-        return "math", None
-    if family == "multiple_choice":
-        return ("choice", None) if choices else (None, "multiple-choice task without its options")
-    if family is None:
-        return "math?", None  # decided by the consensus value: numeric answers only
-    return None, f"family {family!r} has no checkable final answer"
-
-
-def _result_text(value: str, kind: str) -> str:
-    return f"Chooses option {value} as the final answer" if kind == "choice" else f"States the final answer {value}"
-
-
-def consensus_check(
-    rubric: Rubric,
-    verdicts: GroupVerdicts,
-    teacher_refs: Sequence[str],
-    rollouts: Sequence[str],
-    *,
-    family: str | None,
-    choices: Sequence[str] | None = None,
-    strip_think: bool = True,
-) -> tuple[Rubric, GroupVerdicts, ConsensusOutcome]:
-    """Decide the rubric's final-result criterion by code: True iff an answer's final answer is the majority final
-    answer of the teacher's own references (`fidelity.teacher_consensus`; for multiple choice, the majority letter).
-
-    Black-box-safe: only the teacher's texts are used, never a ground truth. Applies to the families "arithmetic"
-    and "math", to "multiple_choice" with its options, and to an unknown family (None) when the consensus is a
-    number; not to "open_ended". With no strict majority nothing changes (the Verifier's verdict stands). When the
-    rubric has no final-result criterion (`fidelity.find_result_criterion`; pitfalls and format criteria do not
-    count), one is added ("States the final answer <value>", 5 points, category correctness) and decided by code
-    for every answer, so the Verifier never judged it. Every answer is decided the same way (teacher refs too, for
-    the teacher scores); answers without a verdict stay None and skipped ones (empty, truncated) stay all-False.
-    Each answer's notes get `checked_by_code` and, when the code changed the Verifier's verdict, `flipped_by_code`
-    (criterion indices).
-    """
-    from .fidelity.criteria import find_result_criterion, named_value
-    from .fidelity.levers import apply_consensus, teacher_consensus
-
-    outcome = ConsensusOutcome(n_refs=len(teacher_refs))
-    kind, reason = _consensus_kind(family, choices)
-    if kind is None:
-        return rubric, verdicts, outcome.model_copy(update={"reason": reason})
-    if not teacher_refs:
-        return rubric, verdicts, outcome.model_copy(update={"kind": kind, "reason": "no teacher references"})
-    visible = [strip_thinking(t or "") if strip_think else (t or "") for t in teacher_refs]
-    value = _choice_consensus(visible, choices) if kind == "choice" else teacher_consensus(visible, family="math")
-    if kind == "math?":
-        if value is not None and not _NUMERIC.fullmatch(value):
-            return rubric, verdicts, outcome.model_copy(update={"reason": f"consensus {value!r} is not a number"})
-        kind = "math"
-    if value is None:
-        reason = f"no strict majority among the {len(teacher_refs)} teacher references' final answers"
-        return rubric, verdicts, outcome.model_copy(update={"kind": kind, "reason": reason})
-
-    # A pitfall ("Gives 46 as the final answer") or a format rule ("Ends with a line 'Answer: <number>'") speaks of
-    # the answer without being the check of its result.
-    eligible = [k for k, c in enumerate(rubric.criteria) if c.points > 0 and c.category.lower() not in _FORM_CATEGORIES]
-    found = find_result_criterion([rubric.criteria[k].model_dump() for k in eligible]) if eligible else None
-    index = None if found is None else eligible[found]
-    added = index is None
-    if added:
-        taken = {c.id.lower() for c in rubric.criteria}
-        cid = CONSENSUS_CRITERION_ID
-        while cid.lower() in taken:
-            cid += "_"
-        criterion = Criterion(id=cid, text=_result_text(value, kind), points=CONSENSUS_POINTS, category="correctness")
-        rubric = Rubric(criteria=[*rubric.criteria, criterion])
-        index = len(rubric.criteria) - 1
-    result = rubric.criteria[index]
-
-    skipped = {(src, i) for src, i, _ in verdicts.skipped}
-    texts = {"teacher": visible, "student": [strip_thinking(t or "") if strip_think else (t or "") for t in rollouts]}
-    out: dict[str, list] = {}
-    notes: dict[str, list[dict[str, Any]]] = {}
-    for source, rows, old_notes in (
-        ("teacher", verdicts.teacher, verdicts.teacher_notes),
-        ("student", verdicts.student, verdicts.student_notes),
-    ):
-        out[source], notes[source] = [], []
-        for i, row in enumerate(rows):
-            note = dict(old_notes[i]) if i < len(old_notes) else {}
-            if row is None:
-                out[source].append(None)
-            elif (source, i) in skipped:
-                out[source].append(list(row) + [False] if added else list(row))
-            else:
-                base = list(row) + [False] if added else list(row)
-                if kind == "choice":
-                    decided = choice_letter(texts[source][i], choices) == value
-                    new = list(base)
-                    new[index] = decided
-                    flipped = [index] if (not added and decided != base[index]) else []
-                else:
-                    lever = apply_consensus(base, index, texts[source][i], value, family="math")
-                    new = list(lever)
-                    flipped = [] if added else lever.flipped
-                out[source].append(new)
-                note["checked_by_code"] = [index]
-                if flipped:
-                    note["flipped_by_code"] = flipped
-            notes[source].append(note)
-    updated = verdicts.model_copy(update={
-        "teacher": out["teacher"], "student": out["student"],
-        "teacher_notes": notes["teacher"], "student_notes": notes["student"],
-    })
-    return rubric, updated, outcome.model_copy(update={
-        "applied": True, "kind": kind, "value": value, "result_id": result.id, "added": added,
-        "named_value": None if added else named_value(result.text),
-    })

@@ -1,4 +1,5 @@
-"""The package layout: no import cycles inside ropd_kit, and nothing but the method at the first level.
+"""The package layout: no import cycles inside ropd_kit, the method's stages import no measurement code, and
+nothing but the method at the first level.
 
 In-memory, no network: reads the source with `ast`, imports nothing.
 """
@@ -88,6 +89,23 @@ def test_no_import_cycles_in_ropd_kit():
     graph = _import_graph()
     assert "ropd_kit.train.methods" in graph and graph["ropd_kit.train.methods"], "the graph reads the imports"
     assert _cycles(graph) == []
+
+
+# The method's stages (DESIGN.md's layout): the modules training runs, levers included. Measurement (fidelity/,
+# bench/) may import them, never the other way round: what the study measures must be the method as it runs.
+STAGES = ("data", "sources", "config", "llm", "limits", "teacher", "rollouts", "rubrics", "verify", "judge_text",
+          "levers", "consensus", "scoring", "answers", "reward", "pipeline", "prompts", "train")
+MEASUREMENT = ("ropd_kit.fidelity", "ropd_kit.bench")
+
+
+def test_stages_import_neither_fidelity_nor_bench():
+    graph = _import_graph()
+    stages = [m for m in graph if m.count(".") >= 1 and m.split(".")[1] in STAGES]
+    assert {"ropd_kit.consensus", "ropd_kit.levers", "ropd_kit.verify", "ropd_kit.train.methods"} <= set(stages)
+    # the graph sees an edge from measurement to a stage, so an edge the other way would be seen too
+    assert "ropd_kit.consensus" in graph["ropd_kit.fidelity.criteria"]
+    reaching = {m: sorted(t for t in graph[m] if t.startswith(MEASUREMENT)) for m in stages}
+    assert {m: targets for m, targets in reaching.items() if targets} == {}
 
 
 def test_first_level_holds_no_benchmark_or_fault_injection_module():

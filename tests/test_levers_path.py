@@ -24,11 +24,11 @@ from ropd_kit.data import Task, render_choices
 from ropd_kit.llm import ChatResult
 from ropd_kit.pipeline import judge_stage
 from ropd_kit.rubrics import Criterion, Rubric
+from ropd_kit.answers import chosen_letter
+from ropd_kit.consensus import consensus_check
 from ropd_kit.verify import (
     VerdictError,
-    choice_letter,
     combine_samples,
-    consensus_check,
     parse_verdict_entries,
     parse_verdicts,
     verdict_schema,
@@ -400,8 +400,8 @@ MC_RUBRIC = Rubric(criteria=[
     ("I pick\nD", "D"), ("Answer: 45", "D"), ("Answer: E", None), ("A bit of thought, then nothing.", None),
     ("My answer is a guess.", None),
 ])
-def test_choice_letter(text, letter):
-    assert choice_letter(text, ["450", "120", "15", "45"]) == letter
+def test_chosen_letter(text, letter):
+    assert chosen_letter(text, ["450", "120", "15", "45"]) == letter
 
 
 def test_multiple_choice_consensus_is_by_letter():
@@ -412,9 +412,10 @@ def test_multiple_choice_consensus_is_by_letter():
                                               RunConfig()))
     rubric, checked, outcome = consensus_check(MC_RUBRIC, verdicts, refs, rollouts, family=task.family,
                                                choices=task.choices)
-    assert outcome.applied and (outcome.kind, outcome.value, outcome.result_id) == ("choice", "D", "c1")
+    assert outcome.applied and (outcome.kind, outcome.value, outcome.result_id) == ("multiple_choice", "D", "c1")
     assert [row[0] for row in checked.student] == [True, False, False]
     assert checked.student_notes[2]["flipped_by_code"] == [0]
+    assert [n["extracted_answer"] for n in checked.student_notes] == ["D", "A", "A"]
 
 
 class _Grader:

@@ -18,7 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from ropd_kit import prompts
-from ropd_kit.answers import extract_final_answer, is_correct
+from ropd_kit.answers import chosen_letter, extract_final_answer, is_correct
 from ropd_kit.bench.stubjudge import STUB_MODEL, StubJudge
 from ropd_kit.config import EndpointConfig, RunConfig
 from ropd_kit.data import FAMILIES, Task, load_tasks, render_messages, task_fingerprint, task_from_record
@@ -28,7 +28,7 @@ from ropd_kit.reward import judge_messages, task_from_columns
 from ropd_kit.rollouts import sample_rollouts_async, student_messages
 from ropd_kit.rubrics import induce_rubric_async, rubric_messages
 from ropd_kit.teacher import ReferenceIndex, collect_references_async, teacher_messages
-from ropd_kit.verify import choice_letter, verifier_messages
+from ropd_kit.verify import verifier_messages
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ROLE_FILES = ("student_system.txt", "teacher_system.txt", "rubricator_system.txt", "verifier_system.txt")
@@ -90,7 +90,7 @@ def test_the_answer_formats_asked_for_are_what_evaluation_reads():
     assert is_correct(FIRST["math"].answer, reply) and extract_final_answer("2 + 2 = 4\n\\boxed{4}") == "4"
     mc_prompt = student_messages(FIRST["multiple_choice"])[0]["content"]
     assert "Answer: <letter>" in mc_prompt
-    assert choice_letter("75% of 60 is 45, option D.\nAnswer: D", FIRST["multiple_choice"].choices) == "D"
+    assert chosen_letter("75% of 60 is 45, option D.\nAnswer: D", FIRST["multiple_choice"].choices) == "D"
 
 
 # ---------------------------------------------------------------------------------------------------------------

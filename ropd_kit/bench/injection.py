@@ -100,7 +100,8 @@ async def judge_suite_async(
     decided by code against `consensus_refs()` (the Verifier is not shown those references).
     """
     from ..scoring import result_weighted, weighted_pass_rate
-    from ..verify import consensus_check, verify_group_async
+    from ..consensus import consensus_check
+    from ..verify import verify_group_async
 
     final_k = INJECTION_RUBRIC.ids.index("final")
     out: list[dict] = []

@@ -9,10 +9,10 @@ the study that measures it on a bank of student rollouts with ground-truth label
   teacher competence.
 - `criteria`: per criterion category, how often the Verifier's verdict agrees with correctness and how well it
   separates right from wrong; whether each rubric's final-result criterion names the right value.
-- `levers`: the pure parts of the reward levers: evidence (a verdict counts only if its quote occurs in the
-  answer), self-consistency (majority per criterion over Verifier samples), and the consensus check (the final
-  result decided by code against the teacher's majority answer; no ground truth).
 - `labels`: ground-truth correctness of each text, and the teacher's competence per task.
+
+The levers it measures are part of the method and live with its stages: evidence and self-consistency in
+`ropd_kit.levers`, the consensus check in `ropd_kit.consensus`; this subpackage only measures them.
 
 Why the within-group AUC decides: GRPO centres rewards within each group (one prompt's rollouts at one step), so
 only the order of rewards *inside* a group moves the policy. A signal can reach a high pooled AUC because easy tasks
@@ -25,30 +25,15 @@ The study driver that builds the bank and calls the judges is built on top of th
 """
 
 from .criteria import (
-    RESULT_CATEGORIES,
     agreement_table,
     criterion_verdicts,
-    find_result_criterion,
     group_criterion_table,
-    is_result_criterion,
-    named_value,
     result_value_check,
     result_value_summary,
     same_value,
     verdict_coverage,
 )
 from .labels import label_correct, teacher_competence
-from .levers import (
-    MIN_QUOTE_CHARS,
-    LeverVerdicts,
-    apply_consensus,
-    apply_evidence,
-    consensus_verdict,
-    majority_per_criterion,
-    normalize_text,
-    quote_supported,
-    teacher_consensus,
-)
 from .stats import (
     auc_with_ci,
     json_records,
@@ -61,24 +46,12 @@ from .stats import (
 )
 
 __all__ = [
-    "MIN_QUOTE_CHARS",
-    "RESULT_CATEGORIES",
-    "LeverVerdicts",
     "agreement_table",
-    "apply_consensus",
-    "apply_evidence",
     "auc_with_ci",
-    "consensus_verdict",
     "criterion_verdicts",
-    "find_result_criterion",
     "group_criterion_table",
-    "is_result_criterion",
     "json_records",
     "label_correct",
-    "majority_per_criterion",
-    "named_value",
-    "normalize_text",
-    "quote_supported",
     "rank_auc",
     "result_value_check",
     "result_value_summary",
@@ -88,7 +61,6 @@ __all__ = [
     "stratum_key",
     "summary_frame",
     "teacher_competence",
-    "teacher_consensus",
     "verdict_coverage",
     "within_group_auc",
 ]

@@ -14,41 +14,23 @@ verifier's per-criterion verdicts of a bank whose rollouts carry ground-truth la
   whose answer is 42 makes the Verifier reward wrong answers however well it reads.
 
 `group_criterion_table` gives the same per-criterion view for one group (the inspector's table): scoring's
-`rubric_diagnostics` plus agreement with correctness. Pure and synchronous: no I/O, no model calls.
+`rubric_diagnostics` plus agreement with correctness. Which criterion is the final-result one is the consensus
+check's own rule (`consensus.find_result_criterion`), so the study measures the criterion the reward decides by.
+Pure and synchronous: no I/O, no model calls.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..answers import extract_final_answer, is_correct
+from ..answers import is_correct
+from ..consensus import _norm_category, find_result_criterion, named_value
 from ..scoring import _criteria_table, rubric_diagnostics
 
-# Categories the Rubricator uses for "the answer is X" (its prompt suggests "correctness"), normalised as
-# `_norm_category` does: lower case, runs of spaces/hyphens as "_".
-RESULT_CATEGORIES = frozenset(
-    {"final_answer", "answer", "result", "final_result", "final_value", "final", "correctness", "correct_answer"}
-)
-# Text that says the criterion checks the final result ("States the final answer 42", "The answer is 1/2").
-_RESULT_TEXT = re.compile(
-    r"\b(?:final|overall|end)\s+(?:numeric(?:al)?\s+)?(?:answer|result|value)\b"
-    r"|\b(?:the|its|correct)\s+answer\b"
-    r"|\banswer\s*(?:is|of|:|=)",
-    re.IGNORECASE,
-)
-# Where the named value starts: after the last "answer" / "result" / "value" word.
-_VALUE_AFTER = re.compile(r"\b(?:answer|result|value)\b\s*(?:is\b|of\b|:|=|as\b)?", re.IGNORECASE)
-
 VERDICT_KEYS = ("task_id", "step")
-
-
-def _norm_category(category: Any) -> str:
-    text = str(category or "general").strip().lower()
-    return re.sub(r"[\s\-]+", "_", text) or "general"
 
 
 def _records(data: Any) -> list[dict[str, Any]]:
@@ -58,65 +40,8 @@ def _records(data: Any) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The final-result criterion
-
-
-def is_result_criterion(criterion: Mapping[str, Any] | Any) -> bool:
-    """Whether a criterion checks the final result: its category is one of RESULT_CATEGORIES, or its text
-    speaks of the final answer/result.
-
-    >>> is_result_criterion({"text": "States the final answer 42", "category": "reasoning"})
-    True
-    >>> is_result_criterion({"text": "Multiplies 6 by 7", "category": "reasoning"})
-    False
-    """
-    c = criterion.model_dump() if hasattr(criterion, "model_dump") else criterion
-    return bool(_RESULT_TEXT.search(str(c.get("text", "")))) or _norm_category(c.get("category")) in RESULT_CATEGORIES
-
-
-def find_result_criterion(criteria: Any) -> int | None:
-    """Index of the rubric's final-result criterion, or None when it has none.
-
-    `criteria`: a Rubric, a rubric record (`{"criteria": [...]}`) or a list of criterion dicts. A criterion whose
-    text speaks of the final answer/result ranks above one that only has a result category; among equals the one
-    with more points wins, then the first.
-
-    >>> find_result_criterion([{"id": "c1", "text": "Adds 3 and 4", "points": 2, "category": "correctness"},
-    ...                        {"id": "c2", "text": "States the final answer 14", "points": 5, "category": "result"}])
-    1
-    """
-    best: tuple[int, float, int] | None = None
-    best_index = None
-    for k, c in enumerate(_criteria_table(criteria)):
-        rank = 2 * bool(_RESULT_TEXT.search(str(c["text"]))) + (_norm_category(c["category"]) in RESULT_CATEGORIES)
-        if not rank:
-            continue
-        key = (rank, float(c["points"]), -k)
-        if best is None or key > best:
-            best, best_index = key, k
-    return best_index
-
-
-def named_value(text: str) -> str | None:
-    """The value a result criterion names, read with `answers.extract_final_answer`; None when it names none.
-
-    The value is read after the last "answer" / "result" / "value" word when there is one (so "Multiplies 6 by 7
-    to get the final answer 42" names 42, not 7), else from the whole text.
-
-    >>> named_value("States the final answer 42 (6 times 7)")
-    '42'
-    >>> named_value("The final answer is 1/2")
-    '1/2'
-    >>> named_value("Shows the working") is None
-    True
-    """
-    text = str(text or "")
-    after = list(_VALUE_AFTER.finditer(text))
-    for match in reversed(after):
-        value = extract_final_answer("Answer: " + text[match.end():].strip())
-        if value is not None:
-            return value
-    return extract_final_answer(text)
+# The final-result criterion (which one it is, and the value it names: `consensus.find_result_criterion`,
+# `consensus.named_value`, the rules the consensus check decides by)
 
 
 def same_value(truth: str | None, value: str | None) -> bool | None:
