@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "make_clients": "llm",
     # stage 6: training, evaluation, the trained student
     "train": "train", "TrainResult": "train", "load_student": "train", "evaluate": "train.evaluate",
+    "load_trained": "train.after", "chat": "train.after", "save_merged": "train.after",
     # analysis, inspection, batches
     "signal_auc": "analysis", "RubricInspector": "inspector", "run_batch": "batch",
 }
