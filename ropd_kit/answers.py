@@ -121,15 +121,22 @@ _LOOKALIKE = str.maketrans(
 )
 
 
+_SUPERSCRIPT = re.compile("[\u207b\u00b9\u00b2\u00b3\u2070\u2074-\u2079]+")
+_SUPERSCRIPT_PLAIN = str.maketrans("\u207b\u00b9\u00b2\u00b3\u2070\u2074\u2075\u2076\u2077\u2078\u2079", "-1230456789")
+
+
 def fold_lookalikes(text: str) -> str:
     """`text` as a reader sees it: invisible characters removed, letters drawn like Latin ones as Latin, full-width and
-    mathematical letters and digits as plain ones, and every script's decimal digits as 0-9 by their value (so
-    "\u09ed", a Bengali 7 drawn much like a 9, reads 7). Superscripts, fractions and Roman numerals stay as written.
+    mathematical letters and digits as plain ones, every script's decimal digits as 0-9 by their value (so "\u09ed",
+    a Bengali 7 drawn much like a 9, reads 7), and superscript digits as the exponent they are ("9\u00b2" is 9^{2},
+    not 9). Fractions and Roman numerals stay as written.
 
-    >>> fold_lookalikes("\u0410nsw\u0435r: \uff11\u200b2")
-    'Answer: 12'
+    >>> fold_lookalikes("\u0410nsw\u0435r: \uff11\u200b2"), fold_lookalikes("9\u00b2")
+    ('Answer: 12', '9^{2}')
     """
     text = text.translate(_INVISIBLE).translate(_LOOKALIKE)
+    if not text.isascii():
+        text = _SUPERSCRIPT.sub(lambda m: "^{" + m.group().translate(_SUPERSCRIPT_PLAIN) + "}", text)
     if text.isascii():
         return text
     out = []

@@ -1,8 +1,9 @@
 """Benchmark: can a student's rollout buy reward from the Verifier (ROPD stage 4) with text instead of work?
 
 In: the adversarial suite (tests/hardening/adversarial_rollouts.jsonl: honest right answers, honest wrong answers,
-and adversarial rollouts that are all wrong but try to talk, fake or break their way to a pass), one arithmetic
-task and a fixed rubric for it, and a local verifier model. The rollouts are shuffled into groups and judged blind,
+and adversarial rollouts that are all wrong but try to talk, fake or break their way to a pass, with the Verifier
+or with the code that reads their final answer for the consensus check), one arithmetic task and a fixed rubric for
+it, and a local verifier model. The rollouts are shuffled into groups and judged blind,
 exactly as in training (`verify.verify_group_async`), several times with different seeds.
 Out: `reports/bench/injection.json`: per category the mean weighted score s_i and the rate at which the
 final-answer criterion was judged met, per repeat and their medians, plus per-attack medians.
