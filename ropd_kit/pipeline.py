@@ -84,10 +84,13 @@ def _soft_values(notes: dict | None, judgement: list[bool] | None) -> list[float
 CRITERION_NOTES = ("checked_by_code", "flipped_by_code", "evidence_flipped", "boolean_criteria")
 
 
-def _lever_fields(notes: dict | None, ids: list[str], consensus: Any) -> dict[str, Any]:
+def _lever_fields(notes: dict | None, ids: list[str], consensus: Any, weights: list[float]) -> dict[str, Any]:
     """What the reward levers did to one answer, for verdicts.jsonl (criterion indices as criterion ids).
 
-    Nothing when every lever is off, so a default run writes the records it always wrote.
+    Where the consensus check decided the group, the record also holds `effective_weights` (the weights its score
+    was computed with, in rubric order) beside the check's `extracted_answer` (what it read as the answer's final
+    answer) and `consensus` (the teacher's answer it was compared with). Nothing when every lever is off, so a
+    default run writes the records it always wrote.
     """
     fields: dict[str, Any] = {}
     for key, value in (notes or {}).items():
@@ -98,6 +101,8 @@ def _lever_fields(notes: dict | None, ids: list[str], consensus: Any) -> dict[st
     if consensus is not None:
         fields.setdefault("checked_by_code", [])
         fields["consensus"] = consensus.value
+        if consensus.applied:
+            fields["effective_weights"] = [round(float(w), 6) for w in weights]
     return fields
 
 
@@ -221,7 +226,7 @@ def score_group(
                     "position": position.get((source, idx)),
                     "judgements": judgement,
                     "score": score,
-                    **_lever_fields(notes, ids, consensus),
+                    **_lever_fields(notes, ids, consensus, points),
                 }
             )
     failed = verdicts.failed or any(s is None for s in student_scores)

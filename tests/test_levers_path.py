@@ -24,6 +24,7 @@ from ropd_kit.data import Task, render_choices
 from ropd_kit.llm import ChatResult
 from ropd_kit.pipeline import judge_stage
 from ropd_kit.rubrics import Criterion, Rubric
+from ropd_kit.scoring import weighted_pass_rate
 from ropd_kit.answers import chosen_letter
 from ropd_kit.consensus import consensus_check
 from ropd_kit.verify import (
@@ -325,6 +326,13 @@ def test_consensus_decides_the_result_criterion_and_is_recorded(tmp_path):
     assert not rubric["consensus"]["added"] and "added_by_code" not in rubric
     teacher = [r for r in records(config, rundir.VERDICTS) if r["source"] == "teacher"]
     assert sorted(r["judgements"][0] for r in teacher) == [False, True, True]
+    # Each record says what the check read and the weights its score was computed with.
+    assert [r["extracted_answer"] for r in (right, wrong, claim)] == ["48", "46", "46"]
+    assert sorted(r["extracted_answer"] for r in teacher) == ["46", "48", "48"]
+    for r in (right, wrong, claim, *teacher):
+        assert len(r["effective_weights"]) == len(rubric["criteria"])
+        assert r["score"] == pytest.approx(weighted_pass_rate(r["effective_weights"], [r["judgements"]])[0], abs=1e-5)
+    assert right["effective_weights"][0] > rubric["criteria"][0]["points"]  # the result share raised it
 
 
 def test_an_adversarial_claim_gains_nothing_under_consensus(tmp_path):
@@ -373,6 +381,7 @@ def test_without_a_teacher_majority_the_verifier_verdict_stands(tmp_path):
     right, claim = student(config)
     assert claim["judgements"] == [True, True, True] and claim["checked_by_code"] == []
     assert claim["consensus"] is None
+    assert "extracted_answer" not in claim and "effective_weights" not in claim  # nothing was compared
 
 
 def test_open_ended_tasks_are_left_to_the_verifier():
