@@ -98,26 +98,27 @@ def find_result_criterion(criteria: Any) -> int | None:
     return best_index
 
 
-def named_value(text: str) -> str | None:
-    """The value a result criterion names, read with `answers.extract_final_answer`; None when it names none.
+def named_value(text: str, family: str = "arithmetic", choices: Sequence[str] | None = None) -> str | None:
+    """The value a result criterion names, read by the family's reader (`answers.read_answer`); None when it names
+    none.
 
     The value is read after the last "answer" / "result" / "value" word when there is one (so "Multiplies 6 by 7
     to get the final answer 42" names 42, not 7), else from the whole text.
 
     >>> named_value("States the final answer 42 (6 times 7)")
     '42'
-    >>> named_value("The final answer is 1/2")
-    '1/2'
+    >>> named_value("The final answer is 1/2"), named_value("States the final answer (1,2)", "math")
+    ('1/2', '(1,2)')
     >>> named_value("Shows the working") is None
     True
     """
     text = str(text or "")
     after = list(_VALUE_AFTER.finditer(text))
     for match in reversed(after):
-        value = extract_final_answer("Answer: " + text[match.end():].strip())
+        value = read_answer(family, "Answer: " + text[match.end():].strip(), choices)
         if value is not None:
             return value
-    return extract_final_answer(text)
+    return extract_final_answer(text) if family == "arithmetic" else read_answer(family, "Answer: " + text, choices)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -361,5 +362,5 @@ def consensus_check(
     })
     return rubric, updated, outcome.model_copy(update={
         "applied": True, "kind": kind, "value": value, "result_id": result.id, "added": added,
-        "named_value": None if added else named_value(result.text),
+        "named_value": None if added else named_value(result.text, kind, choices),
     })

@@ -138,3 +138,11 @@ def test_consensus_is_the_strict_majority_and_the_verdict_is_the_evaluations_che
         rollout = f"Answer: {v}"
         verdict = consensus_verdict(rollout, expected)
         assert verdict is (None if expected is None else matches("arithmetic", expected, rollout))
+
+
+def test_named_value_reads_by_the_family():
+    # Read as a number, "(1,2)" named 1; the math family's reader keeps the expression.
+    assert named_value("States the final answer (1,2)", "math") == "(1,2)"
+    assert named_value("States the final answer 2x+1", "math") == "2x+1"
+    assert named_value("Chooses option D (45) as the final answer", "multiple_choice", CHOICES) == "D"
+    assert named_value("Explains the method clearly", "math") is None
