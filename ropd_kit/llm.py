@@ -895,14 +895,37 @@ class Clients:
         self.close()
 
 
+class UnservedClient:
+    """Stands for a role whose endpoint is still "local" (no server was started for it): using it raises the error
+    that building its client would have raised. A notebook serves only the roles a step calls (01: teacher and
+    student), and the step's other roles must not stop it."""
+
+    def __init__(self, endpoint: EndpointConfig, role: str) -> None:
+        self.endpoint, self.role = endpoint, role
+
+    def __repr__(self) -> str:
+        return f"UnservedClient(role={self.role!r}, model={self.endpoint.model!r})"
+
+    async def aclose(self) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        raise ConfigError(
+            f"{self.role} endpoint base_url is 'local': start the server first "
+            "(`with serve.local_endpoints(config) as config: ...`) and build clients from the resolved config"
+        )
+
+
 def make_clients(config: RunConfig, *, empty_attempts: int = 2) -> Clients:
-    """Clients for every role of a resolved config, one shared cache (unless `use_cache=False`) and one UsageStats."""
+    """Clients for every role of a resolved config, one shared cache (unless `use_cache=False`) and one UsageStats.
+    A role still on "local" gets an `UnservedClient`, which raises when it is used."""
     cache = None
     if config.use_cache:
         cache = LLMCache(config.cache_dir if config.cache_dir else cache_root() / "llm")
     stats = UsageStats()
     made = {
-        role: LLMClient(config.endpoint(role), role, cache, stats, empty_attempts=empty_attempts) for role in ROLES
+        role: UnservedClient(config.endpoint(role), role) if config.endpoint(role).is_local
+        else LLMClient(config.endpoint(role), role, cache, stats, empty_attempts=empty_attempts) for role in ROLES
     }
     return Clients(**made, stats=stats, cache=cache)
 

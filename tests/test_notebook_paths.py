@@ -176,3 +176,26 @@ def test_a_batch_keeps_relative_paths_relative_to_where_it_runs(tmp_path, monkey
     run = work / "reports" / "where" / "default" / "run"
     assert json.loads((run / "tasks.jsonl").read_text())["prompt"] == "What is 2 + 2?"
     assert json.loads((run / "config.json").read_text())["tasks_path"] == "mine/tasks.jsonl"  # as the spec wrote it
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A notebook step serves only the roles it calls
+
+
+def test_clients_of_a_config_with_unserved_roles(tmp_path):
+    """Notebook 01 starts servers for the teacher and the student only; the stage's clients must still be made, and
+    a role left on "local" must fail when, and only when, it is called."""
+    from ropd_kit.llm import UnservedClient, make_clients, run_sync
+
+    served = {"base_url": "http://127.0.0.1:9/v1", "model": FAST_MODEL}
+    config = RunConfig(run_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "llm"),
+                       teacher=served, student=served)
+    clients = make_clients(config)
+    try:
+        assert isinstance(clients.rubricator, UnservedClient) and isinstance(clients.verifier, UnservedClient)
+        assert clients.teacher.endpoint.base_url == "http://127.0.0.1:9/v1"
+        assert clients.rubricator.endpoint.model == DEFAULT_TEACHER  # what a record names stays readable
+        with pytest.raises(ConfigError, match="rubricator endpoint base_url is 'local': start the server first"):
+            run_sync(clients.rubricator.chat([{"role": "user", "content": "hi"}]))
+    finally:
+        clients.close()
