@@ -304,6 +304,10 @@ def test_a_run_that_calls_no_endpoint_needs_no_server():
     assert needs_servers(nbs("04_grpo_training"), {})  # the notebook's own default method judges
     assert needs_servers(nbs("01_teacher_references", "04_grpo_training"), {"method": "lopd"})
     assert needs_servers(nbs("my_own_notebook"), {"method": "lopd"})  # a notebook we do not know may call one
+    # The signals notebook calls the judge endpoint for the teacher-as-judge signal only (its default includes it).
+    assert not needs_servers(nbs("05_signal_alignment_auc"), {"signals": ["score", "logprob"]})
+    assert needs_servers(nbs("05_signal_alignment_auc"), {"signals": ["score", "judge"]})
+    assert needs_servers(nbs("05_signal_alignment_auc"), {})
 
 
 def test_a_run_runs_its_own_notebooks_and_the_progress_line_follows_them(toy, tmp_path, capfd):

@@ -22,6 +22,8 @@ def test_the_demo_is_ropd_against_lopd_one_step_each_with_the_signals_notebook()
     assert runs["lopd"].notebooks == ["04_grpo_training"]
     assert not needs_servers([notebook_path(n) for n in runs["lopd"].notebooks], runs["lopd"].params)
     assert needs_servers([notebook_path(n) for n in ropd_notebooks], runs["ropd"].params)
+    # ropd's signals notebook loads the white-box teacher for the log-prob signal: no server runs beside it either.
+    assert not needs_servers([notebook_path("05_signal_alignment_auc")], runs["ropd"].params)
 
 
 def test_the_full_demo_compares_the_three_methods_on_all_six_notebooks():

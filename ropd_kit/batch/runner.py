@@ -82,19 +82,39 @@ def _served_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-# Notebooks that call no endpoint (they read the run directory, or load models in this kernel), and the methods whose
-# training calls none. A run made only of these gets no llama-server, and the batch's servers are stopped before it:
-# a baseline training beside its white-box teacher then has the machine's memory to itself. Any other notebook, or
-# a training notebook without a method, keeps them.
+# Notebooks that call no endpoint (they read the run directory, or load models in their kernel), the methods whose
+# training calls none, and notebook 05 without the teacher-as-judge signal. Before such a notebook the batch's
+# servers are stopped, so that the models it loads (lopd's student beside its white-box teacher, 05's teacher in
+# fp32) have the machine's memory to themselves; the next notebook that calls a model starts them again. Any other
+# notebook, or one without the parameter that decides, keeps them. A notebook that does need a model here (05
+# grading open-ended rollouts) starts its own server: slower, never wrong.
 NO_ENDPOINT_NOTEBOOKS = frozenset({"03_verification_and_rewards", "06_efficiency"})
 NO_JUDGE_METHODS = frozenset({"lopd", "rlvr"})
 
 
 def needs_servers(notebooks: list[Path], params: Mapping[str, Any]) -> bool:
     """Whether a run of these notebooks with these parameters calls an endpoint (and so a local server)."""
-    return any(nb.stem not in NO_ENDPOINT_NOTEBOOKS
-               and not (nb.stem == "04_grpo_training" and params.get("method") in NO_JUDGE_METHODS)
-               for nb in notebooks)
+    def calls(nb: Path) -> bool:
+        if nb.stem in NO_ENDPOINT_NOTEBOOKS:
+            return False
+        if nb.stem == "04_grpo_training":
+            return params.get("method") not in NO_JUDGE_METHODS
+        if nb.stem == "05_signal_alignment_auc":
+            return "signals" not in params or "judge" in params["signals"]
+        return True
+
+    return any(calls(nb) for nb in notebooks)
+
+
+def _served_for(notebook: Path, run_params: Mapping[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A notebook's parameters: pointed at the batch's servers when it calls an endpoint (started now if none runs),
+    else as they are, with the batch's servers stopped first (`needs_servers`)."""
+    if needs_servers([notebook], run_params):
+        return {**params, **_served_params(run_params)}
+    from ..notebook_tools.servers import stop_servers
+
+    stop_servers()
+    return params
 
 
 class _QuietUnknownParameters(logging.Filter):
@@ -147,23 +167,20 @@ def _execute_run(
                        run_dir=str(run_dir), started=_now())
     _write_status(folder / STATUS, status, secrets)
     t_run = time.perf_counter()
-    try:
-        if serve_local:
-            params = {**params, **_served_params(run.params)}
-    except Exception as exc:  # noqa: BLE001 - a model that cannot be served fails this run, not the batch
-        status.status, status.failed_notebook = "failed", "(local servers)"
-        status.error, status.traceback = _error_text(exc)
-        status.finished, status.wall_s = _now(), round(time.perf_counter() - t_run, 2)
-        _write_status(folder / STATUS, status, secrets)
-        return status
     for nb in notebooks:
+        try:
+            nb_params = _served_for(nb, run.params, params) if serve_local else params
+        except Exception as exc:  # noqa: BLE001 - a model that cannot be served fails this run, not the batch
+            status.status, status.failed_notebook = "failed", f"{nb.stem} (local servers)"
+            status.error, status.traceback = _error_text(exc)
+            break
         output = folder / nb.name
         progress.notebook_started(nb.stem, output)
         t0 = time.perf_counter()
         error: BaseException | None = None
         try:
             papermill.execute_notebook(
-                str(nb), str(output), parameters=params, kernel_name=kernel, progress_bar=False,
+                str(nb), str(output), parameters=nb_params, kernel_name=kernel, progress_bar=False,
                 start_timeout=start_timeout, execution_timeout=execution_timeout,
                 # A widget's saved state (the inspector's plotly FigureWidget carries plotly.js: ~10 MB) is useless
                 # without the kernel that drives it.
@@ -220,8 +237,8 @@ def run_batch(
 
     Finished runs with unchanged parameters are skipped unless `force`; `only` limits the batch to some run names.
     With `serve_local`, endpoints whose base_url is "local" are served once for the whole batch (llama-server, one
-    per model) and the notebooks get their URLs; otherwise each notebook starts its own. A run that calls no endpoint
-    (`needs_servers`) gets none, and the servers started for earlier runs are stopped before it.
+    per model) and the notebooks get their URLs; otherwise each notebook starts its own. Before a notebook that calls
+    no endpoint (`needs_servers`) they are stopped, and started again for the next one that does.
     Returns one RunStatus per run of the spec that was executed or skipped (`skipped=True`), in spec order.
     Raises BatchError (before anything runs) for a bad spec, an unknown parameter or a secret in the parameters.
     `config`: a run config file every run starts from, in place of the spec's own `config` (batch.spec).
@@ -289,16 +306,11 @@ def run_batch(
                     results.append(done.model_copy(update={"skipped": True}))
                     continue
                 bar.run_started(run.name, folder / RUN_SUBDIR, run.params.get("max_steps"))
-                served = serve_local and needs_servers(notebooks, run.params)
-                if serve_local and not served:
-                    from ..notebook_tools.servers import stop_servers
-
-                    stop_servers()  # started for an earlier run; the next run that calls a model starts them again
                 secrets = secret_values(run.params)
                 results.append(
                     _execute_run(run, notebooks, folder, fingerprint, secrets, kernel=kernel,
                                  start_timeout=start_timeout, execution_timeout=execution_timeout,
-                                 serve_local=served, progress=bar)
+                                 serve_local=serve_local, progress=bar)
                 )
     finally:
         bar.close()
