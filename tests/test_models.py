@@ -229,6 +229,17 @@ def test_hf_folder_of_smollm2_reloads_and_generates():
     assert "5" in text
 
 
+def test_a_conversion_that_fails_in_its_own_process_is_named_with_its_output(tmp_path):
+    # The conversion runs apart from the caller (its memory goes back when it ends): its failure still reaches the
+    # caller as an error naming the file, with the end of what the conversion said.
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(models.ModelError, match=r"converting .*broken\.gguf .* failed \(exit 1\)") as info:
+        models._convert_apart(broken, tmp_path / "out")
+    assert "Error" in str(info.value).splitlines()[-1]
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
 @pytest.mark.integration
 def test_conversion_parses_the_gguf_once_and_reads_what_separate_parses_read(monkeypatch):
     """transformers opens a GGUF afresh (`load_gguf_checkpoint`) for the config, the weights and the tokenizer

@@ -5,8 +5,9 @@ time, and `<run>/run/train_log.jsonl`). Out: per run its wall time, per notebook
 training judge calls the LLM cache answered (a demo replayed from a warm cache is not the first run a new user
 waits for); the batch's span from the first run's start (its servers' start included) to the last one's end,
 against the target for the kind of CPU it ran on; and, on a line of its own, the set-up a new user waits for first:
-creating `.venv` (the Makefile's stamp holds its seconds), building llama-server (the build's stamp) and downloading
-and assembling the model files (their verified markers).
+creating `.venv` (the Makefile's stamp holds its seconds), building llama-server (the build's stamp) and preparing
+the model files: downloading and assembling each GGUF, and converting the student and teacher into transformers
+folders (`make models` does both; their markers hold the seconds).
 
 The targets, from an empty cache after the set-up on a 2-core CPU: 15 minutes where the CPU computes bf16 natively
 (the student trains in bf16), 20 minutes on one without (AVX2 only: it trains in fp32, which is slower per step).

@@ -9,7 +9,7 @@ In:  a registry name (or short alias), a .gguf path, a local transformers folder
 Out: a verified .gguf path (`install`, `gguf_path`) for llama-server, or a transformers folder (`hf_folder`) converted
      once from that GGUF and cached, for training and the white-box teacher.
 
-CLI: `python -m ropd_kit.offline.models install smollm2 | install --all | path NAME | list`.
+CLI: `python -m ropd_kit.offline.models install smollm2 | install --all | path NAME | hf NAME... | list`.
 """
 
 from __future__ import annotations
@@ -216,11 +216,13 @@ def _write_marker(spec: ModelSpec, target: Path, install_s: float | None = None)
 
 
 def install_seconds() -> float | None:
-    """Seconds that downloading and assembling the installed models took, summed (None when none recorded it)."""
+    """Seconds that preparing the model files took, summed: downloading and assembling each GGUF, and converting
+    those that have a transformers folder (None when none recorded it)."""
     times = []
-    for marker in models_dir().glob("*.verified.json"):
+    for marker in [*models_dir().glob("*.verified.json"), *(cache_root() / "hf").glob(f"*/{_HF_MARKER}")]:
         try:
-            times.append(json.loads(marker.read_text()).get("install_s"))
+            info = json.loads(marker.read_text())
+            times.append(info.get("install_s", info.get("convert_s")))
         except (OSError, ValueError, AttributeError):
             continue
     times = [t for t in times if isinstance(t, (int, float))]
@@ -423,11 +425,14 @@ def hf_folder(name: str | os.PathLike, *, progress: bool = True) -> Path:
         started = time.monotonic()
         tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
+        if progress:
+            print(f"[models] converting {source.name} into a transformers folder (once; a minute or more)",
+                  file=sys.stderr, flush=True)
         try:
-            _convert(source, tmp)
-            (tmp / _HF_MARKER).write_text(
-                json.dumps({"source": str(source), "sha256": sha, "recipe": _HF_RECIPE}, indent=2) + "\n"
-            )
+            _convert_apart(source, tmp)
+            seconds = round(time.monotonic() - started, 1)
+            (tmp / _HF_MARKER).write_text(json.dumps(
+                {"source": str(source), "sha256": sha, "recipe": _HF_RECIPE, "convert_s": seconds}, indent=2) + "\n")
             if folder.exists():  # stale: from another GGUF or an older recipe
                 stale = folder.with_name(f"{folder.name}.stale-{os.getpid()}")
                 os.replace(folder, stale)
@@ -436,8 +441,7 @@ def hf_folder(name: str | os.PathLike, *, progress: bool = True) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         if progress:
-            print(f"[models] converted {source.name} -> {folder} in {time.monotonic() - started:.1f} s",
-                  file=sys.stderr)
+            print(f"[models] converted {source.name} -> {folder} in {seconds:.1f} s", file=sys.stderr)
         return folder
 
 
@@ -479,6 +483,19 @@ def _one_gguf_parse() -> Iterator[None]:
 def _convert(gguf: Path, out: Path) -> None:
     with _one_gguf_parse():
         _transformers_convert(gguf, out)
+
+
+def _convert_apart(gguf: Path, out: Path) -> None:
+    """`_convert` in a process of its own. A conversion holds the whole model in bf16 beside the GGUF's mapping
+    (5.7 GB for the 1.5B teacher); in the caller's process the allocator would keep much of that after it ends, and
+    the caller is usually about to load the same model in fp32 (a notebook kernel, a training run). Raises ModelError
+    with the end of the conversion's output when it fails."""
+    code = "import sys; from pathlib import Path; from ropd_kit.offline.models import _convert; " \
+           "_convert(Path(sys.argv[1]), Path(sys.argv[2]))"
+    done = subprocess.run([sys.executable, "-c", code, str(gguf), str(out)], capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+        raise ModelError(f"converting {gguf} into a transformers folder failed (exit {done.returncode}):\n{tail}")
 
 
 def _transformers_convert(gguf: Path, out: Path) -> None:
@@ -535,8 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     p_install.add_argument("--all", action="store_true", help="every model in the registry")
     p_path = sub.add_parser("path", help="print the .gguf path of an installed model (installs it if needed)")
     p_path.add_argument("name")
-    p_hf = sub.add_parser("hf", help="print the converted transformers folder (converts once)")
-    p_hf.add_argument("name")
+    p_hf = sub.add_parser("hf", help="print the converted transformers folder of each model (converts once)")
+    p_hf.add_argument("names", nargs="+", metavar="name")
     sub.add_parser("list", help="the registry and what is installed")
     args = parser.parse_args(argv)
     try:
@@ -549,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "path":
             print(install(args.name, progress=False))
         elif args.cmd == "hf":
-            print(hf_folder(args.name))
+            for name in args.names:
+                print(hf_folder(name))
         else:
             for spec in MODELS.values():
                 state = "installed" if is_installed(spec) else "not installed"
