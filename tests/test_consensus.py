@@ -146,3 +146,24 @@ def test_named_value_reads_by_the_family():
     assert named_value("States the final answer 2x+1", "math") == "2x+1"
     assert named_value("Chooses option D (45) as the final answer", "multiple_choice", CHOICES) == "D"
     assert named_value("Explains the method clearly", "math") is None
+
+
+def test_the_math_family_check_works_off_the_main_thread():
+    # TRL awaits async rewards on a background thread, where math-verify's signal-based timeouts raise: the math
+    # consensus, the comparison of two statements of one answer and the independent label all run there.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ropd_kit.answers import final_answer_span, independent_correctness
+    from ropd_kit.data import Task
+
+    def check():
+        assert threading.current_thread() is not threading.main_thread()
+        task = Task(id="m", prompt="p", answer="\\frac{3}{4}", family="math")
+        return (teacher_consensus(["\\boxed{(1,2)}", "Answer: (1, 2)", "\\boxed{(1,5)}"], family="math"),
+                consensus_verdict("\\boxed{0.75}\nAnswer: 3/4", "\\frac{3}{4}", family="math"),
+                final_answer_span("Answer: \\frac{3}{4}\n\\boxed{0.75}"),
+                independent_correctness(task, "so it is 0.75"))
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(check).result() == ("(1,2)", True, "0.75", True)
