@@ -9,6 +9,9 @@ With pitfall criteria (negative points, Rubrics-as-Rewards style) the reward is
 `clamp(Σ_k w_k v_ik / Σ_{w_k>0} w_k, 0, 1)`; a met pitfall subtracts its points.
 Soft verdicts put the Verifier's probability p_ik that criterion k is met where the boolean stood
 (`weighted_score`): the same two formulas with p_ik for v_ik, so booleans give exactly `weighted_pass_rate`.
+The weights w_k are the rubric's points, except where a lever changes them for scoring (`effective_weights`):
+the code-checked final-result criterion raised to its share (`result_weighted`), then, with
+`criterion_weighting="spread"`, criteria that do not separate the group's answers weighted down (`spread_weighted`).
 This module is pure and synchronous: no I/O, no model calls.
 """
 
@@ -154,6 +157,104 @@ def result_weighted(points: Sequence[float], result_index: int | None, share: fl
     return weights
 
 
+def criterion_spread(values: Sequence[Sequence[float | bool] | None], n_criteria: int) -> list[dict[str, Any]]:
+    """How each criterion varies over a set of answers (one group's student rollouts, or its teacher refs).
+
+    `values[i][k]` is answer i's verdict on criterion k: a boolean, or the probability of a soft verdict; answers
+    without a verdict (None) are left out. Per criterion: `met`, the share of the answers meeting it (the mean
+    probability for soft verdicts), `std`, its population standard deviation over the answers (sqrt(met(1-met)) for
+    booleans, 0 to 0.5; `rubric_diagnostics`' discrimination), and `n`, the answers counted. `met` and `std` are None
+    when no answer was judged.
+
+    >>> criterion_spread([[True, True], [True, False], None], 2)
+    [{'met': 1.0, 'std': 0.0, 'n': 2}, {'met': 0.5, 'std': 0.5, 'n': 2}]
+    """
+    rows = [list(v) for v in values if v is not None]
+    for i, row in enumerate(rows):
+        if len(row) != n_criteria:
+            raise ValueError(f"answer {i + 1} has {len(row)} verdicts, the rubric has {n_criteria} criteria")
+        bad = next((k for k, v in enumerate(row) if not _is_probability(v)), None)
+        if bad is not None:
+            raise ValueError(f"answer {i + 1}, criterion {bad + 1}: {row[bad]!r} is not a probability in [0, 1]")
+    if not rows:
+        return [{"met": None, "std": None, "n": 0} for _ in range(n_criteria)]
+    matrix = np.array(rows, dtype=np.float64).reshape(len(rows), n_criteria)
+    return [{"met": float(matrix[:, k].mean()), "std": float(matrix[:, k].std()), "n": len(rows)}
+            for k in range(n_criteria)]
+
+
+def one_answer_spread(n_answers: int) -> float:
+    """The spread of a criterion on which exactly one of `n_answers` answers differs from the rest:
+    sqrt(1/n · (1 - 1/n)), the smallest spread a boolean verdict that separates anything can have."""
+    return math.sqrt(n_answers - 1) / n_answers if n_answers >= 2 else 0.0
+
+
+def spread_weighted(points: Sequence[float], spreads: Sequence[float | None], n_answers: int) -> list[float]:
+    """The weights of `RunConfig.criterion_weighting="spread"`: each criterion's points times how much its verdicts
+    vary across the group's answers, so a criterion that does not separate the current answers stops counting.
+
+    factor_k = min(1, std_k / one_answer_spread(n)): 1 for any criterion that at least one answer of the group meets
+    and another misses (every boolean criterion that separates anything keeps its full points), 0 for one that all
+    answers meet or all miss, and in between only where soft verdicts' probabilities barely move (a criterion the
+    Verifier finds met everywhere with p between 0.9 and 0.99 carries its noise, not a difference between answers).
+    Criteria that do separate keep the Rubricator's relative points: weighting by the spread itself would rank a
+    criterion half the group meets above one only the single best answer meets, which is often the decisive one.
+    The weights are then rescaled so the positive points keep their total (a score is a ratio, so the rescaling
+    changes no score; it keeps recorded weights comparable with the rubric's). Unchanged when every criterion
+    separates equally, when fewer than two answers were judged, or when no positive criterion separates.
+
+    What it changes: with group std-normalised advantages (`scale_rewards="group"`) and boolean verdicts, a
+    criterion every answer meets or misses adds the same amount to every score, so dropping it changes no advantage
+    (pitfalls' clamp at 0 aside). It does change advantages under `scale_rewards="none"` or `"batch"`, where such
+    criteria dilute the score differences of their group, and with soft verdicts, where near-constant criteria add
+    noise to the ranking.
+
+    >>> spread_weighted([4, 2, 2], [0.5, 0.0, 0.5], 4)   # c2 is met (or missed) by every answer
+    [5.333333333333333, 0.0, 2.6666666666666665]
+    >>> spread_weighted([4, 2, 2], [0.45, 0.5, 0.5], 4)  # every criterion separates: the points as they were
+    [4.0, 2.0, 2.0]
+    """
+    weights = [float(w) for w in points]
+    if len(spreads) != len(weights):
+        raise ValueError(f"{len(spreads)} spreads for {len(weights)} criteria")
+    reference = one_answer_spread(n_answers)
+    if reference <= 0:
+        return weights
+    # A boolean criterion one answer misses has exactly the reference spread; rounding (float, or a spread read
+    # back from a record) must not shave it.
+    factors = [0.0 if s is None or not math.isfinite(s) else 1.0 if s >= reference - 1e-6 else max(0.0, s) / reference
+               for s in spreads]
+    scaled = [w * f for w, f in zip(weights, factors)]
+    before = sum(w for w in weights if w > 0)
+    after = sum(w for w in scaled if w > 0)
+    if after <= 0 or before <= 0:
+        return weights
+    return [w * before / after for w in scaled]
+
+
+def effective_weights(
+    points: Sequence[float],
+    *,
+    result_index: int | None = None,
+    result_share: float = 0.0,
+    spreads: Sequence[float | None] | None = None,
+    n_answers: int = 0,
+) -> list[float]:
+    """The weights a group is scored with: `result_weighted` first, then `spread_weighted` when `spreads` are given.
+
+    In that order so that each keeps its promise: a code-checked result that separates the answers keeps at least
+    its share (its spread factor is 1, the others' at most 1), and a result every answer shares is dropped like any
+    criterion that separates nothing, instead of being raised to the share only to dilute the other criteria.
+
+    >>> effective_weights([5, 4, 3], result_index=0, result_share=0.75, spreads=[0.5, 0.0, 0.5], n_answers=4)
+    [24.5, 0.0, 3.5]
+    """
+    weights = result_weighted(points, result_index, result_share)
+    if spreads is None:
+        return weights
+    return spread_weighted(weights, spreads, n_answers)
+
+
 def batch_advantages(
     rewards: Sequence[float | None],
     num_generations: int,
@@ -280,12 +381,13 @@ def rubric_diagnostics(
 ):
     """One row per criterion: how often teachers and students meet it and whether it separates the rollouts.
 
-    Columns:
+    Judgements are booleans or, for soft verdicts, the probabilities the scores used (rates are then mean
+    probabilities, and `dead` needs every probability at exactly 1 or 0). Columns:
     - id, text, points, category: the criterion (text/category empty when only points were given);
     - teacher_pass_rate, student_pass_rate: share of judged answers meeting it (NaN when none were judged);
     - gap: teacher_pass_rate - student_pass_rate (what distillation is meant to close);
     - discrimination: the population std of the criterion's verdict over the student rollouts, sqrt(p(1-p)),
-      0 to 0.5. GRPO learns only from differences inside a group, so a criterion every rollout meets (or misses)
+      0 to 0.5 (`criterion_spread`'s std; what `spread_weighted` reads). GRPO learns only from differences inside a group, so a criterion every rollout meets (or misses)
       adds nothing to the advantages however many points it carries;
     - score_correlation: Pearson (point-biserial) correlation over the student rollouts between the verdict and the
       rollout's reward s_i (item-total, the criterion included); NaN when either side is constant;
@@ -302,7 +404,7 @@ def rubric_diagnostics(
     teacher = _matrix(teacher_judgements, n, "teacher")
     student = _matrix(student_judgements, n, "student")
     student_scores = (
-        np.array(weighted_pass_rate(points, student.astype(bool).tolist(), pitfalls=pitfalls))
+        np.array(weighted_score(points, student.tolist(), pitfalls=pitfalls))
         if len(student)
         else np.zeros(0)
     )

@@ -365,3 +365,106 @@ def test_a_result_share_raises_only_the_result_weight_and_only_where_needed():
     assert weighted_pass_rate(w, [[False, True, True, True], [True, False, False, False]], eps=0) == [0.25, 0.75]
     with pytest.raises(ValueError, match="share"):
         result_weighted([5, 4], 0, 1.0)
+
+
+# --------------------------------------------------------------------------------- criteria weighted by spread
+
+from ropd_kit.scoring import criterion_spread, effective_weights, one_answer_spread, spread_weighted  # noqa: E402
+
+pitfall_points_st = st.lists(st.sampled_from([-2, -1, 1, 2, 3, 4, 5]), min_size=1, max_size=10).filter(
+    lambda p: any(w > 0 for w in p))
+spread_st = st.floats(0, 0.5, allow_nan=False)
+
+
+@given(pitfall_points_st, st.data(), st.integers(2, 16))
+def test_spread_weights_keep_signs_and_the_positive_total(points, data, n):
+    spreads = data.draw(st.lists(spread_st, min_size=len(points), max_size=len(points)))
+    weights = spread_weighted(points, spreads, n)
+    assert all(w >= 0 for p, w in zip(points, weights) if p > 0)
+    assert all(w <= 0 for p, w in zip(points, weights) if p < 0)
+    assert sum(w for w in weights if w > 0) == pytest.approx(sum(p for p in points if p > 0))
+
+
+@given(pitfall_points_st, spread_st, st.integers(2, 16))
+def test_spread_weights_are_the_points_when_every_criterion_separates_equally(points, spread, n):
+    assert spread_weighted(points, [spread] * len(points), n) == pytest.approx([float(p) for p in points])
+
+
+@given(points_st, st.data(), st.integers(2, 16))
+def test_a_criterion_that_separates_nothing_weighs_nothing_unless_nothing_separates(points, data, n):
+    zero = data.draw(st.lists(st.booleans(), min_size=len(points), max_size=len(points)))
+    spreads = [0.0 if z else data.draw(st.floats(0.01, 0.5)) for z in zero]
+    weights = spread_weighted(points, spreads, n)
+    if all(zero):
+        assert weights == [float(p) for p in points]  # the group's scores are all equal either way
+    else:
+        assert all(w == 0 for w, z in zip(weights, zero) if z)
+        assert all(w > 0 for w, z in zip(weights, zero) if not z)
+
+
+@given(points_st, st.data(), st.integers(2, 16))
+def test_less_spread_never_means_more_weight_relative_to_the_points(points, data, n):
+    spreads = data.draw(st.lists(spread_st, min_size=len(points), max_size=len(points)))
+    weights = spread_weighted(points, spreads, n)
+    ratio = [w / p for w, p in zip(weights, points)]
+    for a in range(len(points)):
+        for b in range(len(points)):
+            if spreads[a] <= spreads[b]:
+                assert ratio[a] <= ratio[b] + 1e-9
+
+
+def test_every_boolean_criterion_that_separates_keeps_its_points():
+    # 8 answers: a criterion one answer misses has the smallest spread a separating boolean can have.
+    judgements = [[True, True, k == 0, k < 4] for k in range(8)]
+    spread = criterion_spread(judgements, 4)
+    assert [s["met"] for s in spread] == [1.0, 1.0, 0.125, 0.5]
+    assert spread[2]["std"] == pytest.approx(one_answer_spread(8)) and spread[3]["std"] == 0.5
+    assert spread_weighted([5, 1, 4, 2], [s["std"] for s in spread], 8) == pytest.approx([0, 0, 8, 4])
+
+
+def test_spread_of_soft_verdicts_and_of_answers_without_one():
+    spread = criterion_spread([[0.9, 1.0], None, [0.7, 1.0], [True, False]], 2)
+    assert [s["n"] for s in spread] == [3, 3]
+    assert spread[0]["met"] == pytest.approx((0.9 + 0.7 + 1.0) / 3)
+    assert spread[0]["std"] == pytest.approx(np.std([0.9, 0.7, 1.0]))
+    assert criterion_spread([None], 2) == [{"met": None, "std": None, "n": 0}] * 2
+    with pytest.raises(ValueError, match="answer 1, criterion 2: 1.5 is not a probability"):
+        criterion_spread([[0.5, 1.5]], 2)
+    with pytest.raises(ValueError, match="answer 1 has 1 verdicts, the rubric has 2"):
+        criterion_spread([[0.5]], 2)
+    # Soft verdicts that barely move weigh little; one that separates like a boolean keeps its points.
+    weights = spread_weighted([3, 3], [0.02, 0.4], 4)
+    assert weights[0] < 0.1 * weights[1]
+    assert spread_weighted([2, 2], [0.3, 0.3], 1) == [2.0, 2.0]  # one answer: no spread to read
+
+
+@settings(max_examples=60)
+@given(rubric_and_judgements())
+def test_with_booleans_and_group_scaling_the_lever_changes_no_advantage(data):
+    points, judgements = data
+    assume(len(judgements) >= 2)
+    spread = [s["std"] for s in criterion_spread(judgements, len(points))]
+    weights = spread_weighted(points, spread, len(judgements))
+    before, after = weighted_pass_rate(points, judgements), weighted_pass_rate(weights, judgements)
+    # Up to TRL's 1e-4 beside the std, which the lever's wider scores make matter less: compare without it.
+    assert group_advantages(after, eps=1e-12) == pytest.approx(group_advantages(before, eps=1e-12), abs=1e-6)
+    # Dr.GRPO's unscaled advantages grow instead: criteria every answer shares no longer dilute the differences.
+    for b, a in zip(group_advantages(before, scale="none"), group_advantages(after, scale="none")):
+        assert abs(a) >= abs(b) - 1e-9 and a * b >= -1e-18
+
+
+def test_effective_weights_apply_the_result_share_then_the_spread():
+    # The code-checked result separates the answers: its share holds among what is left.
+    w = effective_weights([5, 4, 3], result_index=0, result_share=0.75, spreads=[0.5, 0.0, 0.5], n_answers=4)
+    assert w[1] == 0 and w[0] / (w[0] + w[2]) >= 0.75
+    # Every answer got the same result: it separates nothing and is not raised to dilute the rest.
+    w = effective_weights([5, 4, 3], result_index=0, result_share=0.75, spreads=[0.0, 0.5, 0.5], n_answers=4)
+    assert w[0] == 0 and w[1] / w[2] == pytest.approx(4 / 3)
+    assert effective_weights([5, 4, 3], result_index=0, result_share=0.75) == result_weighted_([5, 4, 3], 0, 0.75)
+    assert effective_weights([5, 4]) == [5.0, 4.0]
+
+
+def result_weighted_(points, index, share):
+    from ropd_kit.scoring import result_weighted
+
+    return result_weighted(points, index, share)
