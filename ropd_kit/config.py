@@ -387,6 +387,20 @@ class RunConfig(BaseModel):
         default=4, ge=0, le=64, description="How many of the group's rollouts the Rubricator sees."
     )
     pitfalls: bool = Field(default=False, description="Allow negative 'pitfall' criteria (points -1/-2).")
+    rubric_source: Literal["contrast", "reference_consensus"] = Field(
+        default="contrast",
+        description="'contrast': the Rubricator compares the teacher refs with rubric_student_samples of the "
+        "group's rollouts and writes criteria where they differ (the method's own rubric). 'reference_consensus': "
+        "it sees only the teacher refs and writes the key points most of them agree on, each a checkable "
+        "criterion; no rollout is shown, so a criterion cannot describe an attempt's flaw as if it were a virtue, "
+        "and a task's rubric is the same at every step.",
+    )
+    absence_criteria: Literal["allow", "refuse"] = Field(
+        default="allow",
+        description="'refuse': a positive criterion phrased as an absence ('Does not mention ...', 'Avoids ...') "
+        "is sent back to the Rubricator (an empty or vague answer would meet it), asking for what a good answer "
+        "does instead or, with pitfalls, for the mistake itself with negative points (rubrics.absence_problem).",
+    )
 
     # Verification
     verifier_temperature: float = Field(default=0.0, ge=0, le=2)
@@ -444,6 +458,14 @@ class RunConfig(BaseModel):
         "this share of the rubric's positive points (scoring.result_weighted; the rubric's points stay on record). "
         "0: the Rubricator's weights as written. 0.75 by default: chosen on the train splits, where it lifted the "
         "pooled AUC (one-step 0.85 -> 1.00, two-step 0.71 -> 0.89) and left the within-group ranking as it was.",
+    )
+    criterion_weighting: Literal["rubric", "spread"] = Field(
+        default="rubric",
+        description="'rubric': each criterion weighs its points (after the result share). 'spread': its points "
+        "times how much its verdicts vary over the group's student rollouts (scoring.spread_weighted): a criterion "
+        "every rollout meets, or every rollout misses, weighs 0; one that any rollout meets and another misses keeps "
+        "its points. Changes advantages with soft verdicts or scale_rewards 'none'/'batch'; with booleans and "
+        "'group' scaling such a criterion already moves no advantage.",
     )
 
     # LLM client

@@ -10,6 +10,10 @@ where the teacher refs are at hand. What each lever did is written beside the ve
 `added_by_code`), and nothing extra is written when every lever is off. With soft verdicts (`verifier_mode="soft"`)
 each verdict record also says which kind it holds (`verdict_kind`), its `probabilities` (what the score used, a
 criterion decided by code counting 0 or 1) and, where booleans stood, `boolean_criteria` and `fallback_reason`.
+Every judged group's rubrics.jsonl record holds `criterion_spread` (per criterion, the share of the rollouts meeting
+it and its std over them, and the same over the teacher refs); with `criterion_weighting="spread"` it says so
+(`criterion_weighting`), and each verdict record holds the `effective_weights` its score was computed with
+(`scoring.effective_weights`: the result share, then the spread; the criteria keep the Rubricator's points).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from .config import RunConfig
 from .data import Task, load_tasks, write_tasks
 from .llm import Clients, make_clients, run_sync
 from .rubrics import Rubric, induce_rubric_async
-from .scoring import result_weighted, weighted_pass_rate, weighted_score
+from .scoring import criterion_spread, effective_weights, weighted_pass_rate, weighted_score
 from .consensus import consensus_check
 from .verify import GroupVerdicts, verify_group_async
 
@@ -80,17 +84,56 @@ def _soft_values(notes: dict | None, judgement: list[bool] | None) -> list[float
     return values
 
 
+def _answer_values(judgement: list[bool] | None, notes: dict | None) -> list[float] | None:
+    """What an answer's score reads per criterion: its soft verdict's probabilities, else its booleans as 0/1."""
+    if judgement is None:
+        return None
+    soft = _soft_values(notes, judgement)
+    return soft if soft is not None else [float(v) for v in judgement]
+
+
+def group_spread(ids: list[str], verdicts: GroupVerdicts, config: RunConfig,
+                 truncated: list[bool] | None = None) -> dict[str, list[dict]]:
+    """Each criterion's spread over the group's judged student rollouts and, apart, its teacher refs
+    (`scoring.criterion_spread` over what the scores read). A rollout scored 0 for being cut off is not counted."""
+    out: dict[str, list[dict]] = {}
+    for source, judgements, all_notes in (("student", verdicts.student, verdicts.student_notes),
+                                          ("teacher", verdicts.teacher, verdicts.teacher_notes)):
+        rows = []
+        for idx, judgement in enumerate(judgements):
+            if source == "student" and truncated and truncated[idx] and config.truncated_rollouts == "zero":
+                continue
+            rows.append(_answer_values(judgement, all_notes[idx] if idx < len(all_notes) else None))
+        out[source] = criterion_spread(rows, len(ids))
+    return out
+
+
+def spread_record(ids: list[str], spread: dict[str, list[dict]]) -> list[dict]:
+    """rubrics.jsonl's `criterion_spread`: per criterion, the share of the group's student rollouts meeting it
+    (`student_met`: mean probability for soft verdicts) and its standard deviation over them (`student_std`), the
+    same over the teacher refs, and how many answers of each were counted."""
+
+    def r(x: float | None) -> float | None:
+        return None if x is None else round(x, 6)
+
+    return [{"id": cid, "student_met": r(s["met"]), "student_std": r(s["std"]), "n_student": s["n"],
+             "teacher_met": r(t["met"]), "teacher_std": r(t["std"]), "n_teacher": t["n"]}
+            for cid, s, t in zip(ids, spread["student"], spread["teacher"])]
+
+
 # Lever notes that list criteria: indices in `verify`'s notes, criterion ids in verdicts.jsonl.
 CRITERION_NOTES = ("checked_by_code", "flipped_by_code", "evidence_flipped", "boolean_criteria")
 
 
-def _lever_fields(notes: dict | None, ids: list[str], consensus: Any, weights: list[float]) -> dict[str, Any]:
+def _lever_fields(notes: dict | None, ids: list[str], consensus: Any, weights: list[float],
+                  reweighted: bool = False) -> dict[str, Any]:
     """What the reward levers did to one answer, for verdicts.jsonl (criterion indices as criterion ids).
 
     Where the consensus check decided the group, the record also holds `effective_weights` (the weights its score
     was computed with, in rubric order) beside the check's `extracted_answer` (what it read as the answer's final
-    answer) and `consensus` (the teacher's answer it was compared with). Nothing when every lever is off, so a
-    default run writes the records it always wrote.
+    answer) and `consensus` (the teacher's answer it was compared with); `effective_weights` too wherever
+    `criterion_weighting="spread"` (`reweighted`) set the weights. Nothing when every lever is off, so a default run
+    writes the records it always wrote.
     """
     fields: dict[str, Any] = {}
     for key, value in (notes or {}).items():
@@ -101,8 +144,8 @@ def _lever_fields(notes: dict | None, ids: list[str], consensus: Any, weights: l
     if consensus is not None:
         fields.setdefault("checked_by_code", [])
         fields["consensus"] = consensus.value
-        if consensus.applied:
-            fields["effective_weights"] = [round(float(w), 6) for w in weights]
+    if (consensus is not None and consensus.applied) or reweighted:
+        fields["effective_weights"] = [round(float(w), 6) for w in weights]
     return fields
 
 
@@ -138,6 +181,8 @@ async def judge_group_async(
         "attempts": outcome.attempts,
         "error": outcome.error,
     }
+    if config.rubric_source != "contrast":
+        rubric_record["rubric_source"] = config.rubric_source  # the rollouts were not shown to the Rubricator
     if outcome.rubric is None:
         return GroupJudgement(
             task.id, step, rubric_record, [], None, [None] * len(teacher_refs), True,
@@ -194,11 +239,19 @@ def score_group(
         {"task_id": task.id, "step": step, "role": "verifier", "attempt": i, "text": text}
         for i, text in enumerate(verdicts.raw)
     ]
-    points = rubric.points
     ids = rubric.ids
+    spread = group_spread(ids, verdicts, config, truncated)
+    rubric_record["criterion_spread"] = spread_record(ids, spread)
+    result_index, share = None, 0.0
     if consensus is not None and consensus.applied and config.result_weight_share:
-        points = result_weighted(points, ids.index(consensus.result_id), config.result_weight_share)
-        rubric_record["consensus"]["result_share"] = config.result_weight_share
+        result_index, share = ids.index(consensus.result_id), config.result_weight_share
+        rubric_record["consensus"]["result_share"] = share
+    weighted = config.criterion_weighting == "spread"
+    points = effective_weights(rubric.points, result_index=result_index, result_share=share,
+                               spreads=[s["std"] for s in spread["student"]] if weighted else None,
+                               n_answers=spread["student"][0]["n"] if spread["student"] else 0)
+    if weighted:
+        rubric_record["criterion_weighting"] = "spread"  # each verdict record holds the effective_weights
     position = {key: i + 1 for i, key in enumerate(verdicts.order)}  # 1-based, as shown to the verifier
     records: list[dict] = []
     teacher_scores: list[float | None] = []
@@ -226,7 +279,7 @@ def score_group(
                     "position": position.get((source, idx)),
                     "judgements": judgement,
                     "score": score,
-                    **_lever_fields(notes, ids, consensus, points),
+                    **_lever_fields(notes, ids, consensus, points, weighted),
                 }
             )
     failed = verdicts.failed or any(s is None for s in student_scores)

@@ -22,7 +22,8 @@ import pandas as pd
 from .. import rundir
 from ..config import RunConfig
 from ..fidelity import group_criterion_table, label_correct
-from ..scoring import group_advantages, result_weighted, rubric_diagnostics, weighted_pass_rate
+from ..scoring import (criterion_spread, group_advantages, result_weighted, rubric_diagnostics, spread_weighted,
+                       weighted_pass_rate)
 
 WEIGHT_RANGE = (0, 5)
 PITFALL_WEIGHT_RANGE = (-2, 5)
@@ -232,13 +233,24 @@ class InspectorState:
     @property
     def scoring_points(self) -> list[float]:
         """The weights that score the answers: the current points, with the code-checked result criterion raised
-        to its share of them where the run scored it so (`scoring.result_weighted`, consensus `result_share`)."""
+        to its share of them where the run scored it so (`scoring.result_weighted`, consensus `result_share`), then
+        weighted by each criterion's spread over the rollouts where the run did (`scoring.spread_weighted`)."""
         consensus = self.rubric_record.get("consensus") or {}
         ids = [c["id"] for c in self.criteria]
         share, result = consensus.get("result_share"), consensus.get("result_id")
         if not share or result not in ids or not self.weights.get(result):
-            return [float(p) for p in self.points]  # a result criterion dropped in the inspector stays dropped
-        return result_weighted(self.points, ids.index(result), share)
+            weights = [float(p) for p in self.points]  # a result criterion dropped in the inspector stays dropped
+        else:
+            weights = result_weighted(self.points, ids.index(result), share)
+        if self.rubric_record.get("criterion_weighting") == "spread":
+            # The spread the run weighted with (soft verdicts' probabilities), else the one the booleans give.
+            recorded = {c.get("id"): c for c in self.rubric_record.get("criterion_spread") or []}
+            judged = [a.judgements for a in self._students() if a.judgements is not None]
+            computed = criterion_spread(judged, len(ids))
+            spreads = [recorded[i]["student_std"] if i in recorded else computed[k]["std"] for k, i in enumerate(ids)]
+            n = next((recorded[i]["n_student"] for i in ids if i in recorded), len(judged))
+            weights = spread_weighted(weights, spreads, n)
+        return weights
 
     @property
     def scores(self) -> list[float | None]:

@@ -163,18 +163,40 @@ def judge_groups(config: RunConfig, judge: bool = True, *, step: int = 0) -> dic
     return {**pipeline.judge_summary(results), "verifier_calls": None, "judged": "read from run_dir"}
 
 
+SPREAD_COLUMNS = ["student_met", "student_std", "teacher_met", "teacher_std"]
+
+
 def rubrics_table(run: RunConfig | str | Path, step: int | None = 0) -> "pd.DataFrame":
-    """One row per criterion of every rubric (at `step`; None: all steps): task, step, id, points, category, text."""
+    """One row per criterion of every rubric (at `step`; None: all steps): task, step, id, points, weight (what
+    scored the group: its verdicts' `effective_weights`, else the points), how the criterion spread over the group
+    (student_met: share of the rollouts meeting it, the mean probability for soft verdicts; student_std: its std
+    over them, 0 when every rollout got the same verdict, so the criterion moved no advantage; the same over the
+    teacher refs; NaN for records judged before spreads were written), category, text."""
     import pandas as pd
 
+    path = _path(run)
+    weights_of: dict[tuple[str, int], list] = {}
+    if (path / rundir.VERDICTS).exists():
+        for v in rundir.read_jsonl(path / rundir.VERDICTS):
+            if v.get("effective_weights") is not None:  # one group's records share them; a later line wins
+                weights_of[(v["task_id"], v.get("step", 0))] = v["effective_weights"]
     rows = []
-    for r in rundir.read_jsonl(_path(run) / rundir.RUBRICS):
+    for r in rundir.read_jsonl(path / rundir.RUBRICS):
         if step is not None and r.get("step", 0) != step:
             continue
-        for c in r.get("criteria") or []:
+        spread = {c.get("id"): c for c in r.get("criterion_spread") or []}
+        weights = weights_of.get((r["task_id"], r.get("step", 0))) or []
+        for k, c in enumerate(r.get("criteria") or []):
+            found = spread.get(c["id"], {})
             rows.append({"task_id": r["task_id"], "step": r.get("step", 0), "id": c["id"], "points": c["points"],
+                         "weight": weights[k] if k < len(weights) else c["points"],
+                         **{col: found.get(col) for col in SPREAD_COLUMNS},
                          "category": c.get("category"), "text": c["text"]})
-    return pd.DataFrame(rows, columns=["task_id", "step", "id", "points", "category", "text"])
+    columns = ["task_id", "step", "id", "points", "weight", *SPREAD_COLUMNS, "category", "text"]
+    frame = pd.DataFrame(rows, columns=columns)
+    for col in SPREAD_COLUMNS:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    return frame
 
 
 def rubric_sizes(run: RunConfig | str | Path, step: int | None = 0) -> "pd.DataFrame":
