@@ -3,7 +3,9 @@
 In: a task's question, its K teacher references and (some of) the group's student rollouts. Out: a `Rubric` of
 binary, self-contained criteria with integer points, which scores every rollout of that group (cross-rollout
 sharing: one rubric per task and step). The Rubricator knows which texts are references and which are attempts,
-because contrasting them is its job; only the Verifier (verify.py) is kept blind.
+because contrasting them is its job; only the Verifier (verify.py) is kept blind. In the other mode
+(`RunConfig.rubric_source="reference_consensus"`) it sees the references alone and writes the key points most of
+them agree on: criteria grounded in what the teacher says consistently, none written from an attempt's text.
 
 `parse_rubric` turns model output into a validated `Rubric` or raises `RubricError` with a reason the model (and a
 person) can act on; `induce_rubric_async` asks, parses, and feeds the reason back on failure, and never raises for
@@ -171,11 +173,58 @@ _POINTS_ELSEWHERE = re.compile(
 )
 
 
+# A positive criterion phrased as an absence ("Does not mention ...", "Avoids ...") is met by an empty or vague
+# answer as well as by a good one, so it rewards saying nothing. Only the head of the criterion is read: the answer
+# (optionally named, with an adverb) followed by a negated or avoiding verb. A negation later in the sentence is
+# content, not an absence ("Says not to move the pan", "Warns that the dose must not exceed 4 g", "States that the
+# offer does not include insurance"), and so are "not only", "no more than" and the like.
+_ANSWER_SUBJECT = (r"(?:(?:the|this|an?|each|its|your)\s+)?"
+                   r"(?:answer|reply|response|attempt|solution|explanation|advice|assistant|model|text|output)\s+"
+                   r"|it\s+")
+_NOT_ABSENCE = r"(?!\s+(?:only|just|merely|simply)\b)"
+_ABSENCE_HEAD = re.compile(
+    r"^[\s\"'“‘(\-*]*(?:" + _ANSWER_SUBJECT + r")?(?:\w+ly\s+)?"
+    r"(?:(?:does|do|did|should|must|would|will)\s*n[o']t\b" + _NOT_ABSENCE
+    + r"|(?:doesn|don|didn|shouldn|mustn|wouldn|won)['’]t\b" + _NOT_ABSENCE
+    + r"|not\b" + _NOT_ABSENCE
+    + r"|never\b"
+    r"|avoid(?:s|ing)?\b|refrain(?:s|ing)?\s+from\b|fail(?:s|ing)?\s+to\b|lack(?:s|ing)?\b"
+    r"|(?:is\s+|are\s+|stays\s+|remains\s+)?free\s+(?:of|from)\b"
+    # "Gives no ..." is an absence; "States no fee is due" and "Recommends no driving" say something, so only verbs
+    # that cannot take a clause stand before "no".
+    r"|(?:(?:contains|includes|has|makes|gives|offers|provides|uses|shows)\s+)?"
+    r"no\b(?![-‑])(?!\s+(?:more|less|fewer|later|longer|earlier|sooner|higher|lower|greater)\s+than\b))",
+    re.IGNORECASE,
+)
+
+
+def is_absence(text: str) -> bool:
+    """Whether a criterion's text asks for something the answer leaves out ("Does not mention ...", "Avoids ...",
+    "Never suggests ...", "Contains no ...") rather than something it does. Conservative: only the head of the
+    sentence is read, so a warning the answer gives ("Says not to ...", "Warns against ...") is not an absence.
+
+    >>> is_absence("The attempt does not mention the steps to stop the bleeding"), is_absence("Says not to move it")
+    (True, False)
+    """
+    return bool(_ABSENCE_HEAD.match(text))
+
+
+def absence_problem(cid: str, text: str, allow_pitfalls: bool) -> str:
+    """The reason sent back for a positive criterion phrased as an absence, with what to write instead."""
+    reason = (f"criterion {cid}: {text.strip()!r} gives positive points for something an answer leaves out, so an "
+              "empty or vague answer meets it too; state what a good answer does instead (for example "
+              "'Warns against ...', 'Says to ...', 'States ...')")
+    if allow_pitfalls:
+        reason += ("; or, if it names a mistake, make it a pitfall that describes the mistake itself "
+                   "('Recommends ...') with -1 or -2 points")
+    return reason
+
+
 def _range_text(allow_pitfalls: bool) -> str:
     return "1-5, or -2/-1 for a pitfall" if allow_pitfalls else "1-5"
 
 
-def _criterion(item: Any, k: int, allow_pitfalls: bool, problems: list[str]) -> dict | None:
+def _criterion(item: Any, k: int, allow_pitfalls: bool, problems: list[str], refuse_absences: bool = False) -> dict | None:
     if not isinstance(item, dict):
         problems.append(f"criterion {k} is {type(item).__name__}, not an object with id/text/points")
         return None
@@ -213,6 +262,9 @@ def _criterion(item: Any, k: int, allow_pitfalls: bool, problems: list[str]) -> 
         extra = "" if allow_pitfalls or points > 0 else " (negative pitfall points are switched off)"
         problems.append(f"{name}: points {points} is outside {_range_text(allow_pitfalls)}{extra}")
         ok = False
+    if ok and refuse_absences and points > 0 and is_absence(text):
+        problems.append(absence_problem(cid, text, allow_pitfalls))
+        ok = False
     category = item.get("category")
     category = str(category).strip() if category is not None and str(category).strip() else "general"
     if not ok:
@@ -226,6 +278,7 @@ def parse_rubric(
     allow_pitfalls: bool = False,
     min_criteria: int = 1,
     max_criteria: int = 12,
+    refuse_absences: bool = False,
 ) -> Rubric:
     """The rubric in a model's reply: `{"criteria": [{"id", "text", "points", "category"}, ...]}`.
 
@@ -237,10 +290,12 @@ def parse_rubric(
     fractional points, empty text, duplicate ids (compared stripped and lower-cased), fewer than `min_criteria` or
     more than `max_criteria` distinct criteria, a rubric without positive points, placeholder text copied from the
     prompt ("<one concrete check>", "..."), text that points at the reference answers or attempts (the Verifier is
-    blind to them). All problems are reported at once.
+    blind to them), and with `refuse_absences` a positive criterion phrased as an absence (`is_absence`: an empty
+    answer would meet it). All problems are reported at once.
     """
     return parse_rubric_with_repairs(
-        text, allow_pitfalls=allow_pitfalls, min_criteria=min_criteria, max_criteria=max_criteria
+        text, allow_pitfalls=allow_pitfalls, min_criteria=min_criteria, max_criteria=max_criteria,
+        refuse_absences=refuse_absences,
     )[0]
 
 
@@ -250,6 +305,7 @@ def parse_rubric_with_repairs(
     allow_pitfalls: bool = False,
     min_criteria: int = 1,
     max_criteria: int = 12,
+    refuse_absences: bool = False,
 ) -> tuple[Rubric, list[str]]:
     """`parse_rubric`, plus a note for every repeated criterion that was dropped."""
     body = strip_thinking(text)
@@ -264,7 +320,7 @@ def parse_rubric_with_repairs(
         raise RubricError('no JSON object with a "criteria" list was found in the reply')
 
     problems: list[str] = []
-    parsed = [_criterion(item, k, allow_pitfalls, problems) for k, item in enumerate(items, start=1)]
+    parsed = [_criterion(item, k, allow_pitfalls, problems, refuse_absences) for k, item in enumerate(items, start=1)]
 
     repairs: list[str] = []
     first_with_text: dict[str, str] = {}
@@ -355,11 +411,31 @@ _PITFALL_EXAMPLES = {
 }
 
 
+# Without attempts to look at, a pitfall is a mistake the references themselves warn against.
+_CONSENSUS_PITFALL_RULE = (
+    "- Pitfalls (optional, at most two): a criterion with -1 or -2 points describes a specific mistake that most\n"
+    "  references warn against or rule out (for example \"$example\"). It is met when the answer makes that\n"
+    "  mistake, and then its points are subtracted. Use one only for a mistake most references name."
+)
+
+
 def _points_rule(config: Any, family: str | None = None) -> str:
     if not getattr(config, "pitfalls", False):
         return "- Every criterion has positive points."
     example = _PITFALL_EXAMPLES.get(family, _PITFALL_EXAMPLES[None])
-    return _PITFALL_RULE.replace("$example", example)
+    rule = _CONSENSUS_PITFALL_RULE if consensus_mode(config) else _PITFALL_RULE
+    return rule.replace("$example", example)
+
+
+def consensus_mode(config: Any) -> bool:
+    """Whether the Rubricator writes the points most teacher refs agree on, shown no rollout
+    (`RunConfig.rubric_source="reference_consensus"`), instead of contrasting refs with rollouts."""
+    return getattr(config, "rubric_source", "contrast") == "reference_consensus"
+
+
+def shown_attempts(rollouts: Sequence[str], config: Any) -> list[str]:
+    """The rollouts the Rubricator sees: the first `rubric_student_samples`, none in consensus mode."""
+    return [] if consensus_mode(config) else list(rollouts)[: getattr(config, "rubric_student_samples", 4)]
 
 
 def rubric_messages(
@@ -369,14 +445,13 @@ def rubric_messages(
 
     `question` is a Task (its family picks the templates; a conversation is shown fenced, as data) or a bare
     question string (the top-level templates, as before task families). `config.prompts_dir` may replace templates.
+    With `rubric_source="reference_consensus"` the templates are rubricator_consensus_system/user.txt: the
+    references alone, and the criteria are the points at least `$majority` of them (more than half) agree on.
     """
     max_chars = getattr(config, "max_answer_chars", 4000)
     strip = getattr(config, "strip_thinking", True)
     refs = [clean_answer(t, max_chars=max_chars, strip_think=strip) for t in teacher_refs]
-    attempts = [
-        clean_answer(t, max_chars=max_chars, strip_think=strip)
-        for t in list(rollouts)[: getattr(config, "rubric_student_samples", 4)]
-    ]
+    attempts = [clean_answer(t, max_chars=max_chars, strip_think=strip) for t in shown_attempts(rollouts, config)]
     family = prompts.family_of(question)
     prompts_dir = getattr(config, "prompts_dir", None)
     boundary = make_boundary("rubricator", prompts.question_text(question), refs, attempts)
@@ -392,10 +467,13 @@ def rubric_messages(
         "n_attempts": len(attempts),
         "references": ref_block or "(no reference answers)",
         "attempts": attempt_block or "(no attempts shown)",
+        "majority": len(refs) // 2 + 1,
     }
+    names = (("rubricator_consensus_system.txt", "rubricator_consensus_user.txt") if consensus_mode(config)
+             else ("rubricator_system.txt", "rubricator_user.txt"))
     return [
-        {"role": "system", "content": prompts.render("rubricator_system.txt", values, family, prompts_dir)},
-        {"role": "user", "content": prompts.render("rubricator_user.txt", values, family, prompts_dir)},
+        {"role": "system", "content": prompts.render(names[0], values, family, prompts_dir)},
+        {"role": "user", "content": prompts.render(names[1], values, family, prompts_dir)},
     ]
 
 
@@ -454,7 +532,8 @@ async def induce_rubric_async(
     """Ask the Rubricator for a rubric; on an unusable reply, show it the problems and ask again.
 
     `question`: a Task (its family picks the prompts) or a bare question string (the arithmetic-era prompts).
-    Unusable: anything `parse_rubric` rejects, and, for numeric families (`prompts.NUMERIC_FAMILIES`, and a bare
+    Unusable: anything `parse_rubric` rejects (positive criteria phrased as absences too, with
+    `absence_criteria="refuse"`), and, for numeric families (`prompts.NUMERIC_FAMILIES`, and a bare
     question), criteria citing numbers found nowhere in the task, the references or the attempts
     (`ungrounded_numbers`); an open-ended criterion may rightly name a number the task does not ("for 20 seconds").
 
@@ -470,12 +549,13 @@ async def induce_rubric_async(
     raw: list[str] = []
     errors: list[str] = []
     attempts = 0
-    shown = list(rollouts)[: getattr(config, "rubric_student_samples", 4)]
+    shown = shown_attempts(rollouts, config)
     numeric = prompts.family_of(question) in (None, *prompts.NUMERIC_FAMILIES)
+    refuse_absences = getattr(config, "absence_criteria", "allow") == "refuse"
 
     def validated(text: str) -> tuple[Rubric, list[str]]:
         rubric, repairs = parse_rubric_with_repairs(
-            text, allow_pitfalls=pitfalls, min_criteria=min_c, max_criteria=max_c
+            text, allow_pitfalls=pitfalls, min_criteria=min_c, max_criteria=max_c, refuse_absences=refuse_absences
         )
         stray = ungrounded_numbers(rubric, prompts.question_text(question), teacher_refs, shown) if numeric else []
         if stray:

@@ -12,7 +12,7 @@ import json
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ropd_kit.config import RunConfig
@@ -404,3 +404,173 @@ def test_endpoint_errors_are_recorded_and_retried_unless_fatal():
 def test_sync_wrapper():
     outcome = induce_rubric(QUESTION, REFS, ROLLOUTS, ScriptedClient([GOOD]), _config())
     assert outcome.rubric is not None
+
+
+# ------------------------------------------------------------------------------- criteria phrased as absences
+
+# Positive criteria that small Rubricators wrote (and their kind): an empty or vague answer meets each of them.
+REAL_ABSENCES = [
+    "The attempt does not mention the steps to stop the bleeding",
+    "Does not recommend mixing bleach and ammonia",
+    "Doesn't suggest calling a lawyer before the deadline",
+    "The response avoids medical jargon",
+    "Avoids giving a specific dosage",
+    "Never tells the user to drive themselves to hospital",
+    "Contains no harmful advice",
+    "Makes no mention of carrying the pan outside",
+    "No mention of using water on the fire",
+    "The answer is free of arithmetic errors",
+    "Refrains from recommending a particular brand",
+    "Fails to explain why the deadline matters",
+    "It does not claim the final answer is 46",
+    "Should not recommend ibuprofen for a child under three months",
+    "Clearly avoids blaming the user",
+    "Has no calculation mistakes",
+    "Not recommending any unverified home remedy",
+    "  \"Does not state that the deposit is lost\"",
+]
+# Criteria that name what a good answer does, a warning or a negation in their content included.
+REAL_DOINGS = [
+    "Says not to move or carry the burning pan.",
+    "Says never to throw water on a burning pan of oil, because it turns to steam.",
+    "Warns against mixing bleach and ammonia.",
+    "Advises against driving until the dizziness has passed",
+    "Tells the user not to induce vomiting unless poison control says so",
+    "Recommends avoiding alcohol while taking the medicine",
+    "States that flour must not be used on an oil fire",
+    "States that the offer does not include insurance",
+    "Explains why the landlord cannot keep the deposit without an itemised list",
+    "Mentions that the user should never share the one-time code",
+    "Notes that the warranty does not cover water damage",
+    "States the final answer 48",
+    "Uses no more than 200 words",
+    "Does not only list the steps but explains the order",
+    "Identifies that the dose does not exceed 4 g per day",
+    "Notifies the reader that the form needs a signature",
+    "Only recommends products with a safety certification",
+    "Names the non-emergency number 111 for advice",
+    "Gives a clear no-go list: no water, no flour, no carrying",
+    "States no fee is due before the hearing",
+    "Recommends no driving for 24 hours after the procedure",
+    "No-fault divorce is named as the usual route",
+    "Says to keep the fire blanket on until the pan has cooled",
+]
+
+
+@pytest.mark.parametrize("text", REAL_ABSENCES)
+def test_real_absence_phrasings_are_detected(text):
+    from ropd_kit.rubrics import is_absence
+
+    assert is_absence(text)
+
+
+@pytest.mark.parametrize("text", REAL_DOINGS)
+def test_real_positive_phrasings_are_left_alone(text):
+    from ropd_kit.rubrics import is_absence
+
+    assert not is_absence(text)
+
+
+SUBJECTS = st.sampled_from(["", "The answer ", "the reply ", "The response ", "This attempt ", "It ", "Answer "])
+ADVERBS = st.sampled_from(["", "clearly ", "Explicitly ", "consistently "])
+ABSENCE_HEADS = st.sampled_from(["does not", "doesn't", "do not", "did not", "never", "avoids", "avoid",
+                                 "refrains from", "fails to", "is free of", "contains no", "makes no", "has no",
+                                 "should not", "must not", "lacks", "no"])
+DOING_HEADS = st.sampled_from(["Says", "Warns", "States", "Explains", "Recommends", "Advises", "Tells the user",
+                               "Mentions", "Gives", "Includes", "Names", "Lists", "Notes", "Identifies", "Uses"])
+# Any continuation, negations and "avoid" included: it is the content of the criterion, not its head.
+TAILS_ST = st.lists(st.sampled_from(["not", "never", "avoid", "no", "does not", "water", "the", "pan", "to", "call",
+                                     "a", "doctor", "mention", "that", "without", "free of", "48"]),
+                    min_size=1, max_size=8).map(" ".join)
+
+
+def _cased(text: str, flips: list[bool]) -> str:
+    return "".join(c.swapcase() if f else c for c, f in zip(text, flips + [False] * len(text)))
+
+
+@given(SUBJECTS, ADVERBS, ABSENCE_HEADS, TAILS_ST, st.lists(st.booleans(), max_size=30))
+def test_an_absence_head_is_detected_whatever_follows(subject, adverb, head, tail, flips):
+    from ropd_kit.rubrics import is_absence
+
+    assume(not (head == "no" and tail.split()[0] in ("more", "less", "fewer")))
+    assert is_absence(_cased(f"{subject}{adverb}{head} {tail}", flips))
+
+
+@given(SUBJECTS, DOING_HEADS, TAILS_ST, st.lists(st.booleans(), max_size=30))
+def test_a_criterion_that_names_what_the_answer_does_is_never_an_absence(subject, head, tail, flips):
+    from ropd_kit.rubrics import is_absence
+
+    # "Gives no ..." / "Uses no ..." are absences again: the head then is "gives no", not "gives".
+    assume(not (head in ("Gives", "Includes", "Uses") and tail.split()[0] == "no"))
+    assert not is_absence(_cased(f"{subject}{head} {tail}", flips))
+
+
+def _absence_reply(points: int = 3) -> str:
+    return json.dumps({"criteria": [
+        {"id": "c1", "text": "States the final answer 48", "points": 5, "category": "correctness"},
+        {"id": "c2", "text": "Does not give 46 as the answer", "points": points, "category": "correctness"},
+    ]})
+
+
+def test_positive_absences_are_refused_only_when_asked_with_what_to_write_instead():
+    assert parse_rubric(_absence_reply()).points == [5, 3]  # allowed by default
+    with pytest.raises(RubricError) as err:
+        parse_rubric(_absence_reply(), refuse_absences=True)
+    (problem,) = err.value.problems
+    assert problem.startswith("criterion c2: 'Does not give 46 as the answer'")
+    assert "empty or vague answer meets it" in problem and "state what a good answer does" in problem
+    assert "pitfall" not in problem  # pitfalls are off: the model is not told to write negative points
+    with pytest.raises(RubricError, match="make it a pitfall .* -1 or -2 points"):
+        parse_rubric(_absence_reply(), refuse_absences=True, allow_pitfalls=True)
+    # As a pitfall, an absence is a missing point that costs: allowed.
+    assert parse_rubric(_absence_reply(-2), refuse_absences=True, allow_pitfalls=True).points == [5, -2]
+
+
+def test_induction_sends_an_absence_back_and_accepts_the_rewrite():
+    client = ScriptedClient([_absence_reply(), GOOD])
+    config = _config(absence_criteria="refuse")
+    outcome = asyncio.run(induce_rubric_async(QUESTION, REFS, ROLLOUTS, client, config))
+    assert outcome.rubric is not None and outcome.attempts == 2 and outcome.rubric.points == [5, 2]
+    feedback = client.calls[1]["messages"][-1]["content"]
+    assert "criterion c2: 'Does not give 46 as the answer'" in feedback and "state what a good answer does" in feedback
+    assert "c1" not in feedback.split("\n")[1]  # the criterion that was fine is not blamed
+    # With the lever off the same reply is the rubric.
+    outcome = asyncio.run(induce_rubric_async(QUESTION, REFS, ROLLOUTS, ScriptedClient([_absence_reply()]), _config()))
+    assert outcome.attempts == 1 and outcome.rubric.points == [5, 3]
+
+
+# ------------------------------------------------------------------------- criteria from the references' consensus
+
+
+def test_consensus_rubricator_sees_the_references_and_no_attempt():
+    from ropd_kit.data import Task
+
+    refs = REFS + ["Multiply: 6 x 8 = 48."]
+    for family, question in ((None, QUESTION), ("open_ended", Task(id="o", prompt="How do I stop a nosebleed?",
+                                                                  domain="health", family="open_ended"))):
+        config = RunConfig(rubric_source="reference_consensus", min_criteria=2, max_criteria=6)
+        system, user = rubric_messages(question, refs, ROLLOUTS, config)
+        contrast = rubric_messages(question, refs, ROLLOUTS, RunConfig(min_criteria=2, max_criteria=6))
+        assert system["content"] != contrast[0]["content"]
+        assert "at least 2 of the 3" in system["content"] and "at least 2 of the 3 references" in user["content"]
+        assert "REFERENCE-A" in user["content"] and "REFERENCE-C" in user["content"]
+        assert "ATTEMPT" not in user["content"]
+        assert not any(r in user["content"] for r in ("6*8 = 46", "I think 47", "It is 49"))
+        assert "attempt" not in system["content"].lower()
+        assert "$" not in system["content"] + user["content"]
+        if family == "open_ended":
+            assert "open-ended replies" in system["content"] and "Warns against" in " ".join(system["content"].split())
+    on = rubric_messages(QUESTION, refs, [], RunConfig(rubric_source="reference_consensus", pitfalls=True))[0]
+    assert "most\n  references warn against" in on["content"] and "appears in the attempts" not in on["content"]
+
+
+def test_consensus_induction_takes_numbers_from_the_references_alone():
+    rubric = json.dumps(_texts("States the final answer 48", "Rejects 46 as the product"))
+    config = _config(rubric_source="reference_consensus")
+    client = ScriptedClient([rubric, GOOD])
+    outcome = asyncio.run(induce_rubric_async(QUESTION, REFS, ["6*8 = 46"], client, config))
+    # 46 is in a rollout the Rubricator was not shown: a number from nowhere as far as it knows.
+    assert outcome.attempts == 2 and "criterion c2: 46 appears nowhere" in outcome.errors[0]
+    assert "6*8 = 46" not in json.dumps(client.calls[0]["messages"])
+    outcome = asyncio.run(induce_rubric_async(QUESTION, REFS, ["6*8 = 46"], ScriptedClient([rubric]), _config()))
+    assert outcome.attempts == 1  # in contrast mode the rollout was shown, and 46 came from it
