@@ -717,7 +717,8 @@ def read_judged(study: StudyConfig | str | Path, variants: Iterable[str] | None 
 # judge alike under a reference rubric, so the second is a copy of the first.
 _NOT_REFERENCE = frozenset(POST_VERIFY_LEVERS) | {
     "rubricator", "min_criteria", "max_criteria", "rubricator_temperature", "rubricator_max_tokens",
-    "rubric_attempts", "rubric_student_samples", "pitfalls"}
+    "rubric_attempts", "rubric_student_samples", "pitfalls", "rubric_source", "absence_criteria",
+    "criterion_weighting"}  # a reference rubric is scored with its own points, whatever the variant weights
 
 
 def reference_overrides(name: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Reward variants of the fidelity study: a name for a set of RunConfig overrides of the reward (stages 3-5).
 
 A variant is what the study changes between two judgings of the same bank: the Verifier's chunking, its samples,
-evidence, read-first, the consensus check, the rubric's size. Every lever is a RunConfig field, so a variant is
+evidence, read-first, the consensus check, the rubric's size and source, the weighting of its criteria. Every lever is a RunConfig field, so a variant is
 just a dict of field values applied on top of the study's config; naming them keeps `--variants base,consensus`
 short and makes fidelity.json say in words what was compared.
 
@@ -44,6 +44,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "few_criteria": {"max_criteria": 6},
     # Soft verdicts: per (answer, criterion) the probability of "true" from the endpoint's log-probabilities.
     "soft": {"verifier_mode": "soft"},
+    # Criteria that every answer of the group meets (or misses) weigh 0 when scoring (scoring.spread_weighted). With
+    # boolean verdicts and the default group scaling this cannot change a ranking; compare it as "soft+spread".
+    "spread": {"criterion_weighting": "spread"},
+    # The Rubricator writes the points most teacher refs agree on and sees no rollout.
+    "agreed_points": {"rubric_source": "reference_consensus"},
+    # A positive criterion phrased as an absence ("Does not mention ...") is sent back to the Rubricator.
+    "no_absences": {"absence_criteria": "refuse"},
+    # Negative (pitfall) criteria allowed, -2/-1 points.
+    "pitfalls": {"pitfalls": True},
 }
 
 
@@ -126,7 +135,7 @@ def apply_variant(config: RunConfig, variant: str | Mapping[str, Any]) -> RunCon
 # Fields the Rubricator's prompt and sampling read (rubrics.rubric_messages / induce_rubric_async).
 RUBRIC_FIELDS = frozenset({"rubricator", "min_criteria", "max_criteria", "rubricator_temperature",
                            "rubricator_max_tokens", "rubric_attempts", "rubric_student_samples", "pitfalls",
-                           "max_answer_chars", "strip_thinking"})
+                           "max_answer_chars", "strip_thinking", "rubric_source", "absence_criteria"})
 
 
 def shares_rubrics(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
