@@ -1,9 +1,9 @@
 """Reward variants of the fidelity study: a name for a set of RunConfig overrides of the reward (stages 3-5).
 
 A variant is what the study changes between two judgings of the same bank: the Verifier's chunking, its samples,
-evidence, read-first, the consensus check, the rubric's size and source, the weighting of its criteria. Every lever is a RunConfig field, so a variant is
-just a dict of field values applied on top of the study's config; naming them keeps `--variants base,consensus`
-short and makes fidelity.json say in words what was compared.
+evidence, read-first, the consensus check, the rubric's size and source, the weighting of its criteria. Every lever
+is a RunConfig field, so a variant is just a dict of field values applied on top of the study's config; naming them
+keeps `--variants base,consensus` short and makes fidelity.json say in words what was compared.
 
     parse_variant("consensus+sc3")      -> {"consensus_check": True, "verifier_samples": 3}
     parse_variant("max_answer_chars=800") -> {"max_answer_chars": 800}
