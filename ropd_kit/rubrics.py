@@ -224,7 +224,9 @@ def _range_text(allow_pitfalls: bool) -> str:
     return "1-5, or -2/-1 for a pitfall" if allow_pitfalls else "1-5"
 
 
-def _criterion(item: Any, k: int, allow_pitfalls: bool, problems: list[str], refuse_absences: bool = False) -> dict | None:
+def _criterion(
+    item: Any, k: int, allow_pitfalls: bool, problems: list[str], refuse_absences: bool = False
+) -> dict | None:
     if not isinstance(item, dict):
         problems.append(f"criterion {k} is {type(item).__name__}, not an object with id/text/points")
         return None

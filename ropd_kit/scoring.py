@@ -387,8 +387,9 @@ def rubric_diagnostics(
     - teacher_pass_rate, student_pass_rate: share of judged answers meeting it (NaN when none were judged);
     - gap: teacher_pass_rate - student_pass_rate (what distillation is meant to close);
     - discrimination: the population std of the criterion's verdict over the student rollouts, sqrt(p(1-p)),
-      0 to 0.5 (`criterion_spread`'s std; what `spread_weighted` reads). GRPO learns only from differences inside a group, so a criterion every rollout meets (or misses)
-      adds nothing to the advantages however many points it carries;
+      0 to 0.5 (`criterion_spread`'s std; what `spread_weighted` reads). GRPO learns only from differences inside
+      a group, so a criterion every rollout meets (or misses) adds nothing to the advantages however many points
+      it carries;
     - score_correlation: Pearson (point-biserial) correlation over the student rollouts between the verdict and the
       rollout's reward s_i (item-total, the criterion included); NaN when either side is constant;
     - dead: "all_pass" / "all_fail" when every judged answer, teacher and student, gets the same verdict, else None.
