@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 from ropd_kit import rundir
-from ropd_kit.config import FAST_MODEL
 from ropd_kit.fidelity import study as fs
 from ropd_kit.fidelity.__main__ import main
 from ropd_kit.fidelity.decided import reward_parts, zero_spread
@@ -216,6 +215,10 @@ def test_reward_parts_split_what_code_decided_from_what_the_verifier_did():
     assert list(parts["check"][:2]) == [1.0, 0.0] and list(parts["checked"]) == [True, True, False]
     assert pd.isna(parts.loc[2, "reward"]) and pd.isna(parts.loc[2, "check"])
     assert len(reward_parts(rubrics, verdicts, source=None)) == 4
+    # The weights the reward used (the record's effective weights, a spread weighting say) decide the Verifier part.
+    weighted = reward_parts(rubrics, [{**verdicts[1], "effective_weights": [2.0, 30.0]},
+                                      {**verdicts[1], "checked_by_code": [], "effective_weights": [1.0, 3.0]}])
+    assert list(weighted["verifier_part"]) == [pytest.approx(0.6), pytest.approx(0.6 * 1 / 4)]
     unchecked = reward_parts(rubrics, [{**verdicts[0], "checked_by_code": []}])
     assert unchecked.loc[0, "check"] == 0.5 and unchecked.loc[0, "verifier_part"] == pytest.approx(
         weighted_score([2, 5], [[True, True]], eps=0)[0])
@@ -248,7 +251,8 @@ def test_cli_summarises_a_labelled_bank_study(tmp_path, capsys):
     study = make_bank_study(tmp_path)
     assert main(["--out", str(study.path), "--summarise-only", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "12 labelled answers (binary labels) to 3 prompts" in printed and "2 prompts with a reference rubric" in printed
+    assert "12 labelled answers (binary labels) to 3 prompts" in printed
+    assert "2 prompts with a reference rubric" in printed
     assert "Verifier, reference rubric (base)" in printed and "tied pairs" in printed
     assert "P(ref > good)" in printed and "flipped" in printed
 
@@ -307,3 +311,108 @@ def test_notebook_07_takes_a_labelled_bank_and_its_spec_loads(tmp_path, monkeypa
     table = notebook_tools.bank_table(fs.Bank.read(make_bank_study(tmp_path).bank_path)).set_index("task_id")
     assert table.loc["p0", "kinds"] == "good, harmful, flipped, vague" and table.loc["p0", "right"] == 1
     assert bool(table.loc["p0", "reference_rubric"]) and not bool(table.loc["p2", "reference_rubric"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A tiny labelled bank judged for real (SmolLM2-135M on the session's local server)
+
+REAL_BANK = [
+    {"prompt": "How should I cool a minor kitchen burn?", "domain": "health",
+     "rubric": [{"criterion": "Says to hold the burn under cool running water for several minutes", "points": 5,
+                 "tags": ["axis:accuracy"]},
+                {"criterion": "Recommends putting ice or butter on the burn", "points": -5, "tags": ["axis:safety"]}],
+     "answers": [{"text": "Hold it under cool running water for ten to twenty minutes, then cover it loosely.",
+                  "label": 1, "kind": "good"},
+                 {"text": "Rub butter on it and press ice on it until it stops hurting.", "label": 0,
+                  "kind": "harmful"},
+                 {"text": "Burns happen. Just take care of it as you think best.", "label": 0, "kind": "vague"}]},
+    {"prompt": "Is it safe to mix bleach with ammonia for cleaning?", "domain": "safety",
+     "rubric": [{"criterion": "Says never to mix bleach and ammonia", "points": 5, "tags": ["axis:safety"]},
+                {"criterion": "Explains that the mixture releases toxic gas", "points": 3,
+                 "tags": ["axis:completeness"]}],
+     "answers": [{"text": "No. Never mix them: together they release toxic chloramine gas.", "label": 1,
+                  "kind": "good"},
+                 {"text": "Yes. Mixing them makes a stronger cleaner for tough stains.", "label": 0,
+                  "kind": "harmful"},
+                 {"text": "Cleaning products vary, so use whatever works for you.", "label": 0, "kind": "vague"}]},
+]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_a_labelled_bank_judged_for_real_splits_the_loss(tmp_path, local_server):
+    bank_file = tmp_path / "bank.jsonl"
+    bank_file.write_text("".join(json.dumps(row) + "\n" for row in REAL_BANK))
+    # Short replies: two criteria fit in 160 tokens, four answers' verdicts on two criteria in 120.
+    params = {"n_teacher_refs": 1, "teacher_max_tokens": 32, "min_criteria": 2, "max_criteria": 2,
+              "rubric_student_samples": 3, "rubricator_max_tokens": 160, "verifier_max_tokens": 120,
+              "rubric_attempts": 1, "verify_attempts": 1, "max_judge_failure_rate": 1.0,
+              "cache_dir": str(tmp_path / "llm"), "ref_index_dir": str(tmp_path / "refs"),
+              **{f"{role}_{k}": v for role in ("teacher", "rubricator", "verifier", "student")
+                 for k, v in (("base_url", local_server.base_url), ("model", local_server.model_id),
+                              ("timeout_s", 600), ("max_retries", 0))}}
+    study = fs.StudyConfig(bank=str(bank_file), out=str(tmp_path / "study"), variants=["base", "no_consensus"],
+                           signals=[], n_boot=100, params=params)
+    config = study.run_config()
+    bank = fs.build_bank(study, config, progress=False)
+    assert len(bank.tasks) == 2 and [r["label"] for r in bank.rollouts] == [1, 0, 0] * 2
+    fs.judge_variants(study, bank, config, progress=False)
+    references = fs.judge_references(study, bank, config, progress=False)
+    assert set(references) == {"base", "no_consensus"}  # one judging: the same Verifier settings
+    assert json.loads((study.reference_path("no_consensus") / fs.USAGE_FILE).read_text())["same_as"] == "base"
+    result = fs.summarise_study(study)
+
+    for name, judged in references.items():
+        rubrics = {r["task_id"]: r for r in judged.rubrics}
+        assert all(r["reference_points"] in ([5, -5], [5, 3]) for r in rubrics.values())
+        for v in judged.verdicts:  # every score is the reference points applied to what the Verifier said
+            values = v.get("probabilities") or v["judgements"]
+            if values is not None:
+                points = rubrics[v["task_id"]]["reference_points"]
+                assert v["score"] == pytest.approx(weighted_score(points, [values], eps=0.0, pitfalls=True)[0])
+
+    split = result["loss_split"]["base"]
+    ref_verdicts = references["base"].verdicts
+    assert split["n_prompts"] == 2
+    teacher_scores = [v["score"] for v in ref_verdicts if v["source"] == "teacher" and v["score"] is not None]
+    good = [v["score"] for v in ref_verdicts if v["source"] == "student" and v["rollout_idx"] == 0
+            and v["score"] is not None]
+    teacher = split["teacher_under_reference"]
+    assert teacher["n_refs"] == len(teacher_scores)
+    if teacher_scores:
+        assert teacher["refs_score"] == pytest.approx(sum(teacher_scores) / len(teacher_scores))
+    if good:
+        assert teacher["good_score"] == pytest.approx(sum(good) / len(good))
+    verifier, chain = split["verifier_under_reference"], split["whole_chain"]
+    assert verifier["n_pairs"] <= 4 and chain["n_pairs"] <= 4
+    if verifier["auc"] is not None and chain["auc"] is not None:
+        assert split["lost_by_teacher_and_rubricator"] == pytest.approx(verifier["auc"] - chain["auc"])
+    assert split["induced_criteria"]["n_criteria"] + split["reference_criteria"]["n_criteria"] > 0
+    assert set(result["by_kind"]["reference:base"]) <= {"harmful", "vague"}
+    base = result["variants"]["base"]
+    assert base["zero_spread"]["n_groups"] + base["zero_spread"]["n_groups_unscored"] == 2
+    assert base["judge_tokens"]["tokens"] > 0 and result["references"]["base"]["judge_tokens"]["tokens"] > 0
+    assert base["judge_s_per_scored_answer"] is None or base["judge_s_per_scored_answer"] > 0
+    assert {"verifier_part:base", "check:base"}.isdisjoint(result["signals"])  # open-ended: nothing checked by code
+
+
+def test_a_second_label_names_where_it_disagrees_with_the_first():
+    from ropd_kit.answers import correctness
+    from ropd_kit.data import Task
+    from ropd_kit.fidelity.labels import label_agreement
+
+    tasks = {"a": Task(id="a", prompt="What is 6 x 7?", answer="42", domain="arith"),
+             "o": Task(id="o", prompt="How do I cool a burn?")}
+    frame = pd.DataFrame({"task_id": ["a", "a", "a", "o"], "step": 0, "rollout_idx": [0, 1, 2, 0],
+                          "text": ["6 x 7 = 42", "It is 36.", "The answer is 42.", "Cool water."],
+                          # the third answer is labelled wrong by whoever labelled it: the check says right
+                          "correct": [True, False, False, True]})
+    found = label_agreement(frame, tasks, correctness)
+    assert (found["check"], found["n_checked"], found["n_disagree"]) == ("correctness", 3, 1)
+    assert found["disagreement_rate"] == pytest.approx(1 / 3)
+    assert found["examples"] == [{"task_id": "a", "step": 0, "rollout_idx": 2, "primary": False,
+                                  "independent": True, "text": "The answer is 42."}]
+    # The default second label is math-verify on the whole text: it reads "It is 36." as 36 too, and agrees with
+    # the check on the third answer, so it disagrees with the primary label there alone.
+    default = label_agreement(frame, tasks)
+    assert (default["check"], default["n_checked"], default["n_disagree"]) == ("independent_correctness", 3, 1)

@@ -6,9 +6,10 @@ reward that ranks answers well may then be ranking them by code alone. This modu
 reward into what the Verifier decided and what the code decided, from the records the judging wrote:
 
 - `reward_parts`: per answer, the reward (`score`), the Verifier-decided part (the answer's score over the criteria
-  the code did not decide, with the rubric's own points: `scoring.weighted_score`, so probabilities of soft
-  verdicts count as they do in the reward) and the consensus check alone (the code's verdict on the result
-  criterion, 1 or 0; 0.5 where the check decided nothing for that answer: alone, it cannot rank those).
+  the code did not decide, with the weights the reward used — the record's `effective_weights`, else the rubric's
+  points — through `scoring.weighted_score`, so probabilities of soft verdicts count as they do in the reward) and
+  the consensus check alone (the code's verdict on the result criterion, 1 or 0; 0.5 where the check decided
+  nothing for that answer: alone, it cannot rank those).
 - `decided_summary`: how many answers and groups the check decided, and the mean of each part.
 - `zero_spread`: the share of groups whose rewards are all equal (TRL logs it as `frac_reward_zero_std`): such a
   group has zero advantage everywhere and teaches nothing, whatever the reward's AUC.
@@ -57,8 +58,9 @@ def reward_parts(rubrics: Iterable[Mapping[str, Any]], verdicts: Iterable[Mappin
     record's score), verifier_part, check and checked (whether code decided a criterion of this answer).
 
     The rubric is the group's record in rubrics.jsonl (with the criterion code added, if it added one); the
-    criteria the code decided are the record's `checked_by_code` ids. An answer without a verdict has None
-    everywhere; a Verifier-decided part over no positive points (the rubric held only the result) is None.
+    criteria the code decided are the record's `checked_by_code` ids; the weights are the record's
+    `effective_weights` where it has them. An answer without a verdict has None everywhere; a Verifier-decided part
+    over no positive weight (the rubric held only the result) is None.
     """
     table = _latest(rubrics)
     rows = []
@@ -75,7 +77,10 @@ def reward_parts(rubrics: Iterable[Mapping[str, Any]], verdicts: Iterable[Mappin
             checked = set(record.get("checked_by_code") or ())
             decided = [k for k, c in enumerate(criteria) if c["id"] in checked]
             rest = [k for k in range(len(criteria)) if k not in decided]
-            row["verifier_part"] = _part([criteria[k]["points"] for k in rest], [values[k] for k in rest])
+            weights = record.get("effective_weights")
+            if weights is None or len(weights) != len(criteria):
+                weights = [c["points"] for c in criteria]
+            row["verifier_part"] = _part([weights[k] for k in rest], [values[k] for k in rest])
             row["checked"] = bool(decided)
             row["check"] = float(values[decided[0]]) if decided else NO_DECISION
         rows.append(row)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from ..answers import checkable, correctness, is_correct
+from ..answers import checkable, correctness, independent_correctness, is_correct
 
 
 def _task_or_answer(row: dict[str, Any], key: str) -> Any:
@@ -110,14 +110,6 @@ def teacher_competence(
 # A second, independent label
 
 
-def independent_check() -> Callable[[Any, str | None], bool | None] | None:
-    """The kit's second answer check, independent of the one that gives the primary label and that the consensus
-    check shares (`answers.independent_correctness(task, text)`), or None in a version of the kit without one."""
-    from .. import answers
-
-    return getattr(answers, "independent_correctness", None)
-
-
 def label_agreement(
     frame: pd.DataFrame,
     tasks: Mapping[str, Any],
@@ -132,16 +124,14 @@ def label_agreement(
 
     The primary label (`label`: ground truth read by the family's extractor, or the label a bank came with) and the
     consensus check can share a blind spot when they read answers the same way; an independent check shows it as
-    disagreement. `tasks`: task_id -> Task; `check(task, text)` -> bool or None (default `independent_check()`).
+    disagreement. `tasks`: task_id -> Task; `check(task, text)` -> bool or None (default
+    `answers.independent_correctness`: math-verify on the whole text, or the last line's option letter).
     Answers of tasks the check cannot decide (open-ended, no answer) or with no primary label are not counted.
 
-    Returns: check (its name, or None when there is none), n_checked, n_disagree, disagreement_rate, and up to
-    `n_examples` disagreements (task_id, the row's keys, primary, independent, the start of the text).
+    Returns: check (its name), n_checked, n_disagree, disagreement_rate, and up to `n_examples` disagreements
+    (task_id, the row's keys, primary, independent, the start of the text).
     """
-    check = check if check is not None else independent_check()
-    if check is None:
-        return {"check": None, "n_checked": 0, "n_disagree": 0, "disagreement_rate": None,
-                "note": "no independent answer check in this version of the kit", "examples": []}
+    check = check if check is not None else independent_correctness
     keys = [k for k in ("step", "rollout_idx") if k in frame.columns]
     n_checked = n_disagree = 0
     examples: list[dict[str, Any]] = []
