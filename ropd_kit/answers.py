@@ -119,8 +119,7 @@ _LOOKALIKE = str.maketrans(
     "АВЕКМНОРСТХаеорсухіјѕԁАΒΕΖΗΙΚΜΝΟΡΤΥΧο\u2212",
     "ABEKMHOPCTXaeopcyxijsdABEZHIKMNOPTYXo-",
 )
-
-
+# Superscript digits are an exponent.
 _SUPERSCRIPT = re.compile("[\u207b\u00b9\u00b2\u00b3\u2070\u2074-\u2079]+")
 _SUPERSCRIPT_PLAIN = str.maketrans("\u207b\u00b9\u00b2\u00b3\u2070\u2074\u2075\u2076\u2077\u2078\u2079", "-1230456789")
 
@@ -160,6 +159,7 @@ def _unstruck(text: str) -> str:
     # Blanked rather than cut, so that positions in the text stay where they were.
     return _STRUCK.sub(lambda m: " " * len(m.group()), text)
 
+
 # A retraction withdraws what came before it: said of a stated result, it leaves nothing committed unless a new
 # value follows. A revision introduces a new value. A check re-examines: between two statements it withdraws the
 # earlier one (the text went back over it), inside a statement it introduces a computation, not a new value.
@@ -194,7 +194,8 @@ class Commitment:
     `value`: the committed answer, None when the text commits to none. `marked`: whether the text states its result
     explicitly at all (an answer marker or \\boxed{} with a value, or a negated one); an unmarked text is read by the
     family's fallback instead. `values`: the final statements' values, in text order (several and different when the
-    text contradicts itself). `reason`: why nothing is committed ("contradicts itself", "withdrawn", "negated").
+    text contradicts itself). `reason`: why nothing is committed ("contradicts itself", "withdrawn or contradicts
+    itself" for a statement that does, "negated").
     """
 
     value: Any = None
