@@ -2,14 +2,20 @@
 
 ROPD replaces the teacher's logits with a rubric reward (Rubricator -> blind Verifier -> weighted pass rate). The
 method only works if that reward ranks right rollouts above wrong ones. This subpackage holds the pure machinery of
-the study that measures it on a bank of student rollouts with ground-truth labels:
+the study that measures it on a bank of student rollouts with ground-truth labels, or on a labelled bank (answers
+someone labelled per prompt):
 
 - `stats`: pooled ROC AUC of each signal (rubric score per reward variant, teacher log-prob, teacher-as-judge) with
-  a bootstrap interval that resamples tasks, not rollouts; the within-group AUC; every number per stratum of
-  teacher competence.
+  a bootstrap interval that resamples tasks, not rollouts; the within-group AUC with its tied pairs (graded labels
+  too); every number per stratum of teacher competence.
 - `criteria`: per criterion category, how often the Verifier's verdict agrees with correctness and how well it
   separates right from wrong; whether each rubric's final-result criterion names the right value.
-- `labels`: ground-truth correctness of each text, and the teacher's competence per task.
+- `labels`: ground-truth correctness of each text, the teacher's competence per task, and a second, independent
+  label's disagreement with the first.
+- `banks`: labelled banks in the shapes people keep them (ours, preference pairs, scored sets), bad rows named.
+- `decided`: the reward split into what the Verifier decided and what the consensus check did; groups whose rewards
+  do not differ (TRL's frac_reward_zero_std).
+- `links`: per flaw kind, and the loss split between teacher, Rubricator and Verifier under a reference rubric.
 
 The levers it measures are part of the method and live with its stages: evidence and self-consistency in
 `ropd_kit.levers`, the consensus check in `ropd_kit.consensus`; this subpackage only measures them.
