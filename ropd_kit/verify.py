@@ -75,7 +75,8 @@ class GroupVerdicts(BaseModel):
 
     `teacher[i]` / `student[j]`: one bool per criterion, or None when no valid verdict was obtained.
     `order`: the answers in the order they were shown (position p in this list was answer p+1 of the whole group;
-    chunked calls number each chunk from 1). `raw`: every reply, batched calls first, then per-answer calls.
+    chunked calls number each chunk from 1). `raw`: every reply: soft-verdict requests (soft mode) first, then
+    batched calls, then per-answer calls.
     """
 
     teacher: list[list[bool] | None]

@@ -11,7 +11,8 @@ closed with a TCP reset, no response), "stall" (no response until the client giv
 upstream's body cut in half), "wrong_schema" (valid JSON of the wrong shape as the completion text), "wrong_length"
 (a verdict list with one judgement missing; only verifier requests get it, a scheduled one waits for the next),
 "empty" (an empty completion). "401" (an auth error whose body echoes the bearer token, as careless servers do) is
-available too, for secret-handling tests, but is not among the random defaults.
+available too, for secret-handling tests, but is not among the random defaults; so is "no_logprobs" (the reply
+without its token log-probabilities, as from an API that does not return them).
 
 Only POST requests to `.../chat/completions` or `.../completions` are subject to faults; everything else (`/models`,
 `/health`) is forwarded untouched. `.injected` counts faults by kind, `.forwarded` counts requests sent upstream,
@@ -58,7 +59,7 @@ FAULTS: tuple[str, ...] = (
     "wrong_length",
     "empty",
 )
-EXTRA_FAULTS: tuple[str, ...] = ("401",)
+EXTRA_FAULTS: tuple[str, ...] = ("401", "no_logprobs")
 _STATUS = {"429": 429, "429_no_retry_after": 429, "500": 500, "502": 502, "503": 503, "401": 401}
 # Headers that describe one hop of the connection, not the message: never copied across the proxy.
 _HOP = {
@@ -429,6 +430,8 @@ class FaultProxy:
             message["content"] = WRONG_SCHEMA_CONTENT
         elif fault == "wrong_length":
             message["content"] = wrong_length_verdicts(message.get("content") or "", payload)
+        elif fault == "no_logprobs":
+            data["choices"][0].pop("logprobs", None)
         message.pop("reasoning_content", None)
         event.content = message["content"]
         return web.Response(status=200, body=json.dumps(data).encode(), headers=headers)
