@@ -159,6 +159,7 @@ def test_the_report_fields_of_a_variant(result):
     bank = result["bank"]
     assert bank["labelled"]["kinds"] == {k: 3 for k in KINDS}
     assert bank["answer_check_vs_labels"]["n_checked"] == 0  # open-ended answers: nothing to check by code
+    assert base["result_value"]["all"]["share_right"] is None  # open-ended: no result to name
     rows = fs.variant_table(result)
     assert list(rows["rubric"]) == ["induced", "reference"]
     assert rows.loc[0, "zero-spread groups"] == pytest.approx(1 / 3)
@@ -416,3 +417,19 @@ def test_a_second_label_names_where_it_disagrees_with_the_first():
     # the check on the third answer, so it disagrees with the primary label there alone.
     default = label_agreement(frame, tasks)
     assert (default["check"], default["n_checked"], default["n_disagree"]) == ("independent_correctness", 3, 1)
+
+
+def test_the_loss_split_stands_when_the_chain_scored_nothing(tmp_path):
+    """Every induced rubric failed (a small Rubricator does that): the chain has no score, the split says so."""
+    study = make_bank_study(tmp_path)
+    folder = study.variant_path("base")
+    rundir.write_jsonl(folder / rundir.RUBRICS, [{**r, "criteria": [], "error": "no rubric"}
+                                                 for r in rundir.read_jsonl(folder / rundir.RUBRICS)])
+    rundir.write_jsonl(folder / rundir.VERDICTS, [])
+    result = fs.summarise_study(study)
+    split = result["loss_split"]["base"]
+    assert split["whole_chain"]["auc"] is None and split["lost_by_teacher_and_rubricator"] is None
+    assert split["teacher_under_induced"]["n_refs"] == 0 and split["teacher_under_induced"]["good_score"] is None
+    assert split["verifier_under_reference"]["auc"] == 1.0
+    assert result["variants"]["base"]["verifier_failures"]["groups"]["all"]["rubric_failures"] == 3
+    assert result["variants"]["base"]["zero_spread"]["n_groups"] == 0

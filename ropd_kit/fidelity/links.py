@@ -38,11 +38,11 @@ def kind_auc(frame: pd.DataFrame, signal: str, *, label: str = "correct", kind: 
     answers against the answers labelled right of the same prompt. `options` go to `within_group_auc`."""
     if kind not in frame.columns or label not in frame.columns:
         return {}
-    right = frame[label].map(lambda v: v is True or v is np.True_)
-    wrong = frame[label].map(lambda v: v is False or v is np.False_)
+    right = pd.Series([v is True or v is np.True_ for v in frame[label]], index=frame.index, dtype=bool)
+    wrong = pd.Series([v is False or v is np.False_ for v in frame[label]], index=frame.index, dtype=bool)
     kinds = sorted({str(k) for k in frame.loc[wrong, kind] if isinstance(k, str) and k})
-    return {k: within_group_auc(frame[right | (wrong & (frame[kind] == k))], signal, label=label, group=list(group),
-                                **options) for k in kinds}
+    return {k: within_group_auc(frame.loc[right | (wrong & (frame[kind] == k))], signal, label=label,
+                                group=list(group), **options) for k in kinds}
 
 
 def _by_answer(records: Iterable[Mapping[str, Any]], source: str) -> dict[tuple[str, int], list[float]]:
@@ -64,9 +64,9 @@ def teacher_position(frame: pd.DataFrame, signal: str, verdicts: Iterable[Mappin
     same prompt), ties 1/2, with task-bootstrap intervals (`within_group_auc`, the references as the positives).
     """
     refs = _by_answer(verdicts, "teacher")
-    scored = frame[pd.to_numeric(frame[signal], errors="coerce").notna()]
-    is_good = scored[label].map(lambda v: v is True or v is np.True_)
-    is_bad = scored[label].map(lambda v: v is False or v is np.False_)
+    scored = frame.loc[pd.to_numeric(frame[signal], errors="coerce").notna().to_numpy()]
+    is_good = np.array([v is True or v is np.True_ for v in scored[label]], dtype=bool)
+    is_bad = np.array([v is False or v is np.False_ for v in scored[label]], dtype=bool)
     judged = set(scored["task_id"])
     ref_rows = [{"task_id": t, "step": s, "_score": v, "_ref": True} for (t, s), values in refs.items()
                 for v in values if t in judged]
@@ -84,8 +84,8 @@ def teacher_position(frame: pd.DataFrame, signal: str, verdicts: Iterable[Mappin
         "refs_score": float(np.mean(ref_scores)) if ref_scores else None,
         "good_score": float(pd.to_numeric(scored.loc[is_good, signal]).mean()) if is_good.any() else None,
         "flawed_score": float(pd.to_numeric(scored.loc[is_bad, signal]).mean()) if is_bad.any() else None,
-        "refs_vs_good": versus(scored[is_good]),
-        "refs_vs_flawed": versus(scored[is_bad]),
+        "refs_vs_good": versus(scored.loc[is_good]),
+        "refs_vs_flawed": versus(scored.loc[is_bad]),
     }
 
 

@@ -1180,7 +1180,9 @@ def variant_summary(bank: Bank, judged: Judged, frame: pd.DataFrame,
     verdicts = _labelled_verdicts(judged, frame)
     parts = judged_parts(judged)
     long = criterion_verdicts(judged.rubrics, verdicts)
-    results = result_value_check(judged.rubrics, _tasks_frame(bank.tasks))
+    # Only rubrics of tasks with a ground-truth answer can name the right result (open-ended ones have none).
+    answered = {t["id"] for t in bank.tasks if t.get("answer") is not None}
+    results = result_value_check([r for r in judged.rubrics if r["task_id"] in answered], _tasks_frame(bank.tasks))
     results[STRATUM] = results["task_id"].map(dict(zip(frame["task_id"], frame[STRATUM])))
     n_scored = sum(1 for v in verdicts if v.get("score") is not None)
     coverage = pd.DataFrame([{"source": "student", "judgements": v.get("judgements"), STRATUM: v.get(STRATUM)}
