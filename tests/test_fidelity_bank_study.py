@@ -279,7 +279,14 @@ def test_bank_study_config_and_variants():
     served = fs.serving_config(study)
     assert served.student == served.verifier  # no student model is loaded for a labelled bank
     assert fs.reference_overrides("consensus+sc3+few_criteria") == {"verifier_samples": 3}
-    assert parse_variant("verifier_mode=soft") == {"verifier_mode": "soft"}
+    assert parse_variant("verifier_mode=soft") == {"verifier_mode": "soft"} == parse_variant("soft")
+    from ropd_kit.fidelity.__main__ import build_parser, study_from_args
+
+    text = " ".join(build_parser().format_help().split())
+    assert "--bank" in text and "chosen, rejected" in text and "ranking" in text
+    args = build_parser().parse_args(["--bank", "b.jsonl", "--out", "o", "--variants", "base,soft"])
+    made = study_from_args(args)
+    assert made.labelled and made.signals == ["judge"] and made.variants == ["base", "soft"]
 
 
 def test_notebook_07_takes_a_labelled_bank_and_its_spec_loads(tmp_path, monkeypatch):
@@ -432,4 +439,5 @@ def test_the_loss_split_stands_when_the_chain_scored_nothing(tmp_path):
     assert split["teacher_under_induced"]["n_refs"] == 0 and split["teacher_under_induced"]["good_score"] is None
     assert split["verifier_under_reference"]["auc"] == 1.0
     assert result["variants"]["base"]["verifier_failures"]["groups"]["all"]["rubric_failures"] == 3
-    assert result["variants"]["base"]["zero_spread"]["n_groups"] == 0
+    assert result["variants"]["base"]["zero_spread"] == {"n_groups": 0, "n_zero_std": 0, "frac_reward_zero_std": None,
+                                                         "n_groups_unscored": 3}  # no rubric: no verdict at all

@@ -113,24 +113,28 @@ def decided_summary(parts: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def zero_spread(scores: pd.DataFrame, score: str = "reward", group: Sequence[str] = ("task_id", "step")) -> dict:
+def zero_spread(scores: pd.DataFrame, score: str = "reward", group: Sequence[str] = ("task_id", "step"),
+                groups: Iterable[tuple] | None = None) -> dict:
     """The share of groups whose scores are all equal (TRL's `frac_reward_zero_std`: the group's std is close to 0),
-    over the groups with at least two scored answers; groups with fewer (judging failed) are counted apart.
+    over the groups with at least two scored answers; groups with fewer (judging failed) are counted apart, and so
+    are those of `groups` (every group judged, as keys of the `group` columns) that `scores` has no row of (a
+    group whose rubric failed leaves no verdict).
 
     >>> f = pd.DataFrame({"task_id": list("aabbc"), "step": 0, "reward": [0.5, 0.5, 0.2, 0.9, None]})
-    >>> zero_spread(f)["frac_reward_zero_std"], zero_spread(f)["n_groups_unscored"]
-    (0.5, 1)
+    >>> zero_spread(f)["frac_reward_zero_std"], zero_spread(f, groups=[("d", 0)])["n_groups_unscored"]
+    (0.5, 2)
     """
-    if not len(scores):
-        return {"n_groups": 0, "n_zero_std": 0, "frac_reward_zero_std": None, "n_groups_unscored": 0}
-    values = pd.to_numeric(scores[score], errors="coerce")
-    stds, unscored = [], 0
-    for _, part in values.groupby([scores[g] for g in group], sort=False):
-        part = part.dropna()
-        if len(part) < 2:
-            unscored += 1
-            continue
-        stds.append(float(part.std(ddof=1)))
+    stds, unscored, seen = [], 0, set()
+    if len(scores):
+        values = pd.to_numeric(scores[score], errors="coerce")
+        for key, part in values.groupby([scores[g] for g in group], sort=False):
+            seen.add(tuple(key) if isinstance(key, tuple) else (key,))
+            part = part.dropna()
+            if len(part) < 2:
+                unscored += 1
+                continue
+            stds.append(float(part.std(ddof=1)))
+    unscored += len({tuple(k) for k in (groups or ())} - seen)
     zero = int(np.isclose(np.array(stds), 0.0, rtol=1e-5, atol=1e-8).sum()) if stds else 0
     return {"n_groups": len(stds), "n_zero_std": zero, "frac_reward_zero_std": zero / len(stds) if stds else None,
             "n_groups_unscored": unscored}
