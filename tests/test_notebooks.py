@@ -192,6 +192,16 @@ def test_all_six_notebooks_execute_headless(tiny_batch):
     assert [r["signal"] for r in auc] == ["score", "logprob", "judge"]
     executed = nbformat.read(folder / "05_signal_alignment_auc.ipynb", as_version=4)
     assert not [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    for n in ok.notebooks:  # a progress bar is one line with its end state, not every frame it drew
+        streams = [o for c in nbformat.read(folder / n.output, as_version=4).cells for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream"]
+        assert not [o for o in streams if "\r" in o["text"]], n.output
+    # After training: the run's LoRA merged onto SmolLM2 answered the question of notebook 04's last cell.
+    trained = nbformat.read(folder / "04_grpo_training.ipynb", as_version=4).cells[-1]
+    assert "after.load_trained(config.run_dir)" in trained.source
+    assert "checkpoints/checkpoint-1 into its base" in "".join(o.get("text", "") for o in trained.outputs)
+    reply = [o for o in trained.outputs if o.get("output_type") == "execute_result"]
+    assert reply and ast.literal_eval(reply[0]["data"]["text/plain"]).strip()
 
 
 @pytest.mark.integration
