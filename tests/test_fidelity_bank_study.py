@@ -18,7 +18,7 @@ import pytest
 from ropd_kit import rundir
 from ropd_kit.fidelity import study as fs
 from ropd_kit.fidelity.__main__ import main
-from ropd_kit.fidelity.decided import reward_parts, zero_spread
+from ropd_kit.fidelity.decided import advantage_use, reward_parts, zero_spread
 from ropd_kit.fidelity.links import criteria_separation, kind_auc
 from ropd_kit.fidelity.variants import parse_variant
 from ropd_kit.scoring import weighted_score
@@ -224,6 +224,30 @@ def test_reward_parts_split_what_code_decided_from_what_the_verifier_did():
     assert unchecked.loc[0, "check"] == 0.5 and unchecked.loc[0, "verifier_part"] == pytest.approx(
         weighted_score([2, 5], [[True, True]], eps=0)[0])
     assert zero_spread(parts)["n_groups"] == 1 and zero_spread(parts)["n_zero_std"] == 0
+
+
+def test_advantage_use_says_where_each_scaling_sends_the_push():
+    # Group a: the reward separates right from wrong clearly. Group b: its labels tie (all wrong) and its rewards
+    # differ by noise only. Group c: the reward ranks the wrong answer first by a hair.
+    frame = pd.DataFrame({"task_id": list("aabbcc"), "step": 0, "reward": [0.9, 0.1, 0.51, 0.50, 0.49, 0.50],
+                          "label": [1, 0, 0, 0, 1, 0], "checked": [True, True, False, False, False, False]})
+    use = advantage_use(frame, prompts_per_step=3)
+    # Group scaling gives every group about the same push (TRL's 1e-4 beside a small std trims it a little):
+    # a third right, a third into tied labels, a third wrong.
+    assert use["group"]["right"] == pytest.approx(1 / 3, abs=0.01)
+    assert use["group"]["tied_labels"] == pytest.approx(1 / 3, abs=0.01)
+    assert use["group"]["wrong"] == pytest.approx(1 / 3, abs=0.01)
+    assert use["group"]["unchecked_groups"] == pytest.approx(2 / 3, abs=0.01)
+    # Batch scaling and none keep the push where the reward separates: almost all of it goes the right way.
+    for scale in ("batch", "none"):
+        assert use[scale]["right"] == pytest.approx(0.8 / 0.82, rel=1e-3)
+        assert use[scale]["right"] + use[scale]["wrong"] + use[scale]["tied_labels"] == pytest.approx(1.0)
+    # A batch of one group is group scaling again.
+    alone = advantage_use(frame, prompts_per_step=1)
+    assert alone["batch"]["right"] == pytest.approx(alone["group"]["right"], rel=1e-3)
+    assert advantage_use(frame.iloc[:0])["group"]["right"] is None
+    with pytest.raises(ValueError, match="unknown scale"):
+        advantage_use(frame, scales=["groups"])
 
 
 def test_kind_auc_and_criteria_separation_on_a_hand_made_frame():

@@ -138,3 +138,71 @@ def zero_spread(scores: pd.DataFrame, score: str = "reward", group: Sequence[str
     zero = int(np.isclose(np.array(stds), 0.0, rtol=1e-5, atol=1e-8).sum()) if stds else 0
     return {"n_groups": len(stds), "n_zero_std": zero, "frac_reward_zero_std": zero / len(stds) if stds else None,
             "n_groups_unscored": unscored}
+
+
+SCALES = ("group", "batch", "none")
+
+
+def _group_std(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def advantage_use(parts: pd.DataFrame, label: str = "label", *, prompts_per_step: int = 2,
+                  scales: Sequence[str] = SCALES, eps: float = 1e-4) -> dict[str, dict[str, Any]]:
+    """Where the push of a GRPO step goes, per `scale_rewards`: the share of the advantages' total magnitude that
+    moves answers the right way (a better-labelled answer up, a worse one down, relative to its group's mean
+    label), the wrong way, or nowhere useful (groups whose answers share one label: there is nothing to learn from
+    them, so any push there is noise), and the share that groups the consensus check decided nothing in carry.
+
+    Advantages are TRL's: the group mean is the baseline; "group" divides by the group's std, "batch" by the std
+    of the step's batch (`prompts_per_step` consecutive groups), "none" does not divide. Why it matters: with
+    "group", a group whose rewards differ by Verifier noise alone gets the same push as one the reward separates
+    clearly; "batch" and "none" scale that push down with the group's spread. `parts` needs task_id, step, reward,
+    `label` (1/0 or graded) and, optionally, checked. Answers without a reward or a label are left out.
+
+    >>> f = pd.DataFrame({"task_id": list("aabb"), "step": 0, "reward": [0.9, 0.1, 0.52, 0.50],
+    ...                   "label": [1, 0, 0, 0]})
+    >>> use = advantage_use(f)
+    >>> round(use["group"]["tied_labels"], 2), round(use["batch"]["tied_labels"], 2)
+    (0.5, 0.02)
+    """
+    unknown = sorted(set(scales) - set(SCALES))
+    if unknown:
+        raise ValueError(f"advantage_use: unknown scale(s) {unknown}; choose from {', '.join(SCALES)}")
+    if prompts_per_step < 1:
+        raise ValueError(f"advantage_use: prompts_per_step must be at least 1, got {prompts_per_step}")
+    data = parts.copy()
+    data["reward"] = pd.to_numeric(data["reward"], errors="coerce")
+    data[label] = pd.to_numeric(data[label], errors="coerce")
+    data = data[data["reward"].notna() & data[label].notna()]
+    checked = data["checked"].astype(bool) if "checked" in data else pd.Series(False, index=data.index)
+    groups = [g for _, g in data.groupby(["task_id", "step"], sort=False) if len(g) > 1]
+    out: dict[str, dict[str, Any]] = {}
+    for scale in scales:
+        right = wrong = tied = unchecked = total = 0.0
+        for start in range(0, len(groups), prompts_per_step):
+            batch = groups[start:start + prompts_per_step]
+            batch_std = _group_std(np.concatenate([g["reward"].to_numpy() for g in batch]))
+            for g in batch:
+                rewards = g["reward"].to_numpy()
+                centred = rewards - rewards.mean()
+                scale_by = {"group": _group_std(rewards), "batch": batch_std, "none": None}[scale]
+                adv = centred if scale_by is None else centred / (scale_by + eps)
+                labels = g[label].to_numpy()
+                direction = labels - labels.mean()
+                mass = np.abs(adv)
+                total += mass.sum()
+                if not checked[g.index].any():
+                    unchecked += mass.sum()
+                if np.allclose(direction, 0.0):
+                    tied += mass.sum()
+                    continue
+                agree = np.sign(adv) * np.sign(direction)
+                right += mass[agree > 0].sum()
+                wrong += mass[agree < 0].sum()
+                tied += mass[agree == 0].sum()
+        shares = {name: float(mass / total) if total > 0 else None
+                  for name, mass in (("right", right), ("wrong", wrong), ("tied_labels", tied),
+                                     ("unchecked_groups", unchecked))}
+        out[scale] = {**shares, "n_groups": len(groups), "prompts_per_step": prompts_per_step}
+    return out

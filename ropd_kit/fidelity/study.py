@@ -62,7 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .. import rundir
 from ..config import RunConfig
 from .criteria import agreement_table, criterion_verdicts, result_value_check, result_value_summary, verdict_coverage
-from .decided import decided_summary, reward_parts, zero_spread
+from .decided import advantage_use, decided_summary, reward_parts, zero_spread
 from .labels import label_agreement, label_correct, teacher_competence
 from .links import kind_auc, loss_split
 from .stats import json_records, signal_summary, split_by
@@ -1173,10 +1173,22 @@ def _records_by_stratum(split: Mapping[str, pd.DataFrame]) -> dict[str, list[dic
     return {stratum: json_records(table) for stratum, table in split.items()}
 
 
+def _labelled_parts(parts: pd.DataFrame, frame: pd.DataFrame, graded: bool) -> pd.DataFrame:
+    """`parts` with each answer's label joined on (graded labels as they are, else `correct` as 1/0)."""
+    label = frame["label"] if graded else frame["correct"].map(lambda v: float(v) if isinstance(v, bool) else None)
+    labels = frame[KEYS].assign(label=pd.to_numeric(label, errors="coerce"))
+    labels["step"] = labels["step"].astype(int)
+    keyed = parts.assign(step=parts["step"].astype(int))
+    keyed["rollout_idx"] = pd.to_numeric(keyed["rollout_idx"], errors="coerce")
+    labels["rollout_idx"] = pd.to_numeric(labels["rollout_idx"], errors="coerce")
+    return keyed.merge(labels, on=KEYS, how="left")
+
+
 def variant_summary(bank: Bank, judged: Judged, frame: pd.DataFrame,
-                    judge_wall_s: float | None = None) -> dict[str, Any]:
+                    judge_wall_s: float | None = None, *, prompts_per_step: int = 2) -> dict[str, Any]:
     """Everything fidelity.json says about one variant besides its AUCs. `judge_wall_s`: the seconds its judging
-    took (default its usage.json's; a derived variant's judging is its parent's)."""
+    took (default its usage.json's; a derived variant's judging is its parent's). `prompts_per_step`: the groups
+    of one training batch, for where the advantages' push goes under each `scale_rewards` (`advantage_use`)."""
     verdicts = _labelled_verdicts(judged, frame)
     parts = judged_parts(judged)
     long = criterion_verdicts(judged.rubrics, verdicts)
@@ -1203,6 +1215,7 @@ def variant_summary(bank: Bank, judged: Judged, frame: pd.DataFrame,
         "levers": _lever_counts(judged.verdicts),
         "decided": decided_summary(parts),
         "zero_spread": zero_spread(parts, groups=[(r["task_id"], int(r.get("step", 0))) for r in judged.rubrics]),
+        "advantage_use": advantage_use(_labelled_parts(parts, frame, bank.graded), prompts_per_step=prompts_per_step),
         "judge_tokens": judge_tokens(judged, n_scored, bank.teacher_refs),
         "wall_s": judged.usage.get("wall_s"),
         "judge_wall_s": judge_wall_s,
@@ -1287,6 +1300,7 @@ def summarise(
     graded = bank.graded
     options = {"n_boot": study.n_boot, "seed": study.seed, "level": study.level}
     walls = _judge_walls(judged)
+    per_step = (config or study.run_config()).prompts_per_step
     by_kind = {name: kind_auc(frame, name, **options) for name in names} if frame["kind"].notna().any() else {}
     splits = {
         variant: loss_split(frame, variant, rubric_signal(variant), f"reference:{variant}",
@@ -1306,8 +1320,10 @@ def summarise(
                                   **options),
         "signal_names": {s: signal_label(s) for s in names},
         "by_kind": {name: kinds for name, kinds in by_kind.items() if kinds},
-        "variants": {name: variant_summary(bank, result, frame, walls[name]) for name, result in judged.items()},
-        "references": {name: variant_summary(bank, result, frame, result.usage.get("wall_s"))
+        "variants": {name: variant_summary(bank, result, frame, walls[name], prompts_per_step=per_step)
+                     for name, result in judged.items()},
+        "references": {name: variant_summary(bank, result, frame, result.usage.get("wall_s"),
+                                             prompts_per_step=per_step)
                        for name, result in references.items()},
         "loss_split": splits,
     }
@@ -1362,6 +1378,8 @@ def variant_table(result: Mapping[str, Any]) -> pd.DataFrame:
             "groups_failed": failures.get("groups_failed"),
             "zero-spread groups": spread.get("frac_reward_zero_std"),
             "answers checked by code": decided.get("share_checked"),
+            **{f"push the right way ({scale})": (v.get("advantage_use") or {}).get(scale, {}).get("right")
+               for scale in ("group", "batch")},
             "judge tokens / scored rollout": round(tokens["per_scored_rollout"]) if tokens.get("per_scored_rollout")
             else None,
             "teacher-side tokens / scored rollout": round(tokens["teacher_side_per_scored_rollout"])
