@@ -92,7 +92,8 @@ def write_notebook(root: Path) -> Path:
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
-    nb = parameterize_notebook(load_notebook_node(str(NOTEBOOK)), {"run_dir": "run", "judge": False})
+    # A relative run_dir would be read from the project folder (the checkout), not from where the notebook lies.
+    nb = parameterize_notebook(load_notebook_node(str(NOTEBOOK)), {"run_dir": str(root / "run"), "judge": False})
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": KERNEL_DISPLAY, "language": "python"}
     path = root / NOTEBOOK.name
     nbformat.write(nb, path)
