@@ -349,8 +349,9 @@ def load_teacher(name: str | None = None, *, dtype: str = "auto"):
 
     from .config import DEFAULT_TEACHER
     from .offline.models import hf_folder
-    from .train.student import choose_dtype
+    from .train.student import choose_dtype, release_freed_memory
 
+    release_freed_memory()
     folder = hf_folder(name or DEFAULT_TEACHER)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, choose_dtype(dtype)[0]))

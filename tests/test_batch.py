@@ -308,6 +308,12 @@ def test_a_run_that_calls_no_endpoint_needs_no_server():
     assert not needs_servers(nbs("05_signal_alignment_auc"), {"signals": ["score", "logprob"]})
     assert needs_servers(nbs("05_signal_alignment_auc"), {"signals": ["score", "judge"]})
     assert needs_servers(nbs("05_signal_alignment_auc"), {})
+    # Only the first notebook samples from the student's server: the judging notebooks leave it stopped.
+    from ropd_kit.batch.runner import served_roles
+
+    assert "student" in served_roles(nbs("01_teacher_references")[0], {"method": "ropd"})
+    for name in ("02_rubric_induction", "04_grpo_training"):
+        assert served_roles(nbs(name)[0], {"method": "ropd"}) == ("teacher", "rubricator", "verifier")
 
 
 def test_a_run_runs_its_own_notebooks_and_the_progress_line_follows_them(toy, tmp_path, capfd):

@@ -59,6 +59,14 @@ def test_overrides_reach_the_trainer_args_of_each_method():
     assert name == "SFTConfig" and kwargs["loss_type"] == "dft" and kwargs["packing"] is True
 
 
+@pytest.mark.parametrize("method", ["ropd", "lopd", "rlvr", "sft"])
+def test_activations_are_recomputed_on_a_cpu_unless_an_override_keeps_them(method):
+    # Kept, a demo-sized step's activations alone would not fit a 16 GB machine beside lopd's teacher.
+    assert trainer_args(RunConfig(method=method), "transformers")[1]["gradient_checkpointing"] is True
+    kept = RunConfig(method=method, trainer_overrides={"gradient_checkpointing": False})
+    assert trainer_args(kept, "transformers")[1]["gradient_checkpointing"] is False
+
+
 def test_trl_builds_its_config_from_the_kit_args_and_overrides():
     from trl import GRPOConfig
 

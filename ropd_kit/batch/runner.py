@@ -34,7 +34,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from .spec import BatchError, BatchSpec, HEADLESS_ENV, INDEX, RunSpec, _known_parameters, kernel_name, load_spec, notebook_path
 from ..config import ConfigError
@@ -59,21 +59,28 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _served_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Parameters that point this run's `local` endpoints at servers started once for the whole batch.
+def _run_config(params: Mapping[str, Any]) -> Any:
+    from ..config import RunConfig
+    from ..notebook_tools.params import config_parameter_names
+
+    names = set(config_parameter_names())
+    return RunConfig.from_params(**{k: v for k, v in params.items() if k in names and k != "run_dir"})
+
+
+def _served_params(params: Mapping[str, Any], roles: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parameters that point this run's `local` endpoints (of `roles`; default all) at servers started once for the
+    whole batch.
 
     Without this every notebook kernel would load the models again (and training would start its own servers).
     Servers are shared by model and size, and stopped when the batch ends.
     """
-    from ..config import RunConfig
     from ..notebook_tools.servers import ROLES, resolve_endpoints
-    from ..notebook_tools.params import config_parameter_names
 
-    names = set(config_parameter_names())
-    config = RunConfig.from_params(**{k: v for k, v in params.items() if k in names and k != "run_dir"})
-    resolved = resolve_endpoints(config)
+    roles = ROLES if roles is None else tuple(roles)
+    config = _run_config(params)
+    resolved = resolve_endpoints(config, roles=roles)
     out: dict[str, Any] = {}
-    for role in ROLES:
+    for role in roles:
         if config.endpoint(role).is_local:
             served = resolved.endpoint(role)
             out[f"{role}_base_url"], out[f"{role}_model"] = served.base_url, served.model
@@ -82,39 +89,47 @@ def _served_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-# Notebooks that call no endpoint (they read the run directory, or load models in their kernel), the methods whose
-# training calls none, and notebook 05 without the teacher-as-judge signal. Before such a notebook the batch's
-# servers are stopped, so that the models it loads (lopd's student beside its white-box teacher, 05's teacher in
-# fp32) have the machine's memory to themselves; the next notebook that calls a model starts them again. Any other
-# notebook, or one without the parameter that decides, keeps them. A notebook that does need a model here (05
-# grading open-ended rollouts) starts its own server: slower, never wrong.
+# Which endpoint roles a notebook calls, where we know it is not all of them: 03 and 06 call none (they read the run
+# directory, or load models in their kernel); 04 calls the judging side for ropd, judge and sft (teacher refs) and
+# nothing for lopd and rlvr; 05 calls the judge only for the teacher-as-judge signal; 02 judges. Only 01 (and any
+# notebook we do not know) samples from the student's server. Before each notebook the batch stops the servers it
+# does not call and starts the ones it does, so that the models a notebook loads (lopd's student beside its white-box
+# teacher, 05's teacher in fp32, ropd's student beside the judge) have the memory to themselves. A notebook that
+# does call a model it was not given (05 grading open-ended rollouts) starts its own server: slower, never wrong.
+JUDGE_SIDE = ("teacher", "rubricator", "verifier")
 NO_ENDPOINT_NOTEBOOKS = frozenset({"03_verification_and_rewards", "06_efficiency"})
 NO_JUDGE_METHODS = frozenset({"lopd", "rlvr"})
 
 
+def served_roles(notebook: Path, params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The endpoint roles a notebook calls in a run with these parameters (all of them unless known otherwise)."""
+    from ..notebook_tools.servers import ROLES
+
+    stem = notebook.stem
+    if stem in NO_ENDPOINT_NOTEBOOKS:
+        return ()
+    if stem == "04_grpo_training":
+        return () if params.get("method") in NO_JUDGE_METHODS else JUDGE_SIDE if "method" in params else ROLES
+    if stem == "05_signal_alignment_auc":
+        return JUDGE_SIDE if "signals" not in params or "judge" in params["signals"] else ()
+    if stem == "02_rubric_induction":
+        return JUDGE_SIDE
+    return ROLES
+
+
 def needs_servers(notebooks: list[Path], params: Mapping[str, Any]) -> bool:
     """Whether a run of these notebooks with these parameters calls an endpoint (and so a local server)."""
-    def calls(nb: Path) -> bool:
-        if nb.stem in NO_ENDPOINT_NOTEBOOKS:
-            return False
-        if nb.stem == "04_grpo_training":
-            return params.get("method") not in NO_JUDGE_METHODS
-        if nb.stem == "05_signal_alignment_auc":
-            return "signals" not in params or "judge" in params["signals"]
-        return True
-
-    return any(calls(nb) for nb in notebooks)
+    return any(served_roles(nb, params) for nb in notebooks)
 
 
 def _served_for(notebook: Path, run_params: Mapping[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """A notebook's parameters: pointed at the batch's servers when it calls an endpoint (started now if none runs),
-    else as they are, with the batch's servers stopped first (`needs_servers`)."""
-    if needs_servers([notebook], run_params):
-        return {**params, **_served_params(run_params)}
+    """A notebook's parameters, pointed at the batch's servers of the roles it calls (`served_roles`): those are
+    started if they are not running, and the others are stopped first."""
     from ..notebook_tools.servers import stop_servers
 
-    stop_servers()
-    return params
+    roles = served_roles(notebook, run_params)
+    stop_servers(keep=_run_config(run_params) if roles else None, roles=roles)
+    return {**params, **_served_params(run_params, roles)} if roles else params
 
 
 class _QuietUnknownParameters(logging.Filter):
@@ -168,15 +183,16 @@ def _execute_run(
     _write_status(folder / STATUS, status, secrets)
     t_run = time.perf_counter()
     for nb in notebooks:
-        try:
-            nb_params = _served_for(nb, run.params, params) if serve_local else params
-        except Exception as exc:  # noqa: BLE001 - a model that cannot be served fails this run, not the batch
-            status.status, status.failed_notebook = "failed", f"{nb.stem} (local servers)"
-            status.error, status.traceback = _error_text(exc)
-            break
         output = folder / nb.name
         progress.notebook_started(nb.stem, output)
         t0 = time.perf_counter()
+        try:
+            nb_params = _served_for(nb, run.params, params) if serve_local else params
+        except Exception as exc:  # noqa: BLE001 - a model that cannot be served fails this run, not the batch
+            progress.notebook_done()
+            status.status, status.failed_notebook = "failed", f"{nb.stem} (local servers)"
+            status.error, status.traceback = _error_text(exc)
+            break
         error: BaseException | None = None
         try:
             papermill.execute_notebook(

@@ -10,8 +10,10 @@ Out: one JSON per benchmark under `reports/bench/` (`bench.py` writes them and t
   server as it is: on a small CPU the server is the ceiling (tokens/s per pass say how much batching still buys).
   (b) through `FaultProxy` in replay mode with a fixed latency per call: the answers are the server's own, recorded
   in (a), so only the latency is left and the ratio measures what our client overlaps.
-- `verify_granularity`: one verifier call per group (the default) vs one per answer vs one per (answer, criterion):
-  calls, prompt + completion tokens and wall time per group, on the same rubrics.
+- `verify_granularity`: one verifier call per group (the default) vs one per answer vs one per (answer, criterion),
+  and soft verdicts (one request per (answer, criterion), p(true) read from log-probabilities, an answer's criteria
+  asked one after another): calls, prompt + completion tokens (and the prompt tokens the server took from its prompt
+  cache) and wall time per group, on the same rubrics.
 - `cache_replay`: the reward of one ropd step (teacher refs + judging of its groups, `RubricReward.judge_groups`)
   with an empty cache, then again with the cache it filled: HTTP requests and the speed-up.
 
@@ -324,6 +326,10 @@ async def _verify_mode(group: Group, rubric: Any, mode: str, config: RunConfig, 
                                clients.verifier, cfg, seed=0)
             for criterion in rubric.criteria
         ))
+    elif mode == "soft":
+        cfg = config.model_copy(update={"verifier_mode": "soft"})
+        outcomes = [await verify_group_async(group.task.prompt, rubric, group.teacher_refs, group.rollouts,
+                                             clients.verifier, cfg, seed=0)]
     else:
         raise ValueError(f"unknown verification mode {mode!r}")
     wall = time.perf_counter() - started
@@ -334,13 +340,14 @@ async def _verify_mode(group: Group, rubric: Any, mode: str, config: RunConfig, 
         "prompt_tokens": usage["prompt_tokens"],
         "completion_tokens": usage["completion_tokens"],
         "tokens": usage["prompt_tokens"] + usage["completion_tokens"],
+        "reused_prompt_tokens": usage["reused_prompt_tokens"],
         "failed": any(o.failed for o in outcomes),
         "n_answers": n_answers,
         "n_criteria": len(rubric.criteria),
     }
 
 
-MODES = ("per_group", "per_answer", "per_answer_criterion")
+MODES = ("per_group", "per_answer", "per_answer_criterion", "soft")
 
 
 def bench_verify_granularity(
@@ -380,6 +387,7 @@ def bench_verify_granularity(
             "tokens_per_group": median([r["tokens"] for r in mine]),
             "prompt_tokens_per_group": median([r["prompt_tokens"] for r in mine]),
             "completion_tokens_per_group": median([r["completion_tokens"] for r in mine]),
+            "reused_prompt_tokens_per_group": median([r["reused_prompt_tokens"] for r in mine]),
             "wall_s_per_group": median([r["wall_s"] for r in mine]),
             "failed": sum(r["failed"] for r in mine),
         }

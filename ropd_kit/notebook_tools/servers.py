@@ -27,8 +27,7 @@ def resolve_endpoints(config: RunConfig, roles: Sequence[str] = ROLES) -> RunCon
     `stop_servers()`), so stepping through a notebook cell by cell does not reload a model for every cell.
     Roles that name the same model share one server. Endpoints with a real URL are returned unchanged.
     """
-    from ..offline.models import served_gguf
-    from ..offline.serve import LocalServer, served_endpoint, server_ctx_size
+    from ..offline.serve import LocalServer, served_endpoint
 
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
@@ -38,11 +37,8 @@ def resolve_endpoints(config: RunConfig, roles: Sequence[str] = ROLES) -> RunCon
         endpoint = config.endpoint(role)
         if not endpoint.is_local:
             continue
-        # Sized over every local role of the config, not just `roles`, so that notebooks resolving different roles
-        # of one config share a model's server.
-        ctx_size = server_ctx_size(config)
-        _, gguf = served_gguf(endpoint.model)
-        key = (str(gguf.resolve()), config.server_parallel, ctx_size, config.server_threads)
+        key = _server_key(config, role)
+        ctx_size = key[2]
         server = _SERVERS.get(key)
         if server is None or not server.running:
             server = LocalServer(endpoint.model, parallel=config.server_parallel, ctx_size=ctx_size,
@@ -52,13 +48,30 @@ def resolve_endpoints(config: RunConfig, roles: Sequence[str] = ROLES) -> RunCon
     return config.model_copy(update=updates)
 
 
-def stop_servers() -> int:
-    """Stop the servers `resolve_endpoints` started in this kernel; returns how many were running."""
-    running = [s for s in _SERVERS.values() if s.running]
-    for server in running:
-        server.stop()
-    _SERVERS.clear()
-    return len(running)
+def _server_key(config: RunConfig, role: str) -> tuple:
+    """What tells one local server from another: the model file, its slots, context size and threads. The context
+    is sized over every local role of the config, not just the ones resolved, so that notebooks resolving
+    different roles of one config share a model's server."""
+    from ..offline.models import served_gguf
+    from ..offline.serve import server_ctx_size
+
+    _, gguf = served_gguf(config.endpoint(role).model)
+    return (str(gguf.resolve()), config.server_parallel, server_ctx_size(config), config.server_threads)
+
+
+def stop_servers(keep: RunConfig | None = None, roles: Sequence[str] = ROLES) -> int:
+    """Stop the servers `resolve_endpoints` started in this kernel; returns how many were running. With `keep`, the
+    servers its local `roles` would use stay up (a batch stops only those its next notebook does not call)."""
+    kept = {_server_key(keep, r) for r in roles if keep.endpoint(r).is_local} if keep is not None else set()
+    stopped = 0
+    for key, server in list(_SERVERS.items()):
+        if key in kept:
+            continue
+        if server.running:
+            server.stop()
+            stopped += 1
+        del _SERVERS[key]
+    return stopped
 
 
 ENDPOINT_LIMITS = ("max_concurrency", "requests_per_minute", "tokens_per_minute", "usd_per_mtok_input",

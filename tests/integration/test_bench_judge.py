@@ -47,7 +47,7 @@ def test_granularity_counts_calls_per_answer_and_per_criterion(groups):
     group = dataclasses.replace(found[0], teacher_refs=found[0].teacher_refs[:1], rollouts=found[0].rollouts[:1])
     result = bench_verify_granularity([group], config, repeats=1, progress=lambda _: None)
     rows = {r["mode"]: r for r in result["rows"]}
-    assert set(rows) == {"per_group", "per_answer", "per_answer_criterion"}
+    assert set(rows) == {"per_group", "per_answer", "per_answer_criterion", "soft"}
     n, k = rows["per_group"]["n_answers"], rows["per_group"]["n_criteria"]
     assert rows["per_group"]["calls"] >= 1
     assert rows["per_answer"]["calls"] >= n
@@ -55,6 +55,11 @@ def test_granularity_counts_calls_per_answer_and_per_criterion(groups):
     # The question, rubric and instructions are paid once per call: batching is the cheapest in prompt tokens.
     assert rows["per_group"]["prompt_tokens"] < rows["per_answer"]["prompt_tokens"] \
         < rows["per_answer_criterion"]["prompt_tokens"]
+    # Soft verdicts: a request per (answer, criterion) too, but the server reuses an answer's prompt across its
+    # criteria, and each reply is one word.
+    assert rows["soft"]["calls"] >= n * k
+    assert rows["soft"]["reused_prompt_tokens"] > rows["soft"]["prompt_tokens"] / 3
+    assert rows["soft"]["completion_tokens"] < rows["per_answer_criterion"]["completion_tokens"]
 
 
 def test_cache_replay_asks_again_only_for_what_was_not_usable(groups):

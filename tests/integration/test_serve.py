@@ -245,6 +245,29 @@ def test_local_endpoints_share_one_server_per_model_file(tmp_path):
     assert not any(_port_open(p) for p in ports)
 
 
+def test_kernel_servers_stop_all_but_the_ones_a_config_still_calls(tmp_path):
+    # A batch keeps the teacher's server for the next notebook and stops the student's, which that notebook does not
+    # call: the servers of the kept roles go on serving at the same address, the others are gone.
+    from ropd_kit.notebook_tools.servers import resolve_endpoints, stop_servers
+
+    student_file = tmp_path / "student-copy.gguf"
+    shutil.copyfile(models.install(FAST_MODEL, progress=False), student_file)
+    config = RunConfig(teacher=EndpointConfig(model="smollm2"), rubricator=EndpointConfig(model="smollm2"),
+                       verifier=EndpointConfig(model="smollm2"), student=EndpointConfig(model=str(student_file)),
+                       server_parallel=1)
+    try:
+        resolved = resolve_endpoints(config)
+        port = {r: int(resolved.endpoint(r).base_url.rsplit(":", 1)[1].split("/")[0]) for r in ("teacher", "student")}
+        assert port["teacher"] != port["student"]
+        assert stop_servers(keep=config, roles=("teacher", "verifier")) == 1
+        assert _port_open(port["teacher"]) and not _port_open(port["student"])
+        again = resolve_endpoints(config, roles=("teacher",))
+        assert again.teacher.base_url == resolved.teacher.base_url  # the kept one is reused, not restarted
+    finally:
+        stopped = stop_servers()
+    assert stopped == 1 and not _port_open(port["teacher"])
+
+
 def test_cli_run_serves_until_interrupted(sigint_default):
     proc = subprocess.Popen(
         [sys.executable, "-m", "ropd_kit.offline.serve", "run", "smollm2", "--parallel", "1"],
