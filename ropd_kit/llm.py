@@ -406,6 +406,7 @@ _CALL_REQUESTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVa
 class _LoopState:
     openai: Any
     semaphore: asyncio.Semaphore
+    sequences: asyncio.Semaphore
 
 
 class LLMClient:
@@ -491,9 +492,21 @@ class LLMClient:
                     client, self._template_used = self._template, True
                 else:
                     client = self._template.copy(http_client=self._new_http_client())
-                state = _LoopState(client, asyncio.Semaphore(self.endpoint.max_concurrency))
+                state = _LoopState(client, asyncio.Semaphore(self.endpoint.max_concurrency),
+                                   asyncio.Semaphore(self.endpoint.max_concurrency))
                 self._states[loop] = state
             return state
+
+    def sequence(self) -> asyncio.Semaphore:
+        """Held around requests that share a long prefix and follow one another (`async with client.sequence():`).
+
+        A server with a prompt cache per slot (llama-server) finds the prefix only if the next request of the
+        sequence gets the slot the last one left. With more sequences in flight than the endpoint takes requests at
+        once, each request of a sequence would queue behind those of the others and land on a slot another prefix
+        has since overwritten, so every request would pay for its whole prompt again. At most `max_concurrency`
+        sequences run at once; requests outside any sequence are not held back.
+        """
+        return self._state().sequences
 
     def _sanitize(self, text: str) -> str:
         key = getattr(self._template, "api_key", None)

@@ -44,6 +44,7 @@ What the levers did per answer is in `GroupVerdicts.teacher_notes` / `student_no
 
 from __future__ import annotations
 
+import contextlib
 import asyncio
 import logging
 import math
@@ -601,11 +602,22 @@ class _SoftCells:
 async def _soft_answer(
     question: Any, rubric: Rubric, text: str, boundary: str, client: Any, config: Any, record: _Call, fatal: list[str]
 ) -> _SoftCells:
-    """One answer's criteria asked one after another (each request then finds the answer in the server's cache)."""
-    from .llm import LLMError
-
+    """One answer's criteria asked one after another, as one of the client's sequences (`LLMClient.sequence`), so
+    that each request finds the answer's prompt in the server's cache."""
     criteria = _criteria_list(rubric)
     cells = _SoftCells(len(criteria))
+    sequence = getattr(client, "sequence", None)
+    async with sequence() if sequence is not None else contextlib.nullcontext():
+        await _soft_criteria(question, criteria, text, boundary, client, config, record, fatal, cells)
+    return cells
+
+
+async def _soft_criteria(
+    question: Any, criteria: Sequence[Any], text: str, boundary: str, client: Any, config: Any, record: _Call,
+    fatal: list[str], cells: _SoftCells,
+) -> None:
+    from .llm import LLMError
+
     endpoint = _endpoint_of(client)
     prompts_dir = getattr(config, "prompts_dir", None)
     for k, criterion in enumerate(criteria):
@@ -641,7 +653,6 @@ async def _soft_answer(
         words = result.text.split()
         cells.booleans[k] = verdict_word(words[0]) if words else None
         cells.reasons[k] = reason
-    return cells
 
 
 def soft_result(cells: _SoftCells, batched: Sequence[bool] | None) -> tuple[list[bool] | None, dict[str, Any]]:

@@ -7,6 +7,7 @@ A 135M model's verdicts are noise; what this proves is the machinery, on the ser
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -179,3 +180,50 @@ def test_an_endpoint_without_log_probabilities_falls_back_to_booleans_and_says_s
     # batched call (the verdict-matrix requests), asking nothing per criterion.
     assert any(not e.verifier for e in proxy.events[:seen]) and all(e.verifier for e in proxy.events[seen:])
     assert usage["http_requests"] == len(proxy.events) - seen
+
+
+def test_groups_judged_together_ask_at_most_as_many_answers_at_once_as_the_server_has_slots(fast_config, tmp_path):
+    # Three groups at once, twelve answers in all, against four slots. Were every answer's requests in flight
+    # together, an answer's next criterion would queue behind eleven others and land on a slot another answer has
+    # since taken. An answer holds one of the client's four sequences for all its criteria instead: at no time are
+    # more than four answers being asked about, and each answer's criteria are asked in one run.
+    rubric = Rubric(criteria=[
+        Criterion(id=f"c{k}", text=text, points=1, category="reasoning")
+        for k, text in enumerate(["Subtracts 5 from 12.", "Adds 3 at the end.", "States the answer 10.",
+                                  "Explains each step."])
+    ])
+
+    def answers(group: int) -> list[str]:
+        return ["\n".join(f"Step {k}: group {group}, answer {a}, run {tmp_path.name}: 12 - 5 = 7 and 7 + 3 = 10."
+                          for k in range(8)) for a in range(2)]
+
+    verifier = fast_config.verifier.model_copy(update={"max_concurrency": 4})  # the server's four slots
+    config = RunConfig(**{**fast_config.model_dump(), "verifier_mode": "soft", "use_cache": False,
+                          "verifier": verifier})
+    asking: dict[str, int] = {}  # answer -> its requests under way (queued for the client included)
+    most = [0]
+
+    async def go():
+        async with make_clients(config) as clients:
+            chat = clients.verifier.chat
+
+            async def counted(messages, **kwargs):
+                answer = messages[-1]["content"].split("Criterion:")[0]
+                asking[answer] = asking.get(answer, 0) + 1
+                most[0] = max(most[0], sum(1 for n in asking.values() if n))
+                try:
+                    return await chat(messages, **kwargs)
+                finally:
+                    asking[answer] -= 1
+
+            clients.verifier.chat = counted
+            await asyncio.gather(*(
+                verify_group_async(TASK, rubric, answers(g), answers(g + 10), clients.verifier, config, seed=g)
+                for g in range(3)
+            ))
+            return clients.stats.snapshot()["verifier"]
+
+    usage = run_sync(go())
+    assert usage["http_requests"] == 3 * 4 * 4 and len(asking) == 12
+    assert most[0] == 4
+    assert usage["reused_prompt_tokens"] > 0.7 * usage["prompt_tokens"], usage
