@@ -19,7 +19,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -200,6 +202,34 @@ class Lab:
             os.kill(pid, signal.SIGKILL)
 
 
+@contextmanager
+def notebook_run_all(lab: Lab, path: str, kernel_display: str, failure_dir: Path, timeout_ms: int) -> Iterator:
+    """A headless Chromium page on the notebook at `path` (relative to the server's root), its kernel connected and
+    every cell started from the Run menu. An error in the `with` body leaves a screenshot in `failure_dir` and prints
+    the server's log before it propagates."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(timeout_ms)
+            try:
+                page.goto(f"{lab.url}/lab/tree/{path}?token={lab.token}")
+                # The notebook's own kernelspec is found and started: no "Select Kernel" dialog. Run All before the
+                # kernel is connected would open that dialog instead of running.
+                expect(page.get_by_text(f"{kernel_display} | Idle")).to_be_visible(timeout=timeout_ms)
+                page.get_by_role("menuitem", name="Run", exact=True).click()
+                page.locator("li[data-command='runmenu:run-all']").click()  # "Run All Cells"
+                yield page
+            except Exception:
+                page.screenshot(path=str(failure_dir / "failure.png"))
+                print(f"screenshot: {failure_dir / 'failure.png'}\njupyter log:\n{lab.tail()}")
+                raise
+        finally:
+            browser.close()
+
+
 @pytest.fixture
 def lab(tmp_path):
     if not Path(CHROMIUM).exists():
@@ -233,7 +263,7 @@ def column(page, css: str, heading: str) -> list[str] | None:
 
 
 def test_a_weight_moved_in_the_page_changes_the_scores_it_shows(lab, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     expect.set_options(timeout=120_000)  # a busy 2-core machine: JupyterLab and the kernel take their time
     induced = [c["points"] for c in CRITERIA]
@@ -244,57 +274,40 @@ def test_a_weight_moved_in_the_page_changes_the_scores_it_shows(lab, tmp_path):
         phases.append(f"{name}: {time.monotonic() - start:.1f} s")
         print(phases[-1])
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(120_000)
-            try:
-                page.goto(f"{lab.url}/lab/tree/{NOTEBOOK.name}?token={lab.token}")
-                # Run All before the kernel is connected would open the "Select Kernel" dialog instead of running.
-                expect(page.get_by_text(f"{KERNEL_DISPLAY} | Idle")).to_be_visible()
-                phase("notebook open, kernel idle")
-                page.get_by_role("menuitem", name="Run", exact=True).click()
-                page.locator("li[data-command='runmenu:run-all']").click()  # "Run All Cells"
+    with notebook_run_all(lab, NOTEBOOK.name, KERNEL_DISPLAY, tmp_path, 120_000) as page:
+        phase("notebook open, kernel idle, Run All")
+        # The inspector renders, and the last cell (the rubric table as data) ran: no cell failed before it.
+        page.locator(".ropd-scores table").wait_for()
+        phase("inspector rendered")
+        expect(page.locator(".jp-Cell").last.locator(".jp-OutputArea-output table")).to_contain_text(
+            "correct_discrimination")
+        assert column(page, ".ropd-scores", "score") == expected_scores(induced)
+        assert column(page, ".ropd-scores", "recorded_score") == expected_scores(induced)
+        assert column(page, ".ropd-scores", "correct") == [
+            str(key[0] == "teacher" or ROLLOUT_ANSWERS[key[1]] == 42) for key in BLIND_ORDER]
+        # Per criterion, in the page: c1 follows correctness (agreement 1, discrimination 1), c2 does not.
+        assert column(page, ".ropd-rubric", "agreement") == ["1.00", "0.50", "0.50"]
+        assert column(page, ".ropd-rubric", "n_labelled") == ["4", "4", "4"]
+        assert column(page, ".ropd-rubric", "correct_discrimination") == ["1.00", "0.00", "0.00"]
 
-                # The inspector renders, and the last cell (the rubric table as data) ran: no cell failed before it.
-                page.locator(".ropd-scores table").wait_for()
-                phase("inspector rendered")
-                expect(page.locator(".jp-Cell").last.locator(".jp-OutputArea-output table")).to_contain_text(
-                    "correct_discrimination")
-                assert column(page, ".ropd-scores", "score") == expected_scores(induced)
-                assert column(page, ".ropd-scores", "recorded_score") == expected_scores(induced)
-                assert column(page, ".ropd-scores", "correct") == [
-                    str(key[0] == "teacher" or ROLLOUT_ANSWERS[key[1]] == 42) for key in BLIND_ORDER]
-                # Per criterion, in the page: c1 follows correctness (agreement 1, discrimination 1), c2 does not.
-                assert column(page, ".ropd-rubric", "agreement") == ["1.00", "0.50", "0.50"]
-                assert column(page, ".ropd-rubric", "n_labelled") == ["4", "4", "4"]
-                assert column(page, ".ropd-rubric", "correct_discrimination") == ["1.00", "0.00", "0.00"]
-
-                # Drop c2 (it does not separate right from wrong) by typing 0 into its slider's readout.
-                readout = page.locator(".ropd-weight", has=page.locator("label", has_text="c2")).locator(
-                    ".widget-readout")
-                readout.click()
-                page.keyboard.press("Control+A")
-                page.keyboard.type("0")
-                page.keyboard.press("Enter")
-                edited = [3, 0, 1]
-                assert expected_scores(edited) != expected_scores(induced)
-                page.wait_for_function(
-                    f"([expected]) => JSON.stringify(({COLUMN_JS})(['.ropd-scores', 'score'])) === expected",
-                    arg=[json.dumps(expected_scores(edited), separators=(",", ":"))],
-                )
-                phase("scores changed")
-                assert column(page, ".ropd-scores", "score") == expected_scores(edited)
-                assert column(page, ".ropd-scores", "recorded_score") == expected_scores(induced)
-                assert column(page, ".ropd-rubric", "points") == ["3", "0", "1"]
-                # Right rollouts now score 1.0 and wrong ones 0.25; the agreement does not depend on weights.
-                assert column(page, ".ropd-rubric", "agreement") == ["1.00", "0.50", "0.50"]
-            except Exception:
-                page.screenshot(path=str(tmp_path / "failure.png"))
-                print(f"screenshot: {tmp_path / 'failure.png'}\njupyter log:\n{lab.tail()}")
-                raise
-        finally:
-            browser.close()
+        # Drop c2 (it does not separate right from wrong) by typing 0 into its slider's readout.
+        readout = page.locator(".ropd-weight", has=page.locator("label", has_text="c2")).locator(
+            ".widget-readout")
+        readout.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("0")
+        page.keyboard.press("Enter")
+        edited = [3, 0, 1]
+        assert expected_scores(edited) != expected_scores(induced)
+        page.wait_for_function(
+            f"([expected]) => JSON.stringify(({COLUMN_JS})(['.ropd-scores', 'score'])) === expected",
+            arg=[json.dumps(expected_scores(edited), separators=(",", ":"))],
+        )
+        phase("scores changed")
+        assert column(page, ".ropd-scores", "score") == expected_scores(edited)
+        assert column(page, ".ropd-scores", "recorded_score") == expected_scores(induced)
+        assert column(page, ".ropd-rubric", "points") == ["3", "0", "1"]
+        # Right rollouts now score 1.0 and wrong ones 0.25; the agreement does not depend on weights.
+        assert column(page, ".ropd-rubric", "agreement") == ["1.00", "0.50", "0.50"]
     # The notebook ran on our kernel, the interpreter that runs these tests.
     assert {s["kernel"]["name"] for s in lab.sessions()} == {KERNEL}

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_inspector_lab import CHROMIUM, CHROMIUM_FLAGS, Lab, processes_mentioning
+from test_inspector_lab import CHROMIUM, Lab, notebook_run_all, processes_mentioning
 
 from ropd_kit.config import FAST_MODEL
 from ropd_kit.notebook_tools.params import OFFLINE_MODEL_ENV, PROJECT_DIR_ENV
@@ -82,32 +82,14 @@ CELLS_JS = """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].
 
 
 def test_notebook_01_runs_with_its_defaults_from_jupyterlab(lab, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
-
     before = NOTEBOOK.read_bytes()
     start = time.monotonic()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(180_000)
-            try:
-                page.goto(f"{lab.url}/lab/tree/notebooks/{NOTEBOOK.name}?token={lab.token}")
-                # The notebook's own kernelspec is found and started: no "Select Kernel" dialog.
-                expect(page.get_by_text(f"{KERNEL_DISPLAY} | Idle")).to_be_visible(timeout=180_000)
-                page.get_by_role("menuitem", name="Run", exact=True).click()
-                page.locator("li[data-command='runmenu:run-all']").click()  # "Run All Cells"
-                page.wait_for_function(f"() => ({CELLS_JS})().some(c => c.prompt.includes('*'))")
-                # Done when nothing is queued or running any more: every cell ran, or an error stopped the rest.
-                page.wait_for_function(f"() => !({CELLS_JS})().some(c => c.prompt.includes('*'))",
-                                       timeout=1_500_000, polling=2000)
-                cells = page.evaluate(CELLS_JS)
-            except Exception:
-                page.screenshot(path=str(tmp_path / "failure.png"))
-                print(f"screenshot: {tmp_path / 'failure.png'}\njupyter log:\n{lab.tail()}")
-                raise
-        finally:
-            browser.close()
+    with notebook_run_all(lab, f"notebooks/{NOTEBOOK.name}", KERNEL_DISPLAY, tmp_path, 180_000) as page:
+        page.wait_for_function(f"() => ({CELLS_JS})().some(c => c.prompt.includes('*'))")
+        # Done when nothing is queued or running any more: every cell ran, or an error stopped the rest.
+        page.wait_for_function(f"() => !({CELLS_JS})().some(c => c.prompt.includes('*'))",
+                               timeout=1_500_000, polling=2000)
+        cells = page.evaluate(CELLS_JS)
     print(f"notebook 01 ran in {time.monotonic() - start:.0f} s")
 
     errors = [c["output"][-2000:] for c in cells if "Traceback" in c["output"] or "Error" in c["output"].split(":")[0]]
