@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..scoring import weighted_score
+from ..scoring import TRL_STD_EPS, batch_advantages, weighted_score
 
 NO_DECISION = 0.5  # the check's value for an answer it did not decide: it neither raises nor lowers it
 PART_COLUMNS = ["task_id", "step", "answer_idx", "rollout_idx", "reward", "verifier_part", "check", "checked"]
@@ -143,12 +143,8 @@ def zero_spread(scores: pd.DataFrame, score: str = "reward", group: Sequence[str
 SCALES = ("group", "batch", "none")
 
 
-def _group_std(values: np.ndarray) -> float:
-    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
-
-
 def advantage_use(parts: pd.DataFrame, label: str = "label", *, prompts_per_step: int = 2,
-                  scales: Sequence[str] = SCALES, eps: float = 1e-4) -> dict[str, dict[str, Any]]:
+                  scales: Sequence[str] = SCALES, eps: float = TRL_STD_EPS) -> dict[str, dict[str, Any]]:
     """Where the push of a GRPO step goes, per `scale_rewards`: the share of the advantages' total magnitude that
     moves answers the right way (a better-labelled answer up, a worse one down, relative to its group's mean
     label), the wrong way, or nowhere useful (groups whose answers share one label: there is nothing to learn from
@@ -182,12 +178,13 @@ def advantage_use(parts: pd.DataFrame, label: str = "label", *, prompts_per_step
         right = wrong = tied = unchecked = total = 0.0
         for start in range(0, len(groups), prompts_per_step):
             batch = groups[start:start + prompts_per_step]
-            batch_std = _group_std(np.concatenate([g["reward"].to_numpy() for g in batch]))
-            for g in batch:
-                rewards = g["reward"].to_numpy()
-                centred = rewards - rewards.mean()
-                scale_by = {"group": _group_std(rewards), "batch": batch_std, "none": None}[scale]
-                adv = centred if scale_by is None else centred / (scale_by + eps)
+            # Training's own advantages; groups of unequal size are padded with missing rewards, which TRL's
+            # arithmetic leaves out of every mean and std.
+            width = max(len(g) for g in batch)
+            flat = [r for g in batch for r in [*g["reward"].tolist(), *[None] * (width - len(g))]]
+            advantages = batch_advantages(flat, width, eps, scale=scale)
+            for k, g in enumerate(batch):
+                adv = np.array(advantages[k * width:k * width + len(g)])
                 labels = g[label].to_numpy()
                 direction = labels - labels.mean()
                 mass = np.abs(adv)
