@@ -67,17 +67,14 @@ def _run_config(params: Mapping[str, Any]) -> Any:
     return RunConfig.from_params(**{k: v for k, v in params.items() if k in names and k != "run_dir"})
 
 
-def _served_params(params: Mapping[str, Any], roles: Sequence[str] | None = None) -> dict[str, Any]:
-    """Parameters that point this run's `local` endpoints (of `roles`; default all) at servers started once for the
-    whole batch.
+def _served_params(config: Any, roles: Sequence[str]) -> dict[str, Any]:
+    """Parameters that point the run's `local` endpoints of `roles` at servers started once for the whole batch.
 
     Without this every notebook kernel would load the models again (and training would start its own servers).
     Servers are shared by model and size, and stopped when the batch ends.
     """
-    from ..notebook_tools.servers import ROLES, resolve_endpoints
+    from ..notebook_tools.servers import resolve_endpoints
 
-    roles = ROLES if roles is None else tuple(roles)
-    config = _run_config(params)
     resolved = resolve_endpoints(config, roles=roles)
     out: dict[str, Any] = {}
     for role in roles:
@@ -109,7 +106,9 @@ def served_roles(notebook: Path, params: Mapping[str, Any]) -> tuple[str, ...]:
     if stem in NO_ENDPOINT_NOTEBOOKS:
         return ()
     if stem == "04_grpo_training":
-        return () if params.get("method") in NO_JUDGE_METHODS else JUDGE_SIDE if "method" in params else ROLES
+        if "method" not in params:
+            return ROLES
+        return () if params["method"] in NO_JUDGE_METHODS else JUDGE_SIDE
     if stem == "05_signal_alignment_auc":
         return JUDGE_SIDE if "signals" not in params or "judge" in params["signals"] else ()
     if stem == "02_rubric_induction":
@@ -128,8 +127,12 @@ def _served_for(notebook: Path, run_params: Mapping[str, Any], params: dict[str,
     from ..notebook_tools.servers import stop_servers
 
     roles = served_roles(notebook, run_params)
-    stop_servers(keep=_run_config(run_params) if roles else None, roles=roles)
-    return {**params, **_served_params(run_params, roles)} if roles else params
+    if not roles:
+        stop_servers()
+        return params
+    config = _run_config(run_params)
+    stop_servers(keep=config, roles=roles)
+    return {**params, **_served_params(config, roles)}
 
 
 class _QuietUnknownParameters(logging.Filter):
