@@ -172,6 +172,16 @@ class Lab:
                     raise RuntimeError(f"jupyter lab did not answer within {timeout_s:.0f} s:\n{self.tail()}")
                 time.sleep(0.5)
 
+    @contextmanager
+    def running(self) -> Iterator["Lab"]:
+        """Started for the `with` body and stopped after it, whatever happened; no kernel of ours outlives it."""
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
+        assert processes_mentioning(str(self.runtime)) == [], "a kernel outlived the server"
+
     def api(self, path: str) -> str:
         return f"{self.url}/api/{path}?token={self.token}"
 
@@ -238,13 +248,8 @@ def lab(tmp_path):
     root.mkdir()
     write_run(root / "run")
     write_notebook(root)
-    server = Lab(tmp_path, root)
-    try:
-        server.start()
+    with Lab(tmp_path, root).running() as server:
         yield server
-    finally:
-        server.stop()
-    assert processes_mentioning(str(server.runtime)) == [], "a kernel outlived the server"
 
 
 # One column of the first table under a CSS selector, found by its heading (null while not rendered).

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_inspector_lab import CHROMIUM, Lab, notebook_run_all, processes_mentioning
+from test_inspector_lab import CHROMIUM, Lab, notebook_run_all
 
 from ropd_kit.config import FAST_MODEL
 from ropd_kit.notebook_tools.params import OFFLINE_MODEL_ENV, PROJECT_DIR_ENV
@@ -66,12 +66,8 @@ def lab(tmp_path, run_dir_aside):
     (settings / "docmanager-extension" / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
     (settings / "notebook-extension").mkdir(parents=True)
     (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
-    try:
-        server.start()
+    with server.running():
         yield server
-    finally:
-        server.stop()
-    assert processes_mentioning(str(server.runtime)) == [], "a kernel outlived the server"
 
 
 # Per code cell: its prompt ("[3]:", "[*]:", "[ ]:") and its outputs' text.
