@@ -340,10 +340,11 @@ def _join_signal(frame: pd.DataFrame, extra: Any, name: str) -> pd.DataFrame:
 
 
 def load_teacher(name: str | None = None, *, dtype: str = "auto"):
-    """(model, tokenizer) of an offline model (default: the 1.5B teacher) from its cached transformers folder.
+    """(model, tokenizer) of an offline model (default: the 1.5B teacher) from its cached transformers folder, frozen.
 
     `dtype` is a RunConfig.student_dtype value: "auto" picks bf16 only where the CPU (or GPU) computes it natively,
-    as for the student (`train.student.choose_dtype`)."""
+    as for the student (`train.student.choose_dtype`). In fp32 the large weights stay in the checkpoint's bf16 and
+    are widened layer by layer (`train.compact`)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -356,6 +357,11 @@ def load_teacher(name: str | None = None, *, dtype: str = "auto"):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, choose_dtype(dtype)[0]))
     model.eval()
+    model.requires_grad_(False)
+    if model.dtype == torch.float32:
+        from .train.compact import keep_weights_compact
+
+        keep_weights_compact(model)  # scored forward only: half the memory, the same log-probs
     return model, tokenizer
 
 

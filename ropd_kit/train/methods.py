@@ -358,12 +358,22 @@ def train(config: "RunConfig") -> TrainResult:
         with ddp.served(_judge_config(config)) as served:
             # An unreachable judge would otherwise surface only after the student is loaded and a step is spent.
             check_reachable({role: served.endpoint(role) for role in ("teacher", "rubricator", "verifier")})
-            return _train_grpo(served, tasks, eval_tasks, backend, resume_from, wall_offset)
+            return _released(_train_grpo(served, tasks, eval_tasks, backend, resume_from, wall_offset))
     if method == "rlvr":
-        return _train_grpo(config, tasks, eval_tasks, backend, resume_from, wall_offset)
+        return _released(_train_grpo(config, tasks, eval_tasks, backend, resume_from, wall_offset))
     if method == "lopd":
-        return _train_lopd(config, tasks, eval_tasks, backend, resume_from, wall_offset)
-    return _train_sft(config, tasks, eval_tasks, backend, resume_from, wall_offset)
+        return _released(_train_lopd(config, tasks, eval_tasks, backend, resume_from, wall_offset))
+    return _released(_train_sft(config, tasks, eval_tasks, backend, resume_from, wall_offset))
+
+
+def _released(result: TrainResult) -> TrainResult:
+    """The trainer, its callbacks and the models refer to each other, so they outlive the run until the cycle
+    collector runs; collect now, so that what the notebook loads next (the trained student) does not sit beside
+    them."""
+    import gc
+
+    gc.collect()
+    return result
 
 
 def _finish(trainer: Any, config: "RunConfig", state: _RunState, reward: Any, resume_from: Path | None) -> TrainResult:
@@ -444,7 +454,8 @@ def _train_lopd(config: "RunConfig", tasks, eval_tasks, backend, resume_from, wa
     # The larger model loads first: while a model loads, its weight file is mapped beside the copy being made, so
     # the process peaks at the models loaded so far plus that file (on a CPU in fp32: 7.1 + 2.5 + 1.3 GB this way
     # round, 2.5 + 7.1 + 3.6 GB the other).
-    teacher = load_student(config.lopd_teacher_model, config=config, backend="transformers", for_training=False)
+    teacher = load_student(config.lopd_teacher_model, config=config, backend="transformers", for_training=False,
+                           compact=True)
     student = load_student(config.student_model, config=config, backend=backend, for_training=True)
     # Each task appears n_rollouts times, so a step sees as many student samples as a GRPO step does.
     dataset = grpo_dataset([t for t in tasks for _ in range(config.n_rollouts)], config)

@@ -220,6 +220,7 @@ def load_student(
     config: "RunConfig | None" = None,
     for_training: bool = True,
     backend: str | None = None,
+    compact: bool = False,
 ) -> LoadedModel:
     """Load a student (or the white-box teacher / a checkpoint for evaluation).
 
@@ -227,6 +228,10 @@ def load_student(
     checkpoint folder (a LoRA adapter: its base is loaded first), a run directory (its last checkpoint) or a hub id. With `for_training`, a fresh LoRA
     adapter (config.lora_r / lora_alpha) is added, or a checkpoint's adapter is loaded trainable; otherwise the model
     is frozen in eval mode.
+
+    `compact` (a frozen model that is only run forward, such as lopd's white-box teacher): in fp32, its large
+    weights stay in the checkpoint's bf16 and are widened as each layer runs (`compact.keep_weights_compact`): half
+    the memory, the same numbers. Generation would pay the widening at every token, so it is off by default.
     """
     from ..config import RunConfig
 
@@ -247,7 +252,15 @@ def load_student(
         loaded = _load_unsloth(folder, path if adapter_base else None, config, for_training)
     else:
         loaded = _load_transformers(folder, path if adapter_base else None, config, for_training)
-    _say(f"loaded {what} with {backend}{' + LoRA' if for_training else ''} in {model_dtype(loaded.model)}")
+    dtype = model_dtype(loaded.model)
+    kept = ""
+    if compact and not for_training and backend == "transformers" and dtype == "float32":
+        from .compact import keep_weights_compact
+
+        freed = keep_weights_compact(loaded.model)
+        if freed:
+            kept = f" (large weights kept in bf16, {freed / 2**30:.1f} GiB less)"
+    _say(f"loaded {what} with {backend}{' + LoRA' if for_training else ''} in {dtype}{kept}")
     return loaded
 
 
