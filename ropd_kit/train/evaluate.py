@@ -165,6 +165,7 @@ def evaluate(
     max_new_tokens: int | None = None,
     batch_size: int = 16,
     clients: "Clients | LLMClient | None" = None,
+    reuse_untrained: bool = False,
 ) -> "pd.DataFrame":
     """Per-sample correctness of `k` samples per task; `pass_at_1(frame)` gives pass@1 averaged over the k, and
     `mean_score(frame)` the mean score (the reference-rubric score for open-ended tasks, 1/0 for the others).
@@ -175,6 +176,10 @@ def evaluate(
     Records go to `<run_dir>/eval.jsonl` when `run_dir` is given. Open-ended tasks are graded by the Verifier:
     `clients` (a `Clients` or the verifier's `LLMClient`), else the config's verifier endpoint (a local one is
     started for the grading and stopped after it). `frame.attrs` holds pass@1, score, grade_failures, grade_calls.
+
+    `reuse_untrained` (training's evaluation before the first step): when the model is still its base model (a
+    fresh adapter adds nothing), its samples are replayed from an earlier run with the same model, tasks and decoding
+    (`untrained.UntrainedSamples`), or generated and kept for the next one; `frame.attrs["replayed"]` says which.
     """
     import pandas as pd
 
@@ -204,17 +209,22 @@ def evaluate(
         raise ValueError(f"k={k} samples with temperature 0 would be {k} copies of one greedy answer; sample instead")
     max_new_tokens = max_new_tokens or getattr(config, "eval_max_tokens", None) or config.rollout_max_tokens
 
-    samples = generate_texts(
-        model,
-        tokenizer,
-        [prompt_messages(t, config) for t in task_list],
-        n=k,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=config.rollout_top_p,
-        batch_size=batch_size,
-        seed=config.seed + (step or 0),
-    )
+    conversations = [prompt_messages(t, config) for t in task_list]
+    decoding = dict(n=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=config.rollout_top_p,
+                    seed=config.seed + (step or 0))
+    store = key = None
+    if reuse_untrained:
+        from .untrained import UntrainedSamples, is_untrained, samples_key
+
+        if is_untrained(model):
+            key = samples_key(model, conversations, **decoding)
+            store = UntrainedSamples() if key is not None else None
+    samples = store.get(key) if store is not None else None
+    replayed = samples is not None
+    if samples is None:
+        samples = generate_texts(model, tokenizer, conversations, batch_size=batch_size, **decoding)
+        if store is not None:
+            store.put(key, samples)
     records = []
     for task, task_samples in zip(task_list, samples):
         for idx, sample in enumerate(task_samples):
@@ -254,6 +264,7 @@ def evaluate(
     frame.attrs["score"] = mean_score(frame)
     frame.attrs["grade_failures"] = sum(g.n_failed for g in grades)
     frame.attrs["grade_calls"] = sum(g.calls for g in grades)
+    frame.attrs["replayed"] = replayed
     return frame
 
 

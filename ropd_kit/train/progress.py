@@ -235,14 +235,15 @@ def _make_callback(config: "RunConfig", state: _RunState, reward: Any, clients_o
             started = time.perf_counter()
             frame = evaluate(
                 model, eval_tasks, config.eval_k, config=config, step=step, run_dir=config.path,
-                tokenizer=trainer.processing_class,
+                tokenizer=trainer.processing_class, reuse_untrained=step == 0,
             )
             took = time.perf_counter() - started
             state.eval_s += took
             # Open-ended tasks have no pass@1: their mean reference-rubric score (and failed gradings) are said too.
             graded = f", mean score {frame.attrs['score']:.3f}" if metric_name(frame) != "pass@1" else ""
             failed = frame.attrs.get("grade_failures") or 0
+            replayed = ", the untrained student's samples replayed" if frame.attrs.get("replayed") else ""
             _say(f"eval step {step}: pass@1 {pass_at_1(frame):.3f}{graded} on {len(eval_tasks)} tasks "
-                 f"({took:.0f} s{f', {failed} gradings failed' if failed else ''})")
+                 f"({took:.0f} s{replayed}{f', {failed} gradings failed' if failed else ''})")
 
     return RunCallback()
