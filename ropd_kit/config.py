@@ -438,16 +438,14 @@ class RunConfig(BaseModel):
         default=False,
         description="The Verifier writes each answer's final result before its true/false judgements.",
     )
-    verifier_mode: Literal["batched", "soft", "soft_per_answer"] = Field(
+    verifier_mode: Literal["batched", "soft"] = Field(
         default="batched",
         description="'batched': the Verifier writes a JSON matrix of true/false for up to max_answers_per_call "
         "answers at once. 'soft': one short request per (answer, criterion), nothing written before the verdict, "
         "which is read as p(true) from the endpoint's token log-probabilities and scored where the boolean stood "
         "(scoring.weighted_score); an answer's criteria are asked one after another, so the server's prompt cache "
-        "keeps what they share. 'soft_per_answer': one request per answer listing every criterion, a reply line "
-        "'<number>: true|false' per criterion, each line's verdict read as p(true) the same way: the answer is sent "
-        "once instead of once per criterion. Where an endpoint returns no log-probabilities the booleans stand (the "
-        "batched call) and the verdict records say why.",
+        "keeps what they share. Where an endpoint returns no log-probabilities the booleans stand (the batched call) "
+        "and the verdict records say why.",
     )
     consensus_check: bool = Field(
         default=True,
@@ -627,14 +625,13 @@ class RunConfig(BaseModel):
     def _soft_verdicts_alone(self) -> "RunConfig":
         # Soft verdicts read the first token of a reply with nothing written before it; these levers need written
         # replies (quotes, a final result) or sampled ones, which a probability read at temperature 0 has no use for.
-        if self.verifier_mode != "batched":
+        if self.verifier_mode == "soft":
             clash = [f"{name}={value!r}" for name, value, off in (
                 ("verifier_evidence", self.verifier_evidence, False),
                 ("verifier_read_first", self.verifier_read_first, False),
                 ("verifier_samples", self.verifier_samples, 1)) if value != off]
             if clash:
-                raise ValueError(f"verifier_mode={self.verifier_mode!r} reads each verdict from one token's "
-                                 "probabilities, with "
+                raise ValueError(f"verifier_mode='soft' reads each verdict from one token's probabilities, with "
                                  f"nothing written before it; {', '.join(clash)} needs the batched Verifier: turn it "
                                  "off or use verifier_mode='batched'")
         return self

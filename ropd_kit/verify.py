@@ -49,7 +49,6 @@ import asyncio
 import logging
 import math
 import random
-import re
 import threading
 from typing import Any, Sequence
 
@@ -656,107 +655,6 @@ async def _soft_criteria(
         cells.reasons[k] = reason
 
 
-# Per answer (verifier_mode="soft_per_answer"): one request lists all the criteria and the reply gives one line per
-# criterion, "<number>: true|false"; each line's verdict token is read like the single verdict above.
-_LINE_HEAD = re.compile(r"^\s*(?:criterion\s*)?(\d{1,3})\s*[:.)\-]*\s*$", re.IGNORECASE)
-
-
-def sheet_max_tokens(m: int) -> int:
-    """Room for m lines "<number>: <word>" (number, colon, word, newline: 4-5 tokens each) and a stray blank."""
-    return 6 * m + 8
-
-
-def sheet_probabilities(logprobs: Sequence[dict] | None, m: int) -> list[float | None]:
-    """p(true) per criterion from a per-answer reply's log-probabilities: a generated position holding a verdict
-    word, on a line that so far reads "<k>:" (or "<k>.", "<k>)", "Criterion <k>:"), is criterion k's verdict,
-    read as `verdict_probability` reads one; the first such line for k counts. None where no line gave k a verdict.
-
-    >>> lp = math.log
-    >>> pos = lambda tok, p_true: {"token": tok, "logprob": lp(0.9),
-    ...                            "top": [[" true", lp(p_true)], [" false", lp(1 - p_true)]]}
-    >>> reply = [{"token": "1", "logprob": 0.0}, {"token": ":", "logprob": 0.0}, pos(" true", 0.8),
-    ...          {"token": "\\n", "logprob": 0.0}, {"token": "3", "logprob": 0.0}, {"token": ":", "logprob": 0.0},
-    ...          pos(" false", 0.25)]
-    >>> [None if p is None else round(p, 2) for p in sheet_probabilities(reply, 3)]
-    [0.8, None, 0.25]
-    """
-    found: list[float | None] = [None] * m
-    text = ""
-    for position in logprobs or []:
-        token = position.get("token")
-        if not isinstance(token, str):
-            continue
-        line = text.rsplit("\n", 1)[-1]
-        head = _LINE_HEAD.match(line)
-        if head and verdict_word(token) is not None:
-            k = int(head.group(1)) - 1
-            if 0 <= k < m and found[k] is None:
-                found[k] = verdict_probability([position])
-        text += token
-    return found
-
-
-def sheet_verifier_messages(
-    question: Any, criteria: Sequence[str], answer: str, boundary: str, *, prompts_dir: Any = None
-) -> list[dict[str, str]]:
-    """System + user message asking whether one fenced answer meets each of the numbered criteria, one verdict line
-    per criterion. The instructions, the question and the criteria come before the answer: what a group's answers
-    share is one prefix for the server's prompt cache."""
-    family = prompts.family_of(question)
-    values = {
-        "boundary": boundary,
-        "question": prompts.question_block(question, boundary),
-        "answer": fence("ANSWER", answer, boundary),
-        "criteria": "\n".join(f"{k}. {c}" for k, c in enumerate(criteria, 1)),
-    }
-    return [
-        {"role": "system",
-         "content": prompts.render("verifier_soft_per_answer_system.txt", values, family, prompts_dir)},
-        {"role": "user", "content": prompts.render("verifier_soft_per_answer_user.txt", values, family, prompts_dir)},
-    ]
-
-
-async def _sheet_answer(
-    question: Any, rubric: Rubric, text: str, boundary: str, client: Any, config: Any, record: _Call, fatal: list[str]
-) -> _SoftCells:
-    """One answer's criteria in one request; the criteria its reply gave no readable verdict stay unread (the
-    batched call fills them)."""
-    from .llm import LLMError
-
-    criteria = _criteria_list(rubric)
-    cells = _SoftCells(len(criteria))
-    endpoint = _endpoint_of(client)
-    if fatal or endpoint in _NO_LOGPROBS:
-        cells.reasons = [NO_LOGPROBS if endpoint in _NO_LOGPROBS else None] * len(criteria)
-        return cells
-    record.calls += 1
-    try:
-        result = await client.chat(
-            sheet_verifier_messages(question, criteria, text, boundary,
-                                    prompts_dir=getattr(config, "prompts_dir", None)),
-            temperature=0.0, max_tokens=sheet_max_tokens(len(criteria)), top_logprobs=SOFT_TOP_LOGPROBS,
-        )
-    except LLMError as exc:
-        kind = getattr(exc, "kind", "error")
-        message = f"soft verdicts per answer: {kind} error: {exc}"
-        record.errors.append(message)
-        if kind in FATAL_LLM_KINDS:
-            fatal.append(message)
-        cells.reasons = [f"the call failed ({kind})"] * len(criteria)
-        return cells
-    record.raw.append(result.text)
-    if result.logprobs is None:
-        _without_logprobs(endpoint)
-        cells.reasons = [NO_LOGPROBS] * len(criteria)
-        return cells
-    for k, p in enumerate(sheet_probabilities(result.logprobs, len(criteria))):
-        if p is not None:
-            cells.probabilities[k] = p
-        else:
-            cells.reasons[k] = "the reply gave this criterion no true/false line"
-    return cells
-
-
 def soft_result(cells: _SoftCells, batched: Sequence[bool] | None) -> tuple[list[bool] | None, dict[str, Any]]:
     """One answer's verdicts and notes from its soft reading, the batched call's booleans filling what the reading
     left open. Notes: `verdict_kind` ("soft": every criterion a probability; "boolean": none; "mixed"),
@@ -975,9 +873,7 @@ async def verify_group_async(
             shown.append(key)
 
     fatal: list[str] = []
-    mode = getattr(config, "verifier_mode", "batched")
-    soft = mode in ("soft", "soft_per_answer")
-    read_answer = _sheet_answer if mode == "soft_per_answer" else _soft_answer
+    soft = getattr(config, "verifier_mode", "batched") == "soft"
     soft_read: dict[Key, _SoftCells] = {}
     soft_logs: list[_Call] = []
     batched = shown
@@ -987,7 +883,7 @@ async def verify_group_async(
                                  [texts[k] for k in shown])
         soft_logs = [_Call() for _ in shown]
         read = await asyncio.gather(*(
-            read_answer(question, rubric, texts[k], boundary, client, config, lg, fatal)
+            _soft_answer(question, rubric, texts[k], boundary, client, config, lg, fatal)
             for k, lg in zip(shown, soft_logs)
         ))
         soft_read = dict(zip(shown, read))

@@ -326,8 +326,8 @@ async def _verify_mode(group: Group, rubric: Any, mode: str, config: RunConfig, 
                                clients.verifier, cfg, seed=0)
             for criterion in rubric.criteria
         ))
-    elif mode in ("soft", "soft_per_answer"):
-        cfg = config.model_copy(update={"verifier_mode": mode})
+    elif mode == "soft":
+        cfg = config.model_copy(update={"verifier_mode": "soft"})
         outcomes = [await verify_group_async(group.task.prompt, rubric, group.teacher_refs, group.rollouts,
                                              clients.verifier, cfg, seed=0)]
     else:
@@ -347,7 +347,7 @@ async def _verify_mode(group: Group, rubric: Any, mode: str, config: RunConfig, 
     }
 
 
-MODES = ("per_group", "per_answer", "per_answer_criterion", "soft", "soft_per_answer")
+MODES = ("per_group", "per_answer", "per_answer_criterion", "soft")
 
 
 def bench_verify_granularity(

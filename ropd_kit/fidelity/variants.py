@@ -44,8 +44,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "few_criteria": {"max_criteria": 6},
     # Soft verdicts: per (answer, criterion) the probability of "true" from the endpoint's log-probabilities.
     "soft": {"verifier_mode": "soft"},
-    # The same probabilities from one request per answer: every criterion listed, one verdict line each.
-    "soft_per_answer": {"verifier_mode": "soft_per_answer"},
     # Criteria that every answer of the group meets (or misses) weigh 0 when scoring (scoring.spread_weighted). With
     # boolean verdicts and the default group scaling this cannot change a ranking; compare it as "soft+spread".
     "spread": {"criterion_weighting": "spread"},

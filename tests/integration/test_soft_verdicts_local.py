@@ -227,25 +227,3 @@ def test_groups_judged_together_ask_at_most_as_many_answers_at_once_as_the_serve
     assert usage["http_requests"] == 3 * 4 * 4 and len(asking) == 12
     assert most[0] == 4
     assert usage["reused_prompt_tokens"] > 0.7 * usage["prompt_tokens"], usage
-
-
-def test_per_answer_soft_verdicts_send_each_answer_once_and_read_its_lines(config):
-    per_answer = config.model_copy(update={"verifier_mode": "soft_per_answer"})
-    verdicts, usage = _verify(per_answer)
-    m, n = len(RUBRIC.criteria), len(REFS) + len(ROLLOUTS)
-    assert not verdicts.failed
-    # One request per answer; the batched call is made only for answers whose reply left a criterion unread.
-    notes = verdicts.teacher_notes + verdicts.student_notes
-    fallback = [note for note in notes if note["verdict_kind"] != "soft"]
-    assert verdicts.calls >= n and (verdicts.calls == n) == (not fallback), verdicts.raw
-    # The batched call and its retries, then (if that failed) the answers one at a time.
-    assert verdicts.calls <= n + per_answer.verify_attempts * (1 + len(fallback))
-    assert verdicts.soft_cells + verdicts.boolean_cells == n * m
-    assert verdicts.soft_cells == sum(len(note["probabilities"]) - len(note.get("boolean_criteria", []))
-                                      for note in notes if "probabilities" in note)
-    for note in fallback:
-        assert note["fallback_reason"] == "the reply gave this criterion no true/false line"
-    # Every reply is the per-answer form: the sheet requests come first in the raw replies.
-    assert len(verdicts.raw) >= n
-    # The answers share the instructions, the question and the criteria: the server's cache keeps that prefix.
-    assert usage["reused_prompt_tokens"] > 0.3 * usage["prompt_tokens"]
