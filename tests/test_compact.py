@@ -8,6 +8,8 @@ import torch
 
 from ropd_kit.train.compact import keep_weights_compact
 
+pytestmark = pytest.mark.integration  # loads SmolLM2 from its transformers folder (set up by `make test`)
+
 
 def _bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())

@@ -12,6 +12,8 @@ from ropd_kit.train import evaluate as evaluate_module
 from ropd_kit.train.evaluate import evaluate
 from ropd_kit.train.untrained import is_untrained
 
+pytestmark = pytest.mark.integration  # loads SmolLM2 from its transformers folder (set up by `make test`)
+
 TASKS = [Task(id="a", prompt="What is 2 + 3?", answer="5", domain="arith"),
          Task(id="b", prompt="What is 7 + 6?", answer="13", domain="arith")]
 
