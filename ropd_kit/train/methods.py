@@ -352,28 +352,25 @@ def train(config: "RunConfig") -> TrainResult:
         if main:
             config.save()
 
-    needs_judges = method in ("ropd", "judge")
-    if needs_judges:
-        # One set of local servers for the run, started by the main process (distributed.served).
-        with ddp.served(_judge_config(config)) as served:
-            # An unreachable judge would otherwise surface only after the student is loaded and a step is spent.
-            check_reachable({role: served.endpoint(role) for role in ("teacher", "rubricator", "verifier")})
-            return _released(_train_grpo(served, tasks, eval_tasks, backend, resume_from, wall_offset))
-    if method == "rlvr":
-        return _released(_train_grpo(config, tasks, eval_tasks, backend, resume_from, wall_offset))
-    if method == "lopd":
-        return _released(_train_lopd(config, tasks, eval_tasks, backend, resume_from, wall_offset))
-    return _released(_train_sft(config, tasks, eval_tasks, backend, resume_from, wall_offset))
+    try:
+        if method in ("ropd", "judge"):
+            # One set of local servers for the run, started by the main process (distributed.served).
+            with ddp.served(_judge_config(config)) as served:
+                # An unreachable judge would otherwise surface only after the student is loaded and a step is spent.
+                check_reachable({role: served.endpoint(role) for role in ("teacher", "rubricator", "verifier")})
+                return _train_grpo(served, tasks, eval_tasks, backend, resume_from, wall_offset)
+        if method == "rlvr":
+            return _train_grpo(config, tasks, eval_tasks, backend, resume_from, wall_offset)
+        if method == "lopd":
+            return _train_lopd(config, tasks, eval_tasks, backend, resume_from, wall_offset)
+        return _train_sft(config, tasks, eval_tasks, backend, resume_from, wall_offset)
+    finally:
+        # The trainer, its callbacks and the models refer to each other, so they outlive the run until the cycle
+        # collector runs; collect now, so that what the notebook loads next (the trained student) does not sit
+        # beside them.
+        import gc
 
-
-def _released(result: TrainResult) -> TrainResult:
-    """The trainer, its callbacks and the models refer to each other, so they outlive the run until the cycle
-    collector runs; collect now, so that what the notebook loads next (the trained student) does not sit beside
-    them."""
-    import gc
-
-    gc.collect()
-    return result
+        gc.collect()
 
 
 def _finish(trainer: Any, config: "RunConfig", state: _RunState, reward: Any, resume_from: Path | None) -> TrainResult:

@@ -11,11 +11,11 @@ is still the identity. Grading is not stored: it runs again, through the LLM cac
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import cache_root
+from ..llm import canonical_json
 
 
 def is_untrained(model: Any) -> bool:
@@ -59,8 +59,7 @@ def samples_key(model: Any, conversations: Sequence[list[dict]], **decoding: Any
         "conversations": conversations,
         "decoding": decoding,
     }
-    text = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
 
 
 class UntrainedSamples:
