@@ -55,7 +55,7 @@ test: venv server chromium
 	$(PY) -m pytest tests --junitxml=reports/tests/junit.xml --durations=25
 
 test-fast: venv
-	$(PY) -m pytest tests -m "not integration"
+	$(PY) -m pytest tests -m "not integration and not slow"
 
 bench: venv server models
 	$(PY) -m ropd_kit.bench

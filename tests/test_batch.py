@@ -256,6 +256,7 @@ def test_kernel_runs_this_interpreter():
     assert argv0 in {"python", "python3"} or os.path.samefile(argv0, sys.executable)
 
 
+@pytest.mark.slow
 def test_batch_records_failure_goes_on_and_resumes(toy, tmp_path):
     reports = tmp_path / "reports"
     first = run_batch(spec(toy), reports, progress=False, serve_local=False)
@@ -316,6 +317,7 @@ def test_a_run_that_calls_no_endpoint_needs_no_server():
         assert served_roles(nbs(name)[0], {"method": "ropd"}) == ("teacher", "rubricator", "verifier")
 
 
+@pytest.mark.slow
 def test_a_run_runs_its_own_notebooks_and_the_progress_line_follows_them(toy, tmp_path, capfd):
     from ropd_kit.batch.progress import BatchProgress, cell_progress
 

@@ -229,6 +229,7 @@ def test_hf_folder_of_smollm2_reloads_and_generates():
     assert "5" in text
 
 
+@pytest.mark.slow
 def test_a_conversion_that_fails_in_its_own_process_is_named_with_its_output(tmp_path):
     # The conversion runs apart from the caller (its memory goes back when it ends): its failure still reaches the
     # caller as an error naming the file, with the end of what the conversion said.

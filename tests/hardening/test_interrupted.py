@@ -194,6 +194,7 @@ def _status(folder: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_batch_killed_mid_run_resumes_with_finished_runs_skipped(tmp_path: Path):
     import yaml
