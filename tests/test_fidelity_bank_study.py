@@ -313,6 +313,31 @@ def test_bank_study_config_and_variants():
     assert made.labelled and made.signals == ["judge"] and made.variants == ["base", "soft"]
 
 
+def test_a_reference_only_study_reports_the_verifier_alone(tmp_path, capsys):
+    import shutil
+
+    study = make_bank_study(tmp_path)
+    shutil.rmtree(study.variant_path("base"))  # nothing judged under an induced rubric
+    study = study.model_copy(update={"reference_only": True})
+    study.save()
+    assert fs.StudyConfig.load(study.path).reference_only
+    result = fs.summarise_study(study)
+    assert [name for name in result["signals"] if not name.startswith("reference:")] == []
+    within = result["signals"]["reference:base"]["within_group_auc"]["all"]
+    assert within["n_groups"] == 2 and within["n_pairs"] == 6  # the two prompts with a reference rubric
+    assert set(result["by_kind"]["reference:base"]) == {"flipped", "harmful", "vague"}
+    assert result["variants"] == {} and result["loss_split"] == {}
+    assert main(["--out", str(study.path), "--summarise-only", "--quiet"]) == 0
+    assert "Verifier, reference rubric (base)" in capsys.readouterr().out
+
+    from ropd_kit.fidelity.__main__ import build_parser, study_from_args
+
+    args = build_parser().parse_args(["--bank", "b.jsonl", "--out", "o", "--reference-only"])
+    assert study_from_args(args).reference_only
+    with pytest.raises(ValueError, match="reference_only judges a labelled bank"):
+        fs.StudyConfig(tasks="t.jsonl", out="o", reference_only=True)
+
+
 def test_notebook_07_takes_a_labelled_bank_and_its_spec_loads(tmp_path, monkeypatch):
     import ast
 

@@ -9,7 +9,8 @@ Builds (or replays) the bank in OUT/bank — student rollouts of --tasks, or the
 in the rollouts' place beside the teacher's references; `fidelity.banks` lists the shapes) —, judges it under each
 variant (and, for prompts with a reference rubric, under that rubric too), computes the reference signals, writes
 OUT/fidelity.json and OUT/fidelity.html, and prints the summary tables. `--summarise-only` re-reads what OUT holds
-and writes the summary again without calling any model.
+and writes the summary again without calling any model. `--reference-only` judges a labelled bank under its
+reference rubrics alone (the Verifier's own AUC), skipping rubric induction and the whole-chain judging.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="any RunConfig parameter (flat names as in a notebook: verifier_max_tokens=512, "
                              "teacher_base_url=..., teacher_api_key_env=OPENAI_API_KEY, tasks_sample=200, "
                              "tasks_field_map={question: stem}); repeatable")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="a labelled bank with reference rubrics: judge it under those only (the Verifier "
+                             "alone), without inducing rubrics; several times quicker, no whole-chain AUC")
     parser.add_argument("--summarise-only", action="store_true",
                         help="no model calls: summarise what OUT already holds (its study.json, bank and variants)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -95,7 +99,7 @@ def study_from_args(args: argparse.Namespace):
     return StudyConfig(
         tasks=args.tasks, bank=args.bank, out=args.out, n_tasks=args.n_tasks or None, n_rollouts=args.n_rollouts,
         variants=args.variants.split(","), signals=signals.split(","), seed=args.seed, n_boot=args.n_boot,
-        params=params,
+        params=params, reference_only=args.reference_only,
     )
 
 

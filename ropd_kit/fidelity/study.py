@@ -136,6 +136,10 @@ class StudyConfig(BaseModel):
     n_boot: int = Field(default=2000, ge=0, description="Bootstrap draws (tasks resampled) per interval.")
     level: float = Field(default=0.95, gt=0, lt=1)
     params: dict[str, Any] = Field(default_factory=dict)
+    reference_only: bool = Field(default=False, description="A labelled bank whose prompts carry reference "
+                                 "rubrics: judge its answers under those only (the Verifier alone, blind, beside the "
+                                 "teacher's references), without inducing rubrics. Several times quicker on a CPU; "
+                                 "the whole chain and the loss split are left out.")
 
     @field_validator("variants")
     @classmethod
@@ -158,6 +162,9 @@ class StudyConfig(BaseModel):
         if (self.tasks is None) == (self.bank is None):
             raise ValueError("give either tasks (student rollouts are judged) or bank (a labelled bank's answers "
                              f"are), not {'both' if self.tasks else 'neither'}")
+        if self.reference_only and self.bank is None:
+            raise ValueError("reference_only judges a labelled bank under its reference rubrics: give bank=..., not "
+                             "tasks (student rollouts of tasks carry no reference rubric)")
 
         check_secrets(self.params)
         own = sorted(set(self.params) & set(STUDY_FIELDS))
@@ -1506,9 +1513,10 @@ def summarise_study(study: StudyConfig, *, variants: Iterable[str] | None = None
     and fidelity.html; returns the summary. No model is called."""
     started = time.perf_counter()
     bank = Bank.read(study.bank_path)
-    judged = read_judged(study, variants if variants is not None else study.variants)
+    variants = list(variants if variants is not None else study.variants)
+    judged = {} if study.reference_only else read_judged(study, variants)
     signals = {name: records for name, records in read_signals(study).items() if name in study.signals}
-    references = read_references(study, list(judged)) if study.labelled else {}
+    references = read_references(study, variants if study.reference_only else list(judged)) if study.labelled else {}
     result = summarise(study, bank, judged, signals, references=references, config=config, machine=machine_facts(),
                        timings=read_timings(study.path))
     result["timings"]["summarise_s"] = round(time.perf_counter() - started, 3)
@@ -1542,7 +1550,12 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
     config = study.run_config()
     with local_endpoints(serving_config(study, config)) as served:
         bank = build_bank(study, served, progress=progress)
-        judge_variants(study, bank, served, progress=progress)
+        if study.reference_only:
+            if not _reference_tasks(bank):
+                raise ValueError(f"{study.bank}: no prompt of the bank carries a reference rubric, so a "
+                                 "reference-only study has nothing to judge")
+        else:
+            judge_variants(study, bank, served, progress=progress)
         judge_references(study, bank, served, progress=progress)
         if "judge" in study.signals:
             judge_signal(study, bank, served, progress=progress)
