@@ -327,6 +327,7 @@ def test_a_reference_only_study_reports_the_verifier_alone(tmp_path, capsys):
     assert within["n_groups"] == 2 and within["n_pairs"] == 6  # the two prompts with a reference rubric
     assert set(result["by_kind"]["reference:base"]) == {"flipped", "harmful", "vague"}
     assert result["variants"] == {} and result["loss_split"] == {}
+    assert fs.criteria_table(result, "base")["category"].tolist() == ["accuracy", "safety"]
     assert main(["--out", str(study.path), "--summarise-only", "--quiet"]) == 0
     assert "Verifier, reference rubric (base)" in capsys.readouterr().out
 
@@ -354,10 +355,11 @@ def test_notebook_07_takes_a_labelled_bank_and_its_spec_loads(tmp_path, monkeypa
     namespace: dict = {}
     exec(cells[0].source, namespace)
     namespace.update({"run_dir": str(tmp_path / "study"), "bank_file": "data/some_bank.jsonl", "n_tasks": 5,
-                      "variants": ["base", "soft"], "signals": []})
+                      "variants": ["base", "soft"], "signals": [], "reference_only": True})
     exec(cells[1].source, namespace)
     study = namespace["study"]
     assert study.labelled and study.bank == "data/some_bank.jsonl" and study.tasks is None
+    assert study.reference_only and study.judged_path("soft") == study.reference_path("soft")
     assert study.variant_config(study.run_config(), "soft").verifier_mode == "soft"
 
     spec = load_spec(root / "experiments" / "fidelity_open.yaml")

@@ -192,6 +192,11 @@ class StudyConfig(BaseModel):
     def variant_path(self, name: str) -> Path:
         return self.path / VARIANTS_DIR / name
 
+    def judged_path(self, name: str) -> Path:
+        """Where a variant's judging is: its folder under variants/, or under reference/ in a reference-only study
+        (the rubric inspector opens either)."""
+        return self.reference_path(name) if self.reference_only else self.variant_path(name)
+
     def run_config(self) -> RunConfig:
         """The bank's RunConfig: the study's sizes and seed on top of `params`, run_dir DIR/bank."""
         return RunConfig.from_params(**self.params, run_dir=str(self.bank_path), tasks_path=self.tasks or self.bank,
@@ -1432,8 +1437,10 @@ def loss_table(result: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def criteria_table(result: Mapping[str, Any], variant: str, stratum: str = "all") -> pd.DataFrame:
-    """A variant's agreement with correctness per criterion category (one stratum)."""
-    return pd.DataFrame(result["variants"][variant]["criteria_by_category"].get(stratum, []))
+    """A variant's agreement with correctness per criterion category (one stratum); in a reference-only study, its
+    judging under the reference rubrics."""
+    judgings = result["references"] if result["study"].get("reference_only") else result["variants"]
+    return pd.DataFrame(judgings[variant]["criteria_by_category"].get(stratum, []))
 
 
 def fidelity_figure(result: Mapping[str, Any]) -> "go.Figure":

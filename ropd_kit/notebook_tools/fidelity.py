@@ -23,12 +23,14 @@ def _served(study: StudyConfig, roles: Sequence[str]) -> RunConfig:
 
 
 def fidelity_study(config: RunConfig, *, bank: str | None = None, variants: Sequence[str] = ("base",),
-                   signals: Sequence[str] = ("logprob", "judge"), n_boot: int = 2000) -> StudyConfig:
+                   signals: Sequence[str] = ("logprob", "judge"), n_boot: int = 2000,
+                   reference_only: bool = False) -> StudyConfig:
     """The study of notebook 07: its folder is `config.run_dir`, its tasks, sizes and seed the config's, every other
     parameter the notebook was given (endpoints, token budgets, levers) applies to the bank and every variant.
-    `bank`: a labelled bank (`fidelity.banks`) judged instead of student rollouts of the config's tasks."""
+    `bank`: a labelled bank (`fidelity.banks`) judged instead of student rollouts of the config's tasks;
+    `reference_only`: judge it under its reference rubrics alone, without inducing rubrics."""
     return StudyConfig.from_run_config(config, bank=bank, variants=list(variants), signals=list(signals),
-                                       n_boot=n_boot)
+                                       n_boot=n_boot, reference_only=reference_only)
 
 
 def fidelity_bank(study: StudyConfig, *, progress: bool = True) -> Bank:
@@ -62,7 +64,10 @@ def bank_table(bank: Bank) -> "pd.DataFrame":
 
 def fidelity_judge(study: StudyConfig, bank: Bank, *, progress: bool = True) -> dict[str, Judged]:
     """Every variant of the study judges the whole bank (<run_dir>/variants/<name>, each a run directory); a
-    labelled bank's prompts with a reference rubric are judged under it too (<run_dir>/reference/<name>)."""
+    labelled bank's prompts with a reference rubric are judged under it too (<run_dir>/reference/<name>). A
+    reference-only study judges under the reference rubrics alone and returns those judgings."""
+    if study.reference_only:
+        return judge_references(study, bank, _served(study, ("verifier",)), progress=progress)
     served = _served(study, ("rubricator", "verifier"))
     judged = judge_variants(study, bank, served, progress=progress)
     judge_references(study, bank, served, progress=progress)
