@@ -49,6 +49,10 @@ demo: venv server models
 demo-full: venv server models
 	$(PY) -m ropd_kit.demo --full
 
+# pytest keeps its rewritten test modules as bytecode; with bytecode writing turned off in the environment it
+# rewrites (and Python recompiles) every module on each run, several seconds of a short run.
+test test-fast: export PYTHONDONTWRITEBYTECODE :=
+
 # The JUnit report is what `make bench` (tests_time) holds against the suite's 20-minute budget on 2 cores.
 test: venv server chromium
 	$(PY) -m ropd_kit.offline.models install smollm2

@@ -378,6 +378,7 @@ def one_run(toy, tmp_path_factory) -> Path:
     return reports
 
 
+@pytest.mark.slow
 def test_html_export_is_offline_and_has_the_figure(one_run):
     reports = one_run
     html = (reports / "h" / "default" / "toy.html").read_text()
@@ -392,6 +393,7 @@ def test_html_export_is_offline_and_has_the_figure(one_run):
 # Stripping
 
 
+@pytest.mark.slow
 def test_strip_clears_outputs_and_keeps_the_parameters_tag(one_run, tmp_path):
     import shutil
 

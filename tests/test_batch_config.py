@@ -92,6 +92,7 @@ def test_a_batch_dry_run_checks_the_spec_prints_each_runs_plan_and_runs_nothing(
         run_batch({**spec, "base": {"n_taks": 2}}, reports, dry_run=True)
 
 
+@pytest.mark.slow
 def test_the_batch_cli_dry_run_imports_no_training_library(tmp_path):
     spec = write(tmp_path / "x.yaml", "name: x\nnotebooks: [04_grpo_training]\ngrid: {method: [ropd, lopd]}\n")
     probe = ("import json, sys\nfrom ropd_kit.batch import main\nrc = main(sys.argv[1:])\n"
