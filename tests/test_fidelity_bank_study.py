@@ -337,6 +337,11 @@ def test_a_reference_only_study_reports_the_verifier_alone(tmp_path, capsys):
     assert study_from_args(args).reference_only
     with pytest.raises(ValueError, match="reference_only judges a labelled bank"):
         fs.StudyConfig(tasks="t.jsonl", out="o", reference_only=True)
+    bank = fs.Bank.read(study.bank_path)
+    for task in bank.tasks:  # a bank with no reference rubric: refused before any judge is asked
+        task.pop("rubric", None)
+    with pytest.raises(ValueError, match="no prompt of the bank carries a reference rubric"):
+        fs.judge_references(study, bank, None, progress=False)
 
 
 def test_notebook_07_takes_a_labelled_bank_and_its_spec_loads(tmp_path, monkeypatch):

@@ -829,9 +829,14 @@ def judge_references(study: StudyConfig, bank: Bank, config: RunConfig | None = 
                      progress: bool = True) -> dict[str, Judged]:
     """`judge_reference` for each variant of a labelled bank's study (none for a rollout bank, whose open-ended
     tasks have no labels to measure against). A variant whose Verifier settings were already judged under the
-    reference rubrics (`reference_overrides`) gets a copy of that judging, usage.json naming it (`same_as`)."""
+    reference rubrics (`reference_overrides`) gets a copy of that judging, usage.json naming it (`same_as`). A
+    reference-only study of a bank without any reference rubric is refused here, for the command line and notebook
+    07 alike."""
     import shutil
 
+    if study.reference_only and not _reference_tasks(bank):
+        raise ValueError(f"{study.bank}: no prompt of the bank carries a reference rubric, so a reference-only "
+                         "study has nothing to judge")
     if not study.labelled or not _reference_tasks(bank):
         return {}
     done: dict[str, str] = {}
@@ -1557,11 +1562,7 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
     config = study.run_config()
     with local_endpoints(serving_config(study, config)) as served:
         bank = build_bank(study, served, progress=progress)
-        if study.reference_only:
-            if not _reference_tasks(bank):
-                raise ValueError(f"{study.bank}: no prompt of the bank carries a reference rubric, so a "
-                                 "reference-only study has nothing to judge")
-        else:
+        if not study.reference_only:
             judge_variants(study, bank, served, progress=progress)
         judge_references(study, bank, served, progress=progress)
         if "judge" in study.signals:
