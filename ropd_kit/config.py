@@ -438,14 +438,18 @@ class RunConfig(BaseModel):
         default=False,
         description="The Verifier writes each answer's final result before its true/false judgements.",
     )
-    verifier_mode: Literal["batched", "soft"] = Field(
-        default="batched",
+    verifier_mode: Literal["auto", "batched", "soft"] = Field(
+        default="auto",
         description="'batched': the Verifier writes a JSON matrix of true/false for up to max_answers_per_call "
         "answers at once. 'soft': one short request per (answer, criterion), nothing written before the verdict, "
         "which is read as p(true) from the endpoint's token log-probabilities and scored where the boolean stood "
         "(scoring.weighted_score); an answer's criteria are asked one after another, so the server's prompt cache "
         "keeps what they share. Where an endpoint returns no log-probabilities the booleans stand (the batched call) "
-        "and the verdict records say why.",
+        "and the verdict records say why. 'auto' (default): soft for task families with no checkable final answer "
+        "(open-ended), where the 1.5B judge's booleans tie whole groups and its probabilities rank answers; batched "
+        "where the family's answer is checkable by code (arithmetic, math, multiple choice), where the consensus "
+        "check carries the ranking and the batched call costs about a tenth of the tokens; batched also when "
+        "verifier_evidence, verifier_read_first or verifier_samples > 1 asks for written or sampled replies.",
     )
     consensus_check: bool = Field(
         default=True,
@@ -625,6 +629,7 @@ class RunConfig(BaseModel):
     def _soft_verdicts_alone(self) -> "RunConfig":
         # Soft verdicts read the first token of a reply with nothing written before it; these levers need written
         # replies (quotes, a final result) or sampled ones, which a probability read at temperature 0 has no use for.
+        # 'auto' turns batched where these are on (verify.verifier_mode_for).
         if self.verifier_mode == "soft":
             clash = [f"{name}={value!r}" for name, value, off in (
                 ("verifier_evidence", self.verifier_evidence, False),

@@ -67,12 +67,20 @@ def machine() -> Machine:
                    vllm=importlib.util.find_spec("vllm") is not None)
 
 
+def _verifier_mode_text(mode: str) -> str:
+    return {"auto": " (P(true) per criterion from log-probabilities on open-ended tasks, one true/false matrix per "
+                    "group where code checks the answer)",
+            "soft": " (P(true) per criterion from log-probabilities: the endpoint must return them)",
+            "batched": " (one true/false matrix per group)"}[mode]
+
+
 def judge_roles(config: "RunConfig") -> dict[str, str]:
     """The black-box roles training with `config.method` calls, and what for."""
     if config.method == "ropd":
         return {"teacher": f"{config.n_teacher_refs} references per task (kept in the reference index)",
                 "rubricator": "one rubric per group and step",
-                "verifier": "a verdict per criterion for every rollout and reference, blind"}
+                "verifier": "a verdict per criterion for every rollout and reference, blind"
+                            + _verifier_mode_text(config.verifier_mode)}
     if config.method == "judge":
         return {config.judge_role: "a 0-10 grade per rollout"}
     if config.method == "sft":

@@ -9,7 +9,8 @@ marker lines carry a boundary token, and any marker-like run (`<<<`, `>>>`) or c
 neutralised, so an answer can neither close its own fence nor open a new section; the system prompt tells the
 Verifier that instructions and self-assessments inside answers count for nothing.
 
-Soft verdicts (`verifier_mode="soft"`): instead of the batched matrix, one short request per (answer, criterion)
+Soft verdicts (`verifier_mode="soft"`, and under the default "auto" for families with no checkable answer, see
+`verifier_mode_for`): instead of the batched matrix, one short request per (answer, criterion)
 with nothing written before the verdict; p(true) is read from the reply's first token's log-probabilities
 (`verdict_probability`) and scored where the boolean stood, the boolean being p >= 0.5. Each request shows the
 instructions, the question and the one fenced answer first and the criterion last, and an answer's criteria are
@@ -56,6 +57,7 @@ from pydantic import BaseModel, Field
 
 from .judge_text import clean_answer, fence, find_json, make_boundary, neutralise, strip_thinking
 from . import prompts
+from .answers import CHECKABLE_FAMILIES
 from .rubrics import FATAL_LLM_KINDS, Rubric
 
 Key = tuple[str, int]  # ("teacher" | "student", index in its source list)
@@ -829,6 +831,24 @@ def combine_samples(
     return list(verdicts), notes
 
 
+def verifier_mode_for(config: Any, question: Any) -> str:
+    """The mode ("batched" or "soft") one group is judged in: `config.verifier_mode` unless it is "auto".
+
+    "auto" reads soft verdicts where the task's family has no checkable final answer, and keeps the batched matrix
+    where code can check the answer (`answers.CHECKABLE_FAMILIES`) or the family is unknown (a bare question): there
+    the consensus check decides the result criterion, and the batched call is the cheaper one. The levers that need
+    written or sampled replies (evidence, read-first, several samples) keep "auto" batched.
+    """
+    mode = getattr(config, "verifier_mode", "batched")
+    if mode != "auto":
+        return mode
+    n_samples, evidence, read_first = _levers(config)
+    if n_samples > 1 or evidence or read_first:
+        return "batched"
+    family = getattr(question, "family", None)
+    return "batched" if family is None or family in CHECKABLE_FAMILIES else "soft"
+
+
 async def verify_group_async(
     question: Any,
     rubric: Rubric,
@@ -873,7 +893,7 @@ async def verify_group_async(
             shown.append(key)
 
     fatal: list[str] = []
-    soft = getattr(config, "verifier_mode", "batched") == "soft"
+    soft = verifier_mode_for(config, question) == "soft"
     soft_read: dict[Key, _SoftCells] = {}
     soft_logs: list[_Call] = []
     batched = shown

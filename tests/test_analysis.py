@@ -480,7 +480,8 @@ def test_signal_table_grades_open_ended_rollouts_against_their_reference_rubric(
     with StubJudge() as judge:
         endpoint = EndpointConfig(base_url=judge.base_url, model=STUB_MODEL, max_retries=0, timeout_s=30)
         config = RunConfig(run_dir=str(run), cache_dir=str(tmp_path / "cache"),
-                           **{r: endpoint for r in ("teacher", "rubricator", "verifier", "student")})
+                           **{r: endpoint for r in ("teacher", "rubricator", "verifier", "student")},
+                           verifier_mode="batched")  # the stub writes matrices, not log-probabilities
         frame = signal_table(config, ["score"])
         assert judge.counts() == {"verdicts": 1}  # one blind call for the open-ended group; the letters need none
     graded = frame[frame["task_id"] == "op"]

@@ -239,6 +239,9 @@ def test_the_reference_rubric_keeps_its_points_for_the_score():
     assert rubric_score(points, [True, False, False, False]) == pytest.approx(5 / 18)
     assert rubric_score(points, [True, True, False, True]) == pytest.approx(8 / 18)
     assert rubric_score(points, [True, False, False, True]) == 0.0  # 5 - 7 < 0 is clipped
+    # Soft verdicts: each criterion counts with its probability; a likely pitfall subtracts in proportion.
+    assert rubric_score(points, [1.0, 0.5, 0.0, 0.0]) == pytest.approx(10 / 18)
+    assert rubric_score(points, [1.0, 1.0, 0.0, 0.5]) == pytest.approx((15 - 3.5) / 18)
 
 
 def _stub_config(judge, tmp_path, **extra):
@@ -256,7 +259,8 @@ def test_open_ended_answers_are_graded_blind_by_the_verifier_and_replayed_from_t
 
     answers = ["Take the stopper out and clean it, then use a plunger.", "Pour in two drain cleaners.", ""]
     with StubJudge() as judge:
-        config = _stub_config(judge, tmp_path)
+        # The stub writes JSON matrices, not log-probabilities: the batched Verifier is what is graded here.
+        config = _stub_config(judge, tmp_path, verifier_mode="batched")
         (grade,) = reference_scores([(SINK, answers)], config)
         asked = judge.counts()
         (again,) = reference_scores([(SINK, answers)], config)

@@ -253,8 +253,12 @@ def test_a_conversation_reaches_every_role_intact(tmp_path):
 
         judged = asyncio.run(chain())
     assert not judged.failed, judged.error
-    texts = [b for b in judge.bodies if not b.get("response_format")]
+    texts = [b for b in judge.bodies if not b.get("response_format") and not b.get("logprobs")]
     assert len(texts) == 4  # 2 teacher refs + 2 rollouts
+    # Open-ended, so the Verifier is first asked for soft verdicts: every such request shows the whole conversation.
+    soft = [b for b in judge.bodies if b.get("logprobs")]
+    assert len(soft) == 4  # 4 answers x 1 criterion
+    assert all(render_messages(task.messages) in b["messages"][-1]["content"] for b in soft)
     for role, name in (("teacher", "teacher_system.txt"), ("student", "student_system.txt")):
         own = packaged(f"open_ended/{name}").strip()
         sent = [b["messages"] for b in texts if b["messages"][0]["content"].startswith(own)]

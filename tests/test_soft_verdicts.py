@@ -28,6 +28,7 @@ from ropd_kit.verify import (
     soft_verifier_messages,
     verdict_probability,
     verdict_word,
+    verifier_mode_for,
 )
 
 YES, NO = ("true", "yes"), ("false", "no")
@@ -147,6 +148,31 @@ def test_soft_mode_refuses_the_levers_that_need_written_replies():
             RunConfig(verifier_mode="soft", **lever)
     with pytest.raises(ValidationError, match="verifier_mode"):
         RunConfig(verifier_mode="probabilities")
+
+
+@pytest.mark.parametrize("family, answer, choices, expected", [
+    ("open_ended", None, None, "soft"),
+    ("arithmetic", "24", None, "batched"),
+    ("math", "\\frac{1}{2}", None, "batched"),
+    ("multiple_choice", "B", ["3", "24"], "batched"),
+])
+def test_the_default_reads_soft_verdicts_only_where_no_code_checks_the_answer(family, answer, choices, expected):
+    prompt = QUESTION + ("\nA. 3\nB. 24" if choices else "")
+    task = Task(id="t", prompt=prompt, answer=answer, family=family, choices=choices)
+    assert RunConfig().verifier_mode == "auto"
+    assert verifier_mode_for(RunConfig(), task) == expected
+    # An explicit mode wins over the family; a bare question (no family known) keeps the batched matrix.
+    assert verifier_mode_for(RunConfig(verifier_mode="batched"), task) == "batched"
+    assert verifier_mode_for(RunConfig(verifier_mode="soft"), task) == "soft"
+    assert verifier_mode_for(RunConfig(), QUESTION) == "batched"
+
+
+@pytest.mark.parametrize("lever", [{"verifier_evidence": True}, {"verifier_read_first": True},
+                                   {"verifier_samples": 3}])
+def test_the_default_stays_batched_where_a_lever_needs_written_replies(lever):
+    task = Task(id="t", prompt="How do I treat a small burn at home?", family="open_ended")
+    config = RunConfig(**lever)  # accepted: "auto" is not refused with these, it turns batched
+    assert config.verifier_mode == "auto" and verifier_mode_for(config, task) == "batched"
 
 
 # ------------------------------------------------------------------------------------------ one answer's result

@@ -44,6 +44,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "few_criteria": {"max_criteria": 6},
     # Soft verdicts: per (answer, criterion) the probability of "true" from the endpoint's log-probabilities.
     "soft": {"verifier_mode": "soft"},
+    # The JSON matrix of booleans whatever the family (the default "auto" reads soft verdicts on open-ended tasks).
+    "batched": {"verifier_mode": "batched"},
     # Criteria that every answer of the group meets (or misses) weigh 0 when scoring (scoring.spread_weighted). With
     # boolean verdicts and the default group scaling this cannot change a ranking; compare it as "soft+spread".
     "spread": {"criterion_weighting": "spread"},

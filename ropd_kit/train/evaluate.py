@@ -346,7 +346,9 @@ class ReferenceGrade(BaseModel):
     """One open-ended task's answers graded against its reference rubric.
 
     `scores[i]`: answer i's score in [0, 1], None when no verdict was obtained (the reason in `errors[i]`).
-    `judgements[i]`: one bool per reference criterion (met / not met; a met pitfall costs its points).
+    `judgements[i]`: one bool per reference criterion (met / not met; a met pitfall costs its points). With soft
+    verdicts (the default on open-ended tasks) the score counts each criterion with its probability of being met,
+    and the booleans are those probabilities at 0.5.
     """
 
     task_id: str
@@ -382,12 +384,21 @@ def reference_rubric(task: "Task") -> tuple["Rubric", list[int]]:
     return Rubric(criteria=criteria), points
 
 
-def rubric_score(points: Sequence[int], judgement: Sequence[bool]) -> float:
+def rubric_score(points: Sequence[int], judgement: Sequence[bool | float]) -> float:
     """HealthBench's score of one answer: Σ points of the criteria met / Σ positive points, clipped to [0, 1]
-    (`scoring.weighted_pass_rate` with pitfalls: a met negative criterion subtracts its points)."""
-    from ..scoring import weighted_pass_rate
+    (`scoring.weighted_score` with pitfalls: a met negative criterion subtracts its points). With soft verdicts
+    each criterion counts with its probability of being met."""
+    from ..scoring import weighted_score
 
-    return weighted_pass_rate(list(points), [list(judgement)], eps=0.0, pitfalls=True)[0]
+    return weighted_score(list(points), [list(judgement)], eps=0.0, pitfalls=True)[0]
+
+
+def _graded_values(judgement: list[bool] | None, notes: dict | None) -> list[bool | float] | None:
+    # Soft verdicts grade with their probabilities (what ranked answers in the fidelity study), booleans otherwise.
+    if judgement is None:
+        return None
+    probabilities = (notes or {}).get("probabilities")
+    return list(probabilities) if probabilities is not None and len(probabilities) == len(judgement) else judgement
 
 
 def _grade_seed(config: "RunConfig", task_id: str, step: int | None) -> int:
@@ -409,7 +420,9 @@ async def grade_reference_async(
     verdicts = await verify_group_async(
         task, rubric, [], [t or "" for t in texts], client, config, seed=_grade_seed(config, task.id, step)
     )
-    scores = [None if j is None else rubric_score(points, j) for j in verdicts.student]
+    notes = verdicts.student_notes
+    values = [_graded_values(j, notes[i] if i < len(notes) else None) for i, j in enumerate(verdicts.student)]
+    scores = [None if v is None else rubric_score(points, v) for v in values]
     reason = verdicts.error or "no verdict"
     return ReferenceGrade(
         task_id=task.id,

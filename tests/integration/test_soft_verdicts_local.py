@@ -122,6 +122,37 @@ def test_an_answers_second_criterion_reuses_the_servers_prompt_cache(local_serve
     assert second.reused_prompt_tokens > 0.8 * second.prompt_tokens
 
 
+def test_the_default_judges_an_open_ended_group_softly_and_an_arithmetic_one_batched(fast_config):
+    config = RunConfig(**{**fast_config.model_dump(), "verifier_mode": "auto"})
+    burn = Task(id="burn", prompt="How should I treat a small kitchen burn?", family="open_ended")
+    criteria = Rubric(criteria=[
+        Criterion(id="cool", text="Says to cool the burn under cool running water.", points=3, category="correctness"),
+        Criterion(id="ice", text="Warns against putting ice on the burn.", points=2, category="safety"),
+    ])
+    answers = ["Cool it under running water for about 20 minutes; do not use ice.", "Put butter on it."]
+
+    async def go(task, rubric, refs, rollouts):
+        async with make_clients(config) as clients:
+            return await verify_group_async(task, rubric, refs, rollouts, clients.verifier, config, seed=1)
+
+    soft = run_sync(go(burn, criteria, answers[:1], answers))
+    # One request per (answer, criterion); a reply the small model words oddly falls back to the matrix.
+    assert soft.calls >= 3 * 2 and soft.soft_cells > 0 and soft.soft_cells + soft.boolean_cells == 3 * 2
+    assert len(soft.student_notes) == 2 and len(soft.teacher_notes) == 1
+    assert {note["verdict_kind"] for note in soft.student_notes + soft.teacher_notes} <= {"soft", "mixed"}
+    checked = run_sync(go(TASK, RUBRIC, REFS, ROLLOUTS))
+    assert checked.soft_cells == 0 and checked.calls == 1 and checked.student_notes == []  # one matrix
+
+    # The evaluation's reference-rubric grade reads the same probabilities: a score between the boolean ones.
+    from ropd_kit.train.evaluate import reference_scores, rubric_score
+
+    graded = Task(id="burn-graded", prompt=burn.prompt, family="open_ended",
+                  rubric=[{"criterion": c.text, "points": c.points} for c in criteria.criteria])
+    (result,) = reference_scores([(graded, answers)], config)
+    booleans = {rubric_score([3, 2], [a, b]) for a in (False, True) for b in (False, True)}
+    assert result.n_failed == 0 and any(score not in booleans for score in result.scores), result.scores
+
+
 def test_a_soft_group_reads_probabilities_scores_them_and_replays_them(config):
     verdicts, usage = _verify(config)
     m, n = len(RUBRIC.criteria), len(REFS) + len(ROLLOUTS)
