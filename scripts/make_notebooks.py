@@ -149,10 +149,12 @@ NOTEBOOKS["03_verification_and_rewards"] = [
     ("md", """# 03 · Blind verification and rewards
 
 The **Verifier** judged every answer of a group — teacher refs and rollouts shuffled together, labelled only by
-position — against each criterion: one boolean per criterion. The score of a rollout is recomputed from those
-booleans, never taken from a total the model reports:
+position — against each criterion: one boolean per criterion where code checks the final answer, and on open-ended
+tasks the probability that the criterion is met, read from the Verifier's token log-probabilities (`verifier_mode`,
+"auto" by default). The score of a rollout is recomputed from those verdicts, never taken from a total the model
+reports:
 
-    s_i = Σ_k w_k · v_ik / (Σ_k w_k + ε)        (w_k: the criterion's points, v_ik: its verdict)
+    s_i = Σ_k w_k · v_ik / (Σ_k w_k + ε)        (w_k: the criterion's points, v_ik: its verdict, 1/0 or P(true))
 
 and GRPO's advantage within the group is `(s_i − mean) / (std + ε)` (`scale_rewards="group"`, the paper's form) or
 `s_i − mean` (`"none"`, Dr.GRPO). In: `run_dir` after 02 (`rubrics.jsonl`, `verdicts.jsonl`). No model calls here."""),
@@ -330,11 +332,11 @@ mimicry"""),
 
 FIDELITY_SETUP = """from ropd_kit import notebook_tools
 from ropd_kit.fidelity import study as fidelity
-
 notebook_tools.init_notebook()
 params = notebook_tools.parameters(globals())
 config = notebook_tools.run_config(params)  # run_dir is the study's folder
-study = notebook_tools.fidelity_study(config, bank=bank_file, variants=variants, signals=signals, n_boot=n_boot)
+study = notebook_tools.fidelity_study(config, bank=bank_file, variants=variants, signals=signals, n_boot=n_boot,
+                                       reference_only=reference_only)
 notebook_tools.endpoint_table(study.run_config())"""
 
 NOTEBOOKS["07_reward_fidelity"] = [
@@ -364,6 +366,9 @@ tasks_path = "data/arith_easy_test.jsonl"
 # Or a labelled bank judged instead of student rollouts (its first n_tasks prompts), e.g.
 # "data/open_contrast_test.jsonl"; None: rollouts of tasks_path.
 bank_file = None
+# A labelled bank with reference rubrics: judge it under those alone (the Verifier's own AUC), without inducing
+# rubrics. Several times quicker; the whole-chain rows and the loss split stay empty.
+reference_only = False
 n_tasks = 40
 n_rollouts = 8  # one group per task: n_tasks x n_rollouts rollouts in the bank
 seed = 0
@@ -431,7 +436,7 @@ The rubric inspector on the first variant's folder: each criterion's agreement w
 group, the verdict matrix, live re-weighting."""),
     ("code", """from ropd_kit.inspector import RubricInspector
 
-RubricInspector(study.variant_path(study.variants[0]))"""),
+RubricInspector(study.judged_path(study.variants[0]))"""),
 ]
 
 
