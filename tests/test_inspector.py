@@ -16,7 +16,7 @@ from ropd_kit import rundir
 from ropd_kit.config import RunConfig
 from ropd_kit.inspector import CORRECTNESS_COLUMNS, RubricInspector
 from ropd_kit.rubrics import parse_rubric
-from ropd_kit.scoring import group_advantages, weighted_pass_rate
+from ropd_kit.scoring import group_advantages, weighted_pass_rate, weighted_score
 
 CRITERIA = [
     {"id": "c1", "text": "The final answer is 42", "points": 3, "category": "correctness"},
@@ -117,6 +117,28 @@ def test_moving_a_slider_recomputes_scores_and_advantages(inspector):
     recorded = {a.answer_idx: a.recorded_score for a in inspector.answers if a.source == "student"}
     assert recorded[3] == pytest.approx(4 / 6, abs=1e-5)
     assert inspector.scores[3] == pytest.approx(1 / 6, abs=1e-5)
+
+
+def test_soft_verdicts_are_scored_and_shown_with_their_probabilities(tmp_path):
+    run = write_run(tmp_path / "run")
+    soft = {("student", 0): [0.2, 0.9, 0.8], ("student", 1): [0.7, 0.6, 0.9], ("student", 2): [0.1, 0.3, 0.95],
+            ("student", 3): [0.55, 0.4, 0.6], ("teacher", 0): [0.9, 0.8, 0.9], ("teacher", 1): [0.8, 0.3, 0.7]}
+    records = rundir.read_jsonl(run / rundir.VERDICTS)
+    for r in records:
+        p = soft[(r["source"], r["answer_idx"])]
+        r.update(verdict_kind="soft", probabilities=p, judgements=[v >= 0.5 for v in p],
+                 score=weighted_score([3, 2, 1], [p])[0])
+    rundir.write_jsonl(run / rundir.VERDICTS, records)
+    inspector = RubricInspector(run)
+    expected = weighted_score([3, 2, 1], [soft[("student", i)] for i in range(4)])
+    assert inspector.scores == pytest.approx(expected)  # the run's own scores, not those of the booleans
+    assert list(inspector.table()["score"]) == pytest.approx(list(inspector.table()["recorded_score"]))
+    assert inspector.advantages == pytest.approx(group_advantages(expected))
+    shown = inspector.verdict_matrix()
+    first = inspector.answers[0]
+    assert list(shown.iloc[0]) == [round(v, 2) for v in soft[(first.source, first.answer_idx)]]
+    inspector.sliders["c3"].value = 0  # a slider re-weights the probabilities
+    assert inspector.scores == pytest.approx(weighted_score([3, 2, 0], [soft[("student", i)] for i in range(4)]))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ Verifier saw ("Answer 3"), with the authors revealed on demand; the rubric with 
 rollout pass rates and spread (`scoring.rubric_diagnostics`) and, when the task has a ground-truth answer, how each
 criterion's verdicts follow correctness: agreement (True on a right rollout, False on a wrong one) with its n, and
 the pass rate on right rollouts minus that on wrong ones (`fidelity.group_criterion_table`); the verdict matrix as a
-heatmap; and one slider per criterion weight. Moving a slider recomputes the rewards (`scoring.weighted_pass_rate`)
+heatmap; and one slider per criterion weight. Moving a slider recomputes the rewards (`scoring.weighted_score`)
 and the GRPO advantages (`scoring.group_advantages`) live; 0 drops a criterion. `export_rubric(path)` writes the
 edited rubric in the model-facing format, `{"criteria": [{"id", "text", "points", "category"}]}`.
 

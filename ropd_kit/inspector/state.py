@@ -23,7 +23,7 @@ from .. import rundir
 from ..config import RunConfig
 from ..fidelity import group_criterion_table, label_correct
 from ..scoring import (criterion_spread, group_advantages, result_weighted, rubric_diagnostics, spread_weighted,
-                       weighted_pass_rate)
+                       weighted_score)
 
 WEIGHT_RANGE = (0, 5)
 PITFALL_WEIGHT_RANGE = (-2, 5)
@@ -44,6 +44,7 @@ class Answer:
     text: str
     judgements: list[bool] | None
     recorded_score: float | None  # the score written at judging time
+    probabilities: list[float] | None = None  # soft verdicts: what the score was computed with
     truncated: bool = False
     correct: bool | None = None  # against the task's ground truth; None when the task has none
 
@@ -157,6 +158,7 @@ class InspectorState:
                         text=record.get("text") or "",
                         judgements=verdict.get("judgements"),
                         recorded_score=verdict.get("score"),
+                        probabilities=verdict.get("probabilities"),
                         truncated=bool(record.get("truncated")),
                     )
                 )
@@ -226,8 +228,9 @@ class InspectorState:
             return None
         if answer.source == "student" and answer.truncated and self.config.truncated_rollouts == "zero":
             return 0.0  # the trainer's rule for rollouts cut by max_tokens
-        scores = weighted_pass_rate(self.scoring_points, [answer.judgements], eps=self.config.score_eps,
-                                    pitfalls=self.pitfalls)
+        # Soft verdicts score with their probabilities, as the run did; booleans otherwise.
+        values = answer.probabilities if answer.probabilities is not None else answer.judgements
+        scores = weighted_score(self.scoring_points, [values], eps=self.config.score_eps, pitfalls=self.pitfalls)
         return scores[0]
 
     @property
@@ -245,7 +248,8 @@ class InspectorState:
         if self.rubric_record.get("criterion_weighting") == "spread":
             # The spread the run weighted with (soft verdicts' probabilities), else the one the booleans give.
             recorded = {c.get("id"): c for c in self.rubric_record.get("criterion_spread") or []}
-            judged = [a.judgements for a in self._students() if a.judgements is not None]
+            judged = [a.probabilities if a.probabilities is not None else a.judgements
+                      for a in self._students() if a.judgements is not None]
             computed = criterion_spread(judged, len(ids))
             spreads = [recorded[i]["student_std"] if i in recorded else computed[k]["std"] for k, i in enumerate(ids)]
             n = next((recorded[i]["n_student"] for i in ids if i in recorded), len(judged))
@@ -273,9 +277,11 @@ class InspectorState:
     # Tables
 
     def verdict_matrix(self) -> pd.DataFrame:
-        """Answers (blind order) × criteria: True/False, or None where the answer has no judgement."""
+        """Answers (blind order) × criteria: True/False, P(true) rounded to 0.01 for soft verdicts, or None where the
+        answer has no judgement."""
         ids = [c["id"] for c in self.criteria]
-        rows = [a.judgements if a.judgements is not None else [None] * len(ids) for a in self.answers]
+        rows = [[round(p, 2) for p in a.probabilities] if a.probabilities is not None
+                else a.judgements if a.judgements is not None else [None] * len(ids) for a in self.answers]
         return pd.DataFrame(rows, index=[self.row_label(a) for a in self.answers], columns=ids)
 
     def rubric_table(self) -> pd.DataFrame:
