@@ -292,7 +292,7 @@ def test_evaluate_writes_a_score_beside_correct_for_every_family(tmp_path):
     tasks = [Task(id="a", prompt="What is 2 + 2?", answer="4", domain="arith"), math_task("\\frac{1}{2}"),
              mc_task("D"), SINK]
     with StubJudge() as judge:
-        config = _stub_config(judge, tmp_path)
+        config = _stub_config(judge, tmp_path, verifier_mode="batched")  # the stub writes matrices only
         frame = evaluate(model, tasks, k=2, tokenizer=tokenizer, config=config, temperature=1.0, max_new_tokens=12,
                          step=0, run_dir=tmp_path)
         assert judge.counts() == {"verdicts": 1}  # the open-ended task's two samples, in one blind call
