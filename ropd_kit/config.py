@@ -448,7 +448,7 @@ class RunConfig(BaseModel):
         "and the verdict records say why. 'auto' (default): soft for task families with no checkable final answer "
         "(open-ended), where the 1.5B judge's booleans tie whole groups and its probabilities rank answers; batched "
         "where the family's answer is checkable by code (arithmetic, math, multiple choice), where the consensus "
-        "check carries the ranking and the batched call costs about a tenth of the tokens; batched also when "
+        "check carries the ranking and the batched call costs a fifth to a tenth of the tokens; batched also when "
         "verifier_evidence, verifier_read_first or verifier_samples > 1 asks for written or sampled replies.",
     )
     consensus_check: bool = Field(
