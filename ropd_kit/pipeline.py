@@ -84,7 +84,7 @@ def _soft_values(notes: dict | None, judgement: list[bool] | None) -> list[float
     return values
 
 
-def _answer_values(judgement: list[bool] | None, notes: dict | None) -> list[float] | None:
+def answer_values(judgement: list[bool] | None, notes: dict | None) -> list[float] | None:
     """What an answer's score reads per criterion: its soft verdict's probabilities, else its booleans as 0/1."""
     if judgement is None:
         return None
@@ -103,7 +103,7 @@ def group_spread(ids: list[str], verdicts: GroupVerdicts, config: RunConfig,
         for idx, judgement in enumerate(judgements):
             if source == "student" and truncated and truncated[idx] and config.truncated_rollouts == "zero":
                 continue
-            rows.append(_answer_values(judgement, all_notes[idx] if idx < len(all_notes) else None))
+            rows.append(answer_values(judgement, all_notes[idx] if idx < len(all_notes) else None))
         out[source] = criterion_spread(rows, len(ids))
     return out
 

@@ -49,6 +49,11 @@ class Answer:
     correct: bool | None = None  # against the task's ground truth; None when the task has none
 
     @property
+    def values(self) -> list[float] | list[bool] | None:
+        """What its score reads per criterion: the soft verdicts' probabilities, else the booleans."""
+        return self.probabilities if self.probabilities is not None else self.judgements
+
+    @property
     def label(self) -> str:
         return f"Answer {self.position}"
 
@@ -228,9 +233,8 @@ class InspectorState:
             return None
         if answer.source == "student" and answer.truncated and self.config.truncated_rollouts == "zero":
             return 0.0  # the trainer's rule for rollouts cut by max_tokens
-        # Soft verdicts score with their probabilities, as the run did; booleans otherwise.
-        values = answer.probabilities if answer.probabilities is not None else answer.judgements
-        scores = weighted_score(self.scoring_points, [values], eps=self.config.score_eps, pitfalls=self.pitfalls)
+        scores = weighted_score(self.scoring_points, [answer.values], eps=self.config.score_eps,
+                                pitfalls=self.pitfalls)
         return scores[0]
 
     @property
@@ -248,8 +252,7 @@ class InspectorState:
         if self.rubric_record.get("criterion_weighting") == "spread":
             # The spread the run weighted with (soft verdicts' probabilities), else the one the booleans give.
             recorded = {c.get("id"): c for c in self.rubric_record.get("criterion_spread") or []}
-            judged = [a.probabilities if a.probabilities is not None else a.judgements
-                      for a in self._students() if a.judgements is not None]
+            judged = [a.values for a in self._students() if a.judgements is not None]
             computed = criterion_spread(judged, len(ids))
             spreads = [recorded[i]["student_std"] if i in recorded else computed[k]["std"] for k, i in enumerate(ids)]
             n = next((recorded[i]["n_student"] for i in ids if i in recorded), len(judged))

@@ -393,14 +393,6 @@ def rubric_score(points: Sequence[int], judgement: Sequence[bool | float]) -> fl
     return weighted_score(list(points), [list(judgement)], eps=0.0, pitfalls=True)[0]
 
 
-def _graded_values(judgement: list[bool] | None, notes: dict | None) -> list[bool | float] | None:
-    # Soft verdicts grade with their probabilities (what ranked answers in the fidelity study), booleans otherwise.
-    if judgement is None:
-        return None
-    probabilities = (notes or {}).get("probabilities")
-    return list(probabilities) if probabilities is not None and len(probabilities) == len(judgement) else judgement
-
-
 def _grade_seed(config: "RunConfig", task_id: str, step: int | None) -> int:
     # A reproducible blind order per (task, step), different from the training groups' (pipeline._group_seed), so a
     # re-run of the evaluation replays from the LLM cache.
@@ -414,14 +406,16 @@ async def grade_reference_async(
     """Grade `texts` (one task's answers) against the task's reference rubric: one blind, fenced Verifier group
     (`verify.verify_group_async`, no teacher references), retried as the config says; never raises for model or
     endpoint misbehaviour. An empty answer meets no criterion (score 0, no call)."""
+    from ..pipeline import answer_values
     from ..verify import verify_group_async
 
     rubric, points = reference_rubric(task)
     verdicts = await verify_group_async(
         task, rubric, [], [t or "" for t in texts], client, config, seed=_grade_seed(config, task.id, step)
     )
+    # Soft verdicts grade with their probabilities (what ranked answers in the fidelity study), booleans otherwise.
     notes = verdicts.student_notes
-    values = [_graded_values(j, notes[i] if i < len(notes) else None) for i, j in enumerate(verdicts.student)]
+    values = [answer_values(j, notes[i] if i < len(notes) else None) for i, j in enumerate(verdicts.student)]
     scores = [None if v is None else rubric_score(points, v) for v in values]
     reason = verdicts.error or "no verdict"
     return ReferenceGrade(
