@@ -6,7 +6,8 @@ and what does each method cost per step. `--full` runs `experiments/demo_full.ya
 lopd and rlvr for two steps each through notebooks 01–06. Both go through `batch.run_batch` (one local llama-server
 per model, the Qwen2.5-Coder-1.5B teacher side and the 0.5B student, on the shipped arithmetic tasks), show which run
 and notebook they are in while they run, write `reports/<name>/index.html`, and end with a short table: per run its
-method, time, pass@1 before and after training, and the AUCs where they were computed. Finished runs are skipped on
+method, time, seconds and samples per training step, pass@1 before and after training where the run evaluated (the
+short demo does not), and the AUCs where they were computed. Finished runs are skipped on
 a re-run (`--force` redoes them).
 """
 
@@ -34,6 +35,8 @@ def run_summary(run_dir: Path) -> dict:
         out["steps"] = log[-1]["step"]
         out["wall_s"] = log[-1]["wall_s"]
         out["s_per_step"] = log[-1]["wall_s"] / max(log[-1]["step"], 1)
+        if log[-1].get("samples_seen") is not None:
+            out["samples_per_step"] = log[-1]["samples_seen"] / max(log[-1]["step"], 1)
         rewards = [r["reward_mean"] for r in log if r.get("reward_mean") is not None]
         out["reward_first_last"] = (rewards[0], rewards[-1]) if rewards else None
     evals = rundir.read_jsonl(run_dir / rundir.EVAL) if (run_dir / rundir.EVAL).exists() else []
@@ -89,8 +92,9 @@ def _clock(seconds: float | None) -> str:
 
 
 def summary_rows(results: list) -> list[dict[str, str]]:
-    """One row per run of a finished batch (its `RunStatus` list): run, method, time, pass@1 from the first to the
-    last evaluated step, and each reward signal's AUC where notebook 05 computed one ("—" where it did not)."""
+    """One row per run of a finished batch (its `RunStatus` list): run, method, time, seconds and samples per
+    training step, pass@1 from the first to the last evaluated step, and each reward signal's AUC where notebook 05
+    computed one ("—" where a run has none)."""
     from .analysis import SIGNAL_LABELS
 
     rows = []
@@ -103,10 +107,12 @@ def summary_rows(results: list) -> list[dict[str, str]]:
         detail = summary.get("auc_detail") or {}
         aucs = [f"{SIGNAL_LABELS.get(signal, signal)} {auc:.2f}"
                 for signal, row in detail.items() if (auc := _number(row, "auc")) is not None]
+        step = "—" if summary.get("s_per_step") is None else f"{summary['s_per_step']:.0f} s" + (
+            f", {summary['samples_per_step']:.0f} samples" if summary.get("samples_per_step") is not None else "")
         state = "" if status.status == "done" else f" ({status.status})"
         rows.append({"run": status.run + state, "method": str(status.params.get("method", "—")),
                      "time": _clock(status.wall_s) + (" (earlier)" if status.skipped else ""),
-                     "pass@1": accuracy, "AUC": ", ".join(aucs) or "—"})
+                     "per step": step, "pass@1": accuracy, "AUC": ", ".join(aucs) or "—"})
     return rows
 
 

@@ -227,7 +227,7 @@ judge cost per step (`judge_calls`, and `judge_usd` with `usd_<role>` when an en
     ("code", """notebook_tools.train_log_figure(config)"""),
     ("md", """## Accuracy against the ground truth
 pass@1 at each evaluated step, with the samples seen and wall time spent to get there (what 06 compares across
-methods)."""),
+methods). Empty when the run evaluates nothing (`eval_steps = None`, as in `make demo`'s one step)."""),
     ("code", """from ropd_kit.train.evaluate import eval_curve
 
 eval_curve(config.run_dir)"""),

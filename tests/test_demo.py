@@ -15,7 +15,9 @@ def test_the_demo_is_ropd_against_lopd_one_step_each_with_the_signals_notebook()
     spec = load_spec(DEFAULT_SPEC)
     runs = {r.params["method"]: r for r in spec.expand()}
     assert list(runs) == ["ropd", "lopd"]
-    assert spec.base["max_steps"] == 1 and spec.base["eval_steps"] == 1  # pass@1 before and after the one step
+    # One step each and no evaluation: pass@1 on a few tasks before and after one step could not show a change.
+    assert spec.base["max_steps"] == 1 and spec.base["eval_steps"] is None
+    assert spec.expand()[0].params["eval_steps"] is None  # passed on, so the notebook's own default does not apply
     ropd_notebooks = runs["ropd"].notebooks or spec.notebooks
     assert "05_signal_alignment_auc" in ropd_notebooks and {"score", "logprob"} <= set(spec.base["signals"])
     # lopd only trains: no judging notebook, and no llama-server beside its student and white-box teacher.
@@ -37,8 +39,8 @@ def test_the_full_demo_compares_the_three_methods_on_all_six_notebooks():
 def test_run_summary_reads_pass_rates_step_time_and_auc(tmp_path: Path):
     run = tmp_path / "run"
     rundir.append_jsonl(run / rundir.TRAIN_LOG, [
-        {"step": 1, "wall_s": 100.0, "reward_mean": 0.4},
-        {"step": 2, "wall_s": 220.0, "reward_mean": 0.6},
+        {"step": 1, "wall_s": 100.0, "reward_mean": 0.4, "samples_seen": 8},
+        {"step": 2, "wall_s": 220.0, "reward_mean": 0.6, "samples_seen": 16},
     ])
     rundir.append_jsonl(run / rundir.EVAL, [
         {"step": 0, "correct": False}, {"step": 0, "correct": True},
@@ -48,6 +50,7 @@ def test_run_summary_reads_pass_rates_step_time_and_auc(tmp_path: Path):
     summary = run_summary(run)
     assert summary["pass@1"] == {0: 0.5, 2: 1.0}
     assert summary["s_per_step"] == 110.0 and summary["reward_first_last"] == (0.4, 0.6)
+    assert summary["samples_per_step"] == 8.0
     assert summary["auc"] == {"score": 0.8, "logprob": None}
 
 
@@ -65,7 +68,7 @@ def test_run_summary_of_an_unfinished_run_is_empty_not_an_error(tmp_path: Path):
     assert run_summary(tmp_path / "nothing-yet") == {}
 
 
-def test_the_closing_table_has_one_row_per_run_with_time_accuracy_and_auc(tmp_path: Path):
+def test_the_closing_table_has_one_row_per_run_with_time_step_cost_accuracy_and_auc(tmp_path: Path):
     from ropd_kit.batch.status import RunStatus
     from ropd_kit.demo import summary_rows, table_text
 
@@ -73,6 +76,7 @@ def test_the_closing_table_has_one_row_per_run_with_time_accuracy_and_auc(tmp_pa
     for run, correct in ((ropd, [False, True, True, True]), (lopd, [False, True, False, True])):
         rundir.append_jsonl(run / rundir.EVAL,
                             [{"step": s, "correct": c} for s in (0, 1) for c in correct[2 * s:2 * s + 2]])
+    rundir.append_jsonl(ropd / rundir.TRAIN_LOG, [{"step": 1, "wall_s": 232.4, "samples_seen": 4}])
     rundir.write_jsonl(ropd / "signal_auc.jsonl", [{"signal": "score", "auc": 0.9, "low": 0.8, "high": 1.0, "n": 16},
                                                    {"signal": "logprob", "auc": float("nan"), "n": 16}])
     results = [
@@ -82,9 +86,13 @@ def test_the_closing_table_has_one_row_per_run_with_time_accuracy_and_auc(tmp_pa
                   wall_s=59.6, failed_notebook="04_grpo_training"),
     ]
     rows = summary_rows(results)
-    assert rows[0] == {"run": "ropd", "method": "ropd", "time": "10:01", "pass@1": "0.50 -> 1.00 (step 1)",
+    assert rows[0] == {"run": "ropd", "method": "ropd", "time": "10:01", "per step": "232 s, 4 samples",
+                       "pass@1": "0.50 -> 1.00 (step 1)",
                        "AUC": "rubric reward 0.90"}  # an undefined AUC is left out, not printed as a number
     assert rows[1]["run"] == "lopd (failed)" and rows[1]["time"] == "1:00" and rows[1]["AUC"] == "—"
+    assert rows[1]["per step"] == "—"  # it logged no step
     lines = table_text(rows).splitlines()
-    assert lines[0].split() == ["run", "method", "time", "pass@1", "AUC"] and len(lines) == 3
+    assert len(lines) == 3
+    assert [h.strip() for h in lines[0].split("  ") if h.strip()] == ["run", "method", "time", "per step", "pass@1",
+                                                                      "AUC"]
     assert lines[1].index("ropd", 5) == lines[0].index("method")  # columns line up
