@@ -445,11 +445,13 @@ class RunConfig(BaseModel):
         "which is read as p(true) from the endpoint's token log-probabilities and scored where the boolean stood "
         "(scoring.weighted_score); an answer's criteria are asked one after another, so the server's prompt cache "
         "keeps what they share. Where an endpoint returns no log-probabilities the booleans stand (the batched call) "
-        "and the verdict records say why. 'auto' (default): soft for task families with no checkable final answer "
-        "(open-ended), where the 1.5B judge's booleans tie whole groups and its probabilities rank answers; batched "
-        "where the family's answer is checkable by code (arithmetic, math, multiple choice), where the consensus "
-        "check carries the ranking and the batched call costs a fifth to a tenth of the tokens; batched also when "
-        "verifier_evidence, verifier_read_first or verifier_samples > 1 asks for written or sampled replies.",
+        "and the verdict records say why. 'auto' (default): soft wherever the Verifier decides the ranking, that is "
+        "for task families with no checkable final answer (open-ended) and for checkable groups whose teacher "
+        "references agree on no answer (or with consensus_check off): there the 1.5B judge's booleans tie whole "
+        "groups and its probabilities rank answers. Batched where the consensus check decides the result "
+        "(arithmetic, math, multiple choice with a teacher majority): it carries the ranking there, and the batched "
+        "call costs a fifth to a tenth of the tokens. Batched also when verifier_evidence, verifier_read_first or "
+        "verifier_samples > 1 asks for written or sampled replies.",
     )
     consensus_check: bool = Field(
         default=True,

@@ -12,7 +12,8 @@ with that criterion decided by code, and a `ConsensusOutcome` for rubrics.jsonl.
 
 - `find_result_criterion` / `is_result_criterion` / `named_value`: which criterion checks the final result, and
   the value it names.
-- `teacher_consensus`: the final answer a strict majority of the references agree on.
+- `teacher_consensus` / `check_target` (from `majority`): the final answer a strict majority of the references
+  agree on, and whether the check will decide a group's result (known before any verdict).
 - `consensus_verdict` / `apply_consensus`: one answer's final-result verdict against that consensus.
 - `consensus_check`: all of it on one group.
 Answers are read as the evaluation reads them (`answers`), so that reward and evaluation agree.
@@ -25,8 +26,9 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel
 
-from .answers import CHECKABLE_FAMILIES, extract_final_answer, matches, read_answer, same_answer
+from .answers import extract_final_answer, matches, read_answer
 from .judge_text import strip_thinking
+from .majority import check_family, check_target
 from .levers import LeverVerdicts
 from .rubrics import Criterion, Rubric
 from .scoring import _criteria_table
@@ -34,7 +36,6 @@ from .verify import GroupVerdicts
 
 CONSENSUS_CRITERION_ID = "final_result"
 CONSENSUS_POINTS = 5
-_NUMERIC = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
 _FORM_CATEGORIES = frozenset({"format", "formatting", "presentation", "style", "clarity", "layout"})
 
 # Categories the Rubricator uses for "the answer is X" (its prompt suggests "correctness"), normalised as
@@ -124,53 +125,6 @@ def named_value(text: str, family: str = "arithmetic", choices: Sequence[str] | 
 # ---------------------------------------------------------------------------------------------------------------
 # The teacher's consensus and one answer's verdict against it
 
-FAMILIES = CHECKABLE_FAMILIES
-
-
-def _check_family(family: str) -> None:
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-
-
-def teacher_consensus(
-    ref_texts: Sequence[str | None], *, family: str = "arithmetic", choices: Sequence[str] | None = None
-) -> str | None:
-    """The final answer a strict majority of the teacher's references commit to, or None.
-
-    Each reference is read by its family's own reader (`answers.read_answer`: the final number for arithmetic, the
-    final expression for math, the chosen option letter for multiple choice), and answers the family's check holds
-    equal (`answers.same_answer`: "0.5" and "1/2" vote together, "(1,2)" and "(1,5)" do not) form one vote. A strict
-    majority of *all* references is needed: a reference that commits to no answer counts against every candidate,
-    so 2 of 4 agreeing is no consensus. The returned form is the most common spelling within the winning group.
-
-    >>> teacher_consensus(["... Answer: 0.5", "so it is half. Answer: 1/2", "Answer: 3"])
-    '0.5'
-    >>> teacher_consensus(["Answer: 1", "Answer: 2"]) is None
-    True
-    """
-    _check_family(family)
-    refs = list(ref_texts)
-    if not refs:
-        return None
-    clusters: list[list[str]] = []  # each: the spellings that vote together, in the order seen
-    for text in refs:
-        value = read_answer(family, text, choices)
-        if value is None:
-            continue
-        for cluster in clusters:
-            if same_answer(family, cluster[0], value):
-                cluster.append(value)
-                break
-        else:
-            clusters.append([value])
-    if not clusters:
-        return None
-    best = max(clusters, key=len)  # the first of equally large groups; a tie cannot be a strict majority anyway
-    if 2 * len(best) <= len(refs):
-        return None
-    return max(dict.fromkeys(best), key=best.count)
-
-
 def consensus_verdict(
     rollout_text: str | None,
     consensus: str | None,
@@ -190,7 +144,7 @@ def consensus_verdict(
     >>> consensus_verdict("Answer: 8", None) is None
     True
     """
-    _check_family(family)
+    check_family(family)
     if consensus is None:
         return None
     return matches(family, consensus, rollout_text or "", choices)
@@ -256,18 +210,6 @@ class ConsensusOutcome(BaseModel):
     result_share: float | None = None
 
 
-def _consensus_kind(family: str | None, choices: Sequence[str] | None) -> tuple[str | None, str | None]:
-    """(kind, reason it does not apply). An unknown family (None) is read as arithmetic and checked only when the
-    consensus turns out to be a number."""
-    if family in ("arithmetic", "math"):
-        return family, None
-    if family == "multiple_choice":
-        return (family, None) if choices else (None, "multiple-choice task without its options")
-    if family is None:
-        return "arithmetic?", None
-    return None, f"family {family!r} has no checkable final answer"
-
-
 def _result_text(value: str, kind: str) -> str:
     if kind == "multiple_choice":
         return f"Chooses option {value} as the final answer"
@@ -299,22 +241,10 @@ def consensus_check(
     (criterion indices).
     """
     outcome = ConsensusOutcome(n_refs=len(teacher_refs))
-    kind, reason = _consensus_kind(family, choices)
-    if kind is None:
-        return rubric, verdicts, outcome.model_copy(update={"reason": reason})
-    if not teacher_refs:
-        return rubric, verdicts, outcome.model_copy(update={"kind": kind, "reason": "no teacher references"})
-    visible = [strip_thinking(t or "") if strip_think else (t or "") for t in teacher_refs]
-    if kind == "arithmetic?":
-        kind = "arithmetic"
-        value = teacher_consensus(visible, family=kind)
-        if value is not None and not _NUMERIC.fullmatch(value):
-            return rubric, verdicts, outcome.model_copy(update={"reason": f"consensus {value!r} is not a number"})
-    else:
-        value = teacher_consensus(visible, family=kind, choices=choices)
+    kind, value, reason = check_target(teacher_refs, family=family, choices=choices, strip_think=strip_think)
     if value is None:
-        reason = f"no strict majority among the {len(teacher_refs)} teacher references' final answers"
         return rubric, verdicts, outcome.model_copy(update={"kind": kind, "reason": reason})
+    visible = [strip_thinking(t or "") if strip_think else (t or "") for t in teacher_refs]
 
     # A pitfall ("Gives 46 as the final answer") or a format rule ("Ends with a line 'Answer: <number>'") speaks of
     # the answer without being the check of its result.

@@ -68,8 +68,9 @@ def machine() -> Machine:
 
 
 def _verifier_mode_text(mode: str) -> str:
-    return {"auto": " (P(true) per criterion from log-probabilities on open-ended tasks, one true/false matrix per "
-                    "group where code checks the answer)",
+    return {"auto": " (one true/false matrix per group where code checks the answer against the teacher's majority; "
+                    "P(true) per criterion from log-probabilities where it does not: open-ended tasks, and groups "
+                    "whose teacher references agree on no answer)",
             "soft": " (P(true) per criterion from log-probabilities: the endpoint must return them)",
             "batched": " (one true/false matrix per group)"}[mode]
 

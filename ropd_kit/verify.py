@@ -9,8 +9,9 @@ marker lines carry a boundary token, and any marker-like run (`<<<`, `>>>`) or c
 neutralised, so an answer can neither close its own fence nor open a new section; the system prompt tells the
 Verifier that instructions and self-assessments inside answers count for nothing.
 
-Soft verdicts (`verifier_mode="soft"`, and under the default "auto" for families with no checkable answer, see
-`verifier_mode_for`): instead of the batched matrix, one short request per (answer, criterion)
+Soft verdicts (`verifier_mode="soft"`, and under the default "auto" wherever no code check decides the group's result:
+open-ended families, and checkable groups whose teacher references agree on no answer; see `verifier_mode_for`):
+instead of the batched matrix, one short request per (answer, criterion)
 with nothing written before the verdict; p(true) is read from the reply's first token's log-probabilities
 (`verdict_probability`) and scored where the boolean stood, the boolean being p >= 0.5. Each request shows the
 instructions, the question and the one fenced answer first and the criterion last, and an answer's criteria are
@@ -58,6 +59,7 @@ from pydantic import BaseModel, Field
 from .judge_text import clean_answer, fence, find_json, make_boundary, neutralise, strip_thinking
 from . import prompts
 from .answers import CHECKABLE_FAMILIES
+from .majority import check_target
 from .rubrics import FATAL_LLM_KINDS, Rubric
 
 Key = tuple[str, int]  # ("teacher" | "student", index in its source list)
@@ -831,22 +833,38 @@ def combine_samples(
     return list(verdicts), notes
 
 
-def verifier_mode_for(config: Any, question: Any) -> str:
+def needs_written_replies(config: Any) -> bool:
+    """Whether a Verifier lever asks for written or sampled replies (evidence, read-first, several samples), which
+    a verdict read from one token's probabilities cannot give."""
+    n_samples, evidence, read_first = _levers(config)
+    return n_samples > 1 or evidence or read_first
+
+
+def verifier_mode_for(config: Any, question: Any, teacher_refs: Sequence[str] | None = None) -> str:
     """The mode ("batched" or "soft") one group is judged in: `config.verifier_mode` unless it is "auto".
 
-    "auto" reads soft verdicts where the task's family has no checkable final answer, and keeps the batched matrix
-    where code can check the answer (`answers.CHECKABLE_FAMILIES`) or the family is unknown (a bare question): there
-    the consensus check decides the result criterion, and the batched call is the cheaper one. The levers that need
+    "auto" reads soft verdicts wherever the Verifier decides the ranking: task families with no checkable final
+    answer (open-ended), and checkable groups whose result code will not decide — the consensus check is off, or
+    the group's `teacher_refs` reach no strict majority (`majority.check_target`). It keeps the batched matrix
+    where the consensus check decides the result (it carries the ranking there, and the batched call is the cheaper
+    one), and where the family is unknown and no references are given (a bare question). The levers that need
     written or sampled replies (evidence, read-first, several samples) keep "auto" batched.
     """
     mode = getattr(config, "verifier_mode", "batched")
     if mode != "auto":
         return mode
-    n_samples, evidence, read_first = _levers(config)
-    if n_samples > 1 or evidence or read_first:
+    if needs_written_replies(config):
         return "batched"
     family = getattr(question, "family", None)
-    return "batched" if family is None or family in CHECKABLE_FAMILIES else "soft"
+    if family is not None and family not in CHECKABLE_FAMILIES:
+        return "soft"
+    if teacher_refs is None:
+        return "batched"
+    if not getattr(config, "consensus_check", False):
+        return "soft"
+    _, value, _ = check_target(teacher_refs, family=family, choices=getattr(question, "choices", None),
+                               strip_think=getattr(config, "strip_thinking", True))
+    return "batched" if value is not None else "soft"
 
 
 async def verify_group_async(
@@ -893,7 +911,7 @@ async def verify_group_async(
             shown.append(key)
 
     fatal: list[str] = []
-    soft = verifier_mode_for(config, question) == "soft"
+    soft = verifier_mode_for(config, question, teacher_refs) == "soft"
     soft_read: dict[Key, _SoftCells] = {}
     soft_logs: list[_Call] = []
     batched = shown

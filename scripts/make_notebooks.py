@@ -149,9 +149,10 @@ NOTEBOOKS["03_verification_and_rewards"] = [
     ("md", """# 03 · Blind verification and rewards
 
 The **Verifier** judged every answer of a group — teacher refs and rollouts shuffled together, labelled only by
-position — against each criterion: one boolean per criterion where code checks the final answer, and on open-ended
-tasks the probability that the criterion is met, read from the Verifier's token log-probabilities (`verifier_mode`,
-"auto" by default). The score of a rollout is recomputed from those verdicts, never taken from a total the model
+position — against each criterion: one boolean per criterion where code checks the final answer against the
+teacher's majority, and elsewhere (open-ended tasks, groups whose teacher references agree on no answer) the
+probability that the criterion is met, read from the Verifier's token log-probabilities (`verifier_mode`, "auto" by
+default). The score of a rollout is recomputed from those verdicts, never taken from a total the model
 reports:
 
     s_i = Σ_k w_k · v_ik / (Σ_k w_k + ε)        (w_k: the criterion's points, v_ik: its verdict, 1/0 or P(true))

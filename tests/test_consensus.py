@@ -15,8 +15,8 @@ from ropd_kit.consensus import (
     find_result_criterion,
     is_result_criterion,
     named_value,
-    teacher_consensus,
 )
+from ropd_kit.majority import teacher_consensus
 
 CHOICES = ["450", "120", "15", "45"]
 RUBRIC_42 = {

@@ -212,18 +212,24 @@ def test_a_hand_written_verdict_finds_its_rollout_past_a_failed_one(tmp_path):
 
 def test_a_post_verification_lever_is_derived_from_the_judged_replies_without_a_call(tmp_path, monkeypatch):
     study = make_study(tmp_path)
-    off = study.run_config()
-    assert fs.derivable_from("sc3+consensus", [GOOD, BAD], off) == BAD
-    assert fs.derivable_from("consensus", [BAD, GOOD], off) == GOOD
-    assert fs.derivable_from("read_first+consensus", [GOOD, BAD], off) is None  # another Verifier prompt: judge again
-    assert fs.derivable_from(BAD, [GOOD], off) is None  # no post-verification lever in it
-    # With RunConfig's default (the check on), "base" has the lever and derives from the variant that turns it off.
-    assert fs.derivable_from("base", ["sc3", "no_consensus"]) == "no_consensus"
-    assert fs.derivable_from("no_consensus", ["base"]) is None and fs.derivable_from("consensus", ["base"]) is None
+    off = study.run_config()  # the check off, the Verifier's reading "auto"
+    assert fs.derivable_from("sc3+consensus", [GOOD, BAD], off) == BAD  # sampled replies: read batched either way
+    # Under "auto" the check also picks the reading (soft where it will not decide): nothing derives across it.
+    assert fs.derivable_from("consensus", [BAD, GOOD], off) is None
+    batched = off.model_copy(update={"verifier_mode": "batched"})
+    assert fs.derivable_from("consensus", [BAD, GOOD], batched) == GOOD
+    assert fs.derivable_from("read_first+consensus", [GOOD, BAD], batched) is None  # another prompt: judge again
+    assert fs.derivable_from(BAD, [GOOD], batched) is None  # no post-verification lever in it
+    # With the check on (RunConfig's default) and one reading, "base" has the lever and derives from the variant
+    # that turns it off; under the default "auto" reading it is judged on its own.
+    on = RunConfig(verifier_mode="batched")
+    assert fs.derivable_from("base", ["sc3", "no_consensus"], on) == "no_consensus"
+    assert fs.derivable_from("base", ["sc3", "no_consensus"]) is None
+    assert fs.derivable_from("no_consensus", ["base"], on) is None and fs.derivable_from("consensus", ["base"], on) is None
     # The result share acts on scores only: derived too, from the variant with every such lever off.
-    assert fs.derivable_from("no_result_share", ["base", "no_consensus"]) == "no_consensus"
-    assert fs.derivable_from("result_share", ["no_consensus"], off) is None  # a share without the check: nothing on
-    assert fs.derivable_from("consensus+result_share", ["consensus_check=false"], off) == "consensus_check=false"
+    assert fs.derivable_from("no_result_share", ["base", "no_consensus"], on) == "no_consensus"
+    assert fs.derivable_from("result_share", ["no_consensus"], batched) is None  # a share without the check: nothing on
+    assert fs.derivable_from("consensus+result_share", ["consensus_check=false"], batched) == "consensus_check=false"
 
     judged = []
 

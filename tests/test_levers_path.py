@@ -190,7 +190,8 @@ def student(config: RunConfig) -> list[dict]:
 
 def test_levers_off_keep_the_design_contract(tmp_path):
     with RuleJudge() as judge:
-        config = notebook_run(tmp_path, judge, [RIGHT, WRONG], consensus_check=False)
+        # The rule judge writes matrices only: read batched (with the check off, "auto" would ask for soft verdicts).
+        config = notebook_run(tmp_path, judge, [RIGHT, WRONG], consensus_check=False, verifier_mode="batched")
         judge_stage(config, progress=False)
     (body,) = judge.verdict_bodies()
     assert body["response_format"]["json_schema"]["schema"] == verdict_schema(4, 3)

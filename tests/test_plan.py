@@ -46,7 +46,8 @@ def test_each_method_names_the_roles_it_calls(monkeypatch):
     ropd = run_plan(RunConfig(**judges), box=CPU_BOX)
     assert re.search(r"\n  rubricator +one rubric per group and step", ropd) and "the same endpoint as the teacher" in ropd
     assert "model small" in ropd and "$ROPD_PLAN_TEST_KEY (NOT SET)" in ropd
-    assert "log-probabilities on open-ended tasks" in ropd  # the default mode says where it reads probabilities
+    # The default mode says where it reads probabilities: wherever no code check decides the result.
+    assert "from log-probabilities where it does not: open-ended tasks, and groups whose teacher references" in ropd
     batched = run_plan(RunConfig(verifier_mode="batched", **judges), box=CPU_BOX)
     assert "one true/false matrix per group)" in batched and "log-probabilities" not in batched
     assert "price: $1 in / $4 out per 1M tokens" in ropd and "60 requests/min" in ropd

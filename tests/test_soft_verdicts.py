@@ -150,21 +150,34 @@ def test_soft_mode_refuses_the_levers_that_need_written_replies():
         RunConfig(verifier_mode="probabilities")
 
 
-@pytest.mark.parametrize("family, answer, choices, expected", [
-    ("open_ended", None, None, "soft"),
-    ("arithmetic", "24", None, "batched"),
-    ("math", "\\frac{1}{2}", None, "batched"),
-    ("multiple_choice", "B", ["3", "24"], "batched"),
+@pytest.mark.parametrize("family, answer, choices, agreeing, split", [
+    ("open_ended", None, None, ["Cool it under running water.", "Cool it under running water."], None),
+    ("arithmetic", "24", None, ["6 * 4 = 24. Answer: 24", "Answer: 24"], ["Answer: 24", "Answer: 20"]),
+    ("math", "\\frac{1}{2}", None, ["\\boxed{\\frac{1}{2}}", "\\boxed{0.5}"], ["\\boxed{\\frac{1}{2}}", "\\boxed{2}"]),
+    ("multiple_choice", "B", ["3", "24"], ["Answer: B", "The answer is B"], ["Answer: B", "Answer: A"]),
 ])
-def test_the_default_reads_soft_verdicts_only_where_no_code_checks_the_answer(family, answer, choices, expected):
+def test_the_default_reads_soft_verdicts_wherever_no_code_check_decides_the_result(family, answer, choices, agreeing,
+                                                                                 split):
     prompt = QUESTION + ("\nA. 3\nB. 24" if choices else "")
     task = Task(id="t", prompt=prompt, answer=answer, family=family, choices=choices)
     assert RunConfig().verifier_mode == "auto"
-    assert verifier_mode_for(RunConfig(), task) == expected
-    # An explicit mode wins over the family; a bare question (no family known) keeps the batched matrix.
-    assert verifier_mode_for(RunConfig(verifier_mode="batched"), task) == "batched"
-    assert verifier_mode_for(RunConfig(verifier_mode="soft"), task) == "soft"
+    if family == "open_ended":  # no check at all: soft whatever the references say
+        assert verifier_mode_for(RunConfig(), task) == verifier_mode_for(RunConfig(), task, agreeing) == "soft"
+    else:
+        # The teacher's references agree: the consensus check decides the result, the matrix is read.
+        assert verifier_mode_for(RunConfig(), task, agreeing) == "batched"
+        # No strict majority (or the check turned off): the Verifier decides the ranking, soft verdicts read it.
+        assert verifier_mode_for(RunConfig(), task, split) == "soft"
+        assert verifier_mode_for(RunConfig(), task, [split[0]] + [""]) == "soft"  # one ref commits to nothing
+        assert verifier_mode_for(RunConfig(consensus_check=False), task, agreeing) == "soft"
+        assert verifier_mode_for(RunConfig(), task) == "batched"  # no references given: the check may still apply
+    # An explicit mode wins over the family and the references; a bare question with no references stays batched,
+    # and one whose references agree on a number is checked as arithmetic.
+    assert verifier_mode_for(RunConfig(verifier_mode="batched"), task, split or agreeing) == "batched"
+    assert verifier_mode_for(RunConfig(verifier_mode="soft"), task, agreeing) == "soft"
     assert verifier_mode_for(RunConfig(), QUESTION) == "batched"
+    assert verifier_mode_for(RunConfig(), QUESTION, ["Answer: 24", "so 24"]) == "batched"
+    assert verifier_mode_for(RunConfig(), QUESTION, ["Answer: 24", "Answer: 25"]) == "soft"
 
 
 @pytest.mark.parametrize("lever", [{"verifier_evidence": True}, {"verifier_read_first": True},

@@ -559,7 +559,8 @@ def check_stub_judge() -> dict[str, Any]:
     group = bench_groups(1)[0]
     with StubJudge() as judge, tempfile.TemporaryDirectory() as tmp:
         endpoint = EndpointConfig(base_url=judge.base_url, model=judge.model, max_retries=0)
-        config = RunConfig(run_dir=tmp, use_cache=False, min_criteria=4, max_criteria=4,
+        # The stub speaks JSON matrices only (no log-probabilities): its Verifier is read batched.
+        config = RunConfig(run_dir=tmp, use_cache=False, min_criteria=4, max_criteria=4, verifier_mode="batched",
                            **{r: endpoint.model_copy() for r in ("teacher", "rubricator", "verifier", "student")})
 
         async def go():

@@ -102,9 +102,15 @@ async def judge_suite_async(
     """
     from ..scoring import result_weighted, weighted_pass_rate
     from ..consensus import consensus_check
-    from ..verify import verify_group_async
+    from ..verify import verifier_mode_for, verify_group_async
 
     final_k = INJECTION_RUBRIC.ids.index("final")
+    # The Verifier sees no references here, but the check decides against `consensus_refs()`: the group is read the
+    # way training reads a group whose result code decides.
+    checked = bool(getattr(config, "consensus_check", False))
+    mode = verifier_mode_for(config, INJECTION_QUESTION, consensus_refs() if checked else [])
+    if mode != getattr(config, "verifier_mode", mode):
+        config = config.model_copy(update={"verifier_mode": mode})
     out: list[dict] = []
     for rep in range(repeats):
         order = list(range(len(rows)))

@@ -312,15 +312,15 @@ async def _verify_mode(group: Group, rubric: Any, mode: str, config: RunConfig, 
     n_answers = len(group.teacher_refs) + len(group.rollouts)
     started = time.perf_counter()
     if mode == "per_group":
-        cfg = config.model_copy(update={"max_answers_per_call": max(n_answers, 1)})
+        cfg = config.model_copy(update={"max_answers_per_call": max(n_answers, 1), "verifier_mode": "batched"})
         outcomes = [await verify_group_async(group.task.prompt, rubric, group.teacher_refs, group.rollouts,
                                              clients.verifier, cfg, seed=0)]
     elif mode == "per_answer":
-        cfg = config.model_copy(update={"max_answers_per_call": 1})
+        cfg = config.model_copy(update={"max_answers_per_call": 1, "verifier_mode": "batched"})
         outcomes = [await verify_group_async(group.task.prompt, rubric, group.teacher_refs, group.rollouts,
                                              clients.verifier, cfg, seed=0)]
     elif mode == "per_answer_criterion":
-        cfg = config.model_copy(update={"max_answers_per_call": 1})
+        cfg = config.model_copy(update={"max_answers_per_call": 1, "verifier_mode": "batched"})
         outcomes = await asyncio.gather(*(
             verify_group_async(group.task.prompt, Rubric(criteria=[criterion]), group.teacher_refs, group.rollouts,
                                clients.verifier, cfg, seed=0)

@@ -554,22 +554,32 @@ POST_VERIFY_LEVERS = ("consensus_check", "result_weight_share")
 def derivable_from(name: str, judged: Iterable[str], config: RunConfig | None = None) -> str | None:
     """The first of `judged` that variant `name` can be derived from: the same overrides except post-verification
     levers, which are on in `name` and off in the other. A lever's state is the variant's override or, without
-    one, `config`'s value (the study's config; RunConfig's defaults when None), so with `consensus_check` on by
-    default "base" derives from "no_consensus". None when there is none.
+    one, `config`'s value (the study's config; RunConfig's defaults when None). Under `verifier_mode="auto"` the
+    check also chooses how the Verifier reads a group (soft where it will not decide the result,
+    `verify.verifier_mode_for`), so there it is not a post-verification lever and nothing derives across it. None
+    when there is none.
 
-    >>> off = RunConfig(consensus_check=False)
+    >>> off = RunConfig(consensus_check=False, verifier_mode="batched")
     >>> derivable_from("consensus", ["base"], off), derivable_from("sc3+consensus", ["base", "sc3"], off)
     ('base', 'sc3')
-    >>> derivable_from("base", ["no_consensus"]), derivable_from("consensus+read_first", ["base"], off) is None
-    ('no_consensus', True)
+    >>> derivable_from("base", ["no_consensus"], RunConfig(verifier_mode="batched"))
+    'no_consensus'
+    >>> derivable_from("base", ["no_consensus"]) is None, derivable_from("consensus+read_first", ["base"], off) is None
+    (True, True)
     """
+    from ..verify import needs_written_replies
+
     config = config or RunConfig()
 
     def split(variant: str) -> tuple[bool, dict[str, Any]]:
         overrides = parse_variant(variant)
         # The result share acts only on what the consensus check decided: without the check nothing is on.
         on = bool(overrides.get("consensus_check", config.consensus_check))
-        return on, {k: v for k, v in overrides.items() if k not in POST_VERIFY_LEVERS}
+        rest = {k: v for k, v in overrides.items() if k not in POST_VERIFY_LEVERS}
+        resolved = config.model_copy(update=overrides)
+        if resolved.verifier_mode == "auto" and not needs_written_replies(resolved):
+            rest["consensus_check"] = on  # the check picks the Verifier's reading too: a lever like any other
+        return on, rest
 
     wanted_on, rest = split(name)
     if not wanted_on:

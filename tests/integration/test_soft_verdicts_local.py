@@ -122,7 +122,7 @@ def test_an_answers_second_criterion_reuses_the_servers_prompt_cache(local_serve
     assert second.reused_prompt_tokens > 0.8 * second.prompt_tokens
 
 
-def test_the_default_judges_an_open_ended_group_softly_and_an_arithmetic_one_batched(fast_config):
+def test_the_default_judges_softly_wherever_no_code_check_decides_the_result(fast_config):
     config = RunConfig(**{**fast_config.model_dump(), "verifier_mode": "auto"})
     burn = Task(id="burn", prompt="How should I treat a small kitchen burn?", family="open_ended")
     criteria = Rubric(criteria=[
@@ -140,8 +140,13 @@ def test_the_default_judges_an_open_ended_group_softly_and_an_arithmetic_one_bat
     assert soft.calls >= 3 * 2 and soft.soft_cells > 0 and soft.soft_cells + soft.boolean_cells == 3 * 2
     assert len(soft.student_notes) == 2 and len(soft.teacher_notes) == 1
     assert {note["verdict_kind"] for note in soft.student_notes + soft.teacher_notes} <= {"soft", "mixed"}
+    # Arithmetic whose references agree: the consensus check decides the result, the matrix is read once.
     checked = run_sync(go(TASK, RUBRIC, REFS, ROLLOUTS))
     assert checked.soft_cells == 0 and checked.calls == 1 and checked.student_notes == []  # one matrix
+    # References that agree on no answer: the Verifier decides the ranking, so it is read softly there too.
+    split = run_sync(go(TASK, RUBRIC, [REFS[0], "12 + 5 - 3 = 14\nAnswer: 14"], ROLLOUTS))
+    assert split.soft_cells > 0 and split.calls >= 4 * 2
+    assert {note["verdict_kind"] for note in split.student_notes} <= {"soft", "mixed"}
 
     # The evaluation's reference-rubric grade reads the same probabilities: a score between the boolean ones.
     from ropd_kit.train.evaluate import reference_scores, rubric_score
