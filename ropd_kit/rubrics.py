@@ -31,10 +31,12 @@ FATAL_LLM_KINDS = frozenset({"auth", "connection", "circuit_open"})
 
 
 class RubricError(ValueError):
-    """Model output that is not a usable rubric; `problems` lists every reason (the message joins them)."""
+    """Model output that is not a usable rubric; `problems` lists every reason (the message joins them).
+    `repeats_only`: the reply was usable but for copies of its own criteria, which left too few."""
 
-    def __init__(self, problems: str | Sequence[str]):
+    def __init__(self, problems: str | Sequence[str], *, repeats_only: bool = False):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.repeats_only = repeats_only
         super().__init__("; ".join(self.problems))
 
 
@@ -325,6 +327,7 @@ def parse_rubric_with_repairs(
     parsed = [_criterion(item, k, allow_pitfalls, problems, refuse_absences) for k, item in enumerate(items, start=1)]
 
     repairs: list[str] = []
+    dropped: list[tuple[str, str]] = []
     first_with_text: dict[str, str] = {}
     kept: list[dict | None] = []
     for c in parsed:
@@ -332,13 +335,17 @@ def parse_rubric_with_repairs(
             same = " ".join(c["text"].lower().split())
             if same in first_with_text:
                 repairs.append(f"dropped criterion {c['id']}: it repeats criterion {first_with_text[same]}")
+                dropped.append((c["id"], first_with_text[same]))
                 continue
             first_with_text[same] = c["id"]
         kept.append(c)
 
-    if len(kept) < min_criteria:
+    short = len(kept) < min_criteria
+    repeats_only = short and bool(dropped) and not problems
+    if short:
         repeats = f" ({len(repairs)} repeated ones dropped)" if repairs else ""
         problems.append(f"the rubric has {len(kept)} distinct criteria{repeats}, at least {min_criteria} are required")
+        problems += [f"criterion {cid} repeats criterion {first} word for word" for cid, first in dropped]
     if len(kept) > max_criteria:
         problems.append(f"the rubric has {len(kept)} criteria, at most {max_criteria} are allowed")
     seen: set[str] = set()
@@ -352,7 +359,7 @@ def parse_rubric_with_repairs(
     if valid and len(valid) == len(kept) and not any(c["points"] > 0 for c in valid):
         problems.append("the rubric has no criterion with positive points")
     if problems:
-        raise RubricError(problems)
+        raise RubricError(problems, repeats_only=repeats_only and len(problems) == 1 + len(dropped))
     return Rubric(criteria=valid), repairs
 
 
@@ -586,6 +593,10 @@ async def induce_rubric_async(
             rubric, repairs = validated(result.text)
         except RubricError as exc:
             errors.append(f"attempt {attempt + 1}: {exc}")
+            if exc.repeats_only:
+                # Shown its own copies, a small Rubricator sends them again (0 of 6 corrected on a 1.5B model, where
+                # 5 of 5 fresh samples of the same request were usable): ask again from the start instead.
+                continue
             # Keep the rejected reply in the conversation so the model corrects it instead of starting over.
             messages = messages + [
                 {"role": "assistant", "content": result.text},

@@ -18,6 +18,8 @@ def test_the_demo_is_ropd_against_lopd_one_step_each_with_the_signals_notebook()
     # One step each and no evaluation: pass@1 on a few tasks before and after one step could not show a change.
     assert spec.base["max_steps"] == 1 and spec.base["eval_steps"] is None
     assert spec.expand()[0].params["eval_steps"] is None  # passed on, so the notebook's own default does not apply
+    # One group a step: one failed group must not stop the demo (it is recorded and counted instead).
+    assert spec.base["prompts_per_step"] == 1 and spec.base["max_judge_failure_rate"] == 1.0
     ropd_notebooks = runs["ropd"].notebooks or spec.notebooks
     assert "05_signal_alignment_auc" in ropd_notebooks and {"score", "logprob"} <= set(spec.base["signals"])
     # lopd only trains: no judging notebook, and no llama-server beside its student and white-box teacher.

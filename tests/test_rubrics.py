@@ -362,6 +362,27 @@ def test_induction_feeds_the_error_back_and_keeps_the_bad_reply():
     assert outcome.errors and "points 9" in outcome.errors[0]
 
 
+def test_a_reply_short_only_by_its_own_copies_is_asked_again_from_the_start():
+    # min_criteria=2: one distinct criterion and its copy is a rubric that was usable but for the copy.
+    looped = json.dumps({"criteria": [{"id": "c1", "text": "States the final answer 10", "points": 5},
+                                      {"id": "c2", "text": "States the final  answer 10", "points": 2}]})
+    client = ScriptedClient([looped, GOOD])
+    outcome = asyncio.run(induce_rubric_async(QUESTION, REFS, ROLLOUTS, client, _config()))
+    assert outcome.rubric is not None and outcome.attempts == 2
+    # The second request is the first one again (not the copy with a complaint), as a new sample.
+    assert client.calls[1]["messages"] == client.calls[0]["messages"] and client.calls[1]["sample_index"] == 1
+    assert "criterion c2 repeats criterion c1 word for word" in outcome.errors[0]
+    # Copies beside another problem are sent back with it, like any other rejection.
+    mixed = json.dumps({"criteria": [{"id": "c1", "text": "States the final answer 10", "points": 9},
+                                     {"id": "c2", "text": "States the final answer 10", "points": 2}]})
+    with pytest.raises(RubricError) as caught:
+        parse_rubric(mixed, min_criteria=2)
+    assert not caught.value.repeats_only
+    client = ScriptedClient([mixed, GOOD])
+    asyncio.run(induce_rubric_async(QUESTION, REFS, ROLLOUTS, client, _config()))
+    assert client.calls[1]["messages"][-2] == {"role": "assistant", "content": mixed}
+
+
 def test_induction_gives_up_with_a_recorded_error():
     client = ScriptedClient(["no json here", "[1, 2]", "{}"])
     outcome = asyncio.run(induce_rubric_async(QUESTION, REFS, ROLLOUTS, client, _config(rubric_attempts=3)))
