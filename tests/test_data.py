@@ -222,9 +222,11 @@ def test_fresh_test_splits_share_nothing_with_the_other_arithmetic_files(tmp_pat
     gsm8k_like = {task_fingerprint(json.loads(line)["question"]) for s in ("train", "test")
                   for line in (data / "shapes" / f"gsm8k_like_{s}.jsonl").read_text(encoding="utf-8").splitlines()}
     excludes = [arg for path in earlier for arg in ("--exclude", str(path))]
+    fresh = ["--exclude", str(data / "arith_easy_fresh_test.jsonl")]
     for name, steps, max_number, seed, extra in (("arith_easy_fresh_test", 1, 50, 11, []),
-                                                 ("arith_fresh_test", 2, 99, 12,
-                                                  ["--exclude", str(data / "arith_easy_fresh_test.jsonl")])):
+                                                 ("arith_fresh_test", 2, 99, 12, fresh),
+                                                 ("arith_fresh2_test", 2, 99, 13,
+                                                  [*fresh, "--exclude", str(data / "arith_fresh_test.jsonl")])):
         shipped = load_tasks(data / f"{name}.jsonl", require_answers=True)
         assert len(shipped) == 100
         assert not {t.id for t in shipped} & (earlier_ids | gsm8k_like)
@@ -234,7 +236,8 @@ def test_fresh_test_splits_share_nothing_with_the_other_arithmetic_files(tmp_pat
                          *excludes, *extra, "--out", str(out)])
         assert out.read_bytes() == (data / f"{name}.jsonl").read_bytes()
     easy = {t.id for t in load_tasks(data / "arith_easy_fresh_test.jsonl")}
-    assert not easy & {t.id for t in load_tasks(data / "arith_fresh_test.jsonl")}
+    first, second = ({t.id for t in load_tasks(data / f"{n}.jsonl")} for n in ("arith_fresh_test", "arith_fresh2_test"))
+    assert not easy & first and not (easy | first) & second
 
 
 # --- answer extraction --------------------------------------------------------------------------------------------
