@@ -497,13 +497,15 @@ def test_cli_end_to_end_on_smollm2(tmp_path, server_threads):
     assert "pooled AUC" in first.stdout
     rollouts = rundir.read_jsonl(out / "bank" / rundir.ROLLOUTS)
 
-    # A second variant re-judges the same bank: teacher refs and rollouts come back from the caches unchanged.
-    # "no_consensus" is judged (the Verifier's replies replayed from the cache); "base", which adds the default
-    # consensus check to it, is derived from it without a call.
-    cli("--variants", "base,no_consensus", "--signals", "none")
+    # Other variants re-judge the same bank: teacher refs and rollouts come back from the caches unchanged. With one
+    # reading (batched), "no_consensus+batched" is judged and "batched", which adds the default consensus check to
+    # it, is derived from it without a call (under "auto" the check also picks the reading, so nothing derives).
+    cli("--variants", "batched,no_consensus+batched", "--signals", "none")
     assert rundir.read_jsonl(out / "bank" / rundir.ROLLOUTS) == rollouts
     again = json.loads((out / fs.FIDELITY_JSON).read_text())
-    assert list(again["signals"]) == ["rubric:base", "rubric:no_consensus"]
-    assert again["variants"]["no_consensus"]["overrides"] == {"consensus_check": False, "result_weight_share": 0.0}
-    assert "logprob_s" not in again["timings"] and "judge:no_consensus_s" in again["timings"]  # this run's stages
-    assert json.loads((out / "variants" / "base" / fs.USAGE_FILE).read_text())["derived_from"] == "no_consensus"
+    assert list(again["signals"]) == ["rubric:batched", "rubric:no_consensus+batched"]
+    assert again["variants"]["no_consensus+batched"]["overrides"] == {
+        "consensus_check": False, "result_weight_share": 0.0, "verifier_mode": "batched"}
+    assert "logprob_s" not in again["timings"] and "judge:no_consensus+batched_s" in again["timings"]
+    usage = json.loads((out / "variants" / "batched" / fs.USAGE_FILE).read_text())
+    assert usage["derived_from"] == "no_consensus+batched"
