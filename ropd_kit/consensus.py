@@ -241,10 +241,10 @@ def consensus_check(
     (criterion indices).
     """
     outcome = ConsensusOutcome(n_refs=len(teacher_refs))
-    kind, value, reason = check_target(teacher_refs, family=family, choices=choices, strip_think=strip_think)
+    visible = [strip_thinking(t or "") if strip_think else (t or "") for t in teacher_refs]
+    kind, value, reason = check_target(visible, family=family, choices=choices, strip_think=False)
     if value is None:
         return rubric, verdicts, outcome.model_copy(update={"kind": kind, "reason": reason})
-    visible = [strip_thinking(t or "") if strip_think else (t or "") for t in teacher_refs]
 
     # A pitfall ("Gives 46 as the final answer") or a format rule ("Ends with a line 'Answer: <number>'") speaks of
     # the answer without being the check of its result.

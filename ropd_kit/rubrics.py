@@ -341,7 +341,6 @@ def parse_rubric_with_repairs(
         kept.append(c)
 
     short = len(kept) < min_criteria
-    repeats_only = short and bool(dropped) and not problems
     if short:
         repeats = f" ({len(repairs)} repeated ones dropped)" if repairs else ""
         problems.append(f"the rubric has {len(kept)} distinct criteria{repeats}, at least {min_criteria} are required")
@@ -359,7 +358,8 @@ def parse_rubric_with_repairs(
     if valid and len(valid) == len(kept) and not any(c["points"] > 0 for c in valid):
         problems.append("the rubric has no criterion with positive points")
     if problems:
-        raise RubricError(problems, repeats_only=repeats_only and len(problems) == 1 + len(dropped))
+        # Copies alone: the shortfall and one line per copy are every problem found.
+        raise RubricError(problems, repeats_only=short and bool(dropped) and len(problems) == 1 + len(dropped))
     return Rubric(criteria=valid), repairs
 
 

@@ -310,17 +310,18 @@ async def _verify_mode(group: Group, rubric: Any, mode: str, config: RunConfig, 
     from ..verify import verify_group_async
 
     n_answers = len(group.teacher_refs) + len(group.rollouts)
+    batched = config.model_copy(update={"verifier_mode": "batched"})  # the matrix modes, whatever "auto" would read
     started = time.perf_counter()
     if mode == "per_group":
-        cfg = config.model_copy(update={"max_answers_per_call": max(n_answers, 1), "verifier_mode": "batched"})
+        cfg = batched.model_copy(update={"max_answers_per_call": max(n_answers, 1)})
         outcomes = [await verify_group_async(group.task.prompt, rubric, group.teacher_refs, group.rollouts,
                                              clients.verifier, cfg, seed=0)]
     elif mode == "per_answer":
-        cfg = config.model_copy(update={"max_answers_per_call": 1, "verifier_mode": "batched"})
+        cfg = batched.model_copy(update={"max_answers_per_call": 1})
         outcomes = [await verify_group_async(group.task.prompt, rubric, group.teacher_refs, group.rollouts,
                                              clients.verifier, cfg, seed=0)]
     elif mode == "per_answer_criterion":
-        cfg = config.model_copy(update={"max_answers_per_call": 1, "verifier_mode": "batched"})
+        cfg = batched.model_copy(update={"max_answers_per_call": 1})
         outcomes = await asyncio.gather(*(
             verify_group_async(group.task.prompt, Rubric(criteria=[criterion]), group.teacher_refs, group.rollouts,
                                clients.verifier, cfg, seed=0)
